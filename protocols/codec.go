@@ -1,0 +1,200 @@
+package protocols
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// ProtocolVersion is the version string exchanged in Connect and Connected.
+const ProtocolVersion = "switchyard.v1"
+
+// DefaultMaxFrameSize is the default limit on one frame, prefix excluded.
+const DefaultMaxFrameSize = 64 << 10
+
+// maxPrefixLen is the longest varint prefix we accept: 4 bytes carry up to
+// 2^28-1, far above any sane frame limit.
+const maxPrefixLen = 4
+
+// AppendFrame appends f to dst as a length-prefixed frame.
+func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
+	size := proto.Size(f)
+	dst = protowire.AppendVarint(dst, uint64(size))
+	return proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(dst, f)
+}
+
+// EncodeFrame returns f as a length-prefixed frame in a new slice.
+func EncodeFrame(f *Frame) ([]byte, error) {
+	size := proto.Size(f)
+	dst := make([]byte, 0, protowire.SizeVarint(uint64(size))+size)
+	return proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(protowire.AppendVarint(dst, uint64(size)), f)
+}
+
+// MustEncode is EncodeFrame for frames built by the server itself, which
+// always encode.
+func MustEncode(f *Frame) []byte {
+	b, err := EncodeFrame(f)
+	if err != nil {
+		panic(fmt.Sprintf("protocols: encode %T: %v", f.Kind, err))
+	}
+	return b
+}
+
+// Field numbers used by the hand-written encoder of Message frames, which
+// must stay in step with proto/switchyard.proto (TestEncodeMessageMatchesProto
+// checks it).
+const (
+	fieldFrameMessage   = 10
+	fieldMessageChannel = 1
+	fieldMessageEpoch   = 2
+	fieldMessageOffset  = 3
+	fieldMessageData    = 4
+)
+
+// EncodeMessage builds a length-prefixed Message frame in one allocation.
+// It is the publish hot path: the hub encodes each publication once and
+// hands the same bytes to every subscriber.
+func EncodeMessage(channel, epoch string, offset uint64, data []byte) []byte {
+	inner := 0
+	if channel != "" {
+		inner += 1 + protowire.SizeBytes(len(channel))
+	}
+	if epoch != "" {
+		inner += 1 + protowire.SizeBytes(len(epoch))
+	}
+	if offset != 0 {
+		inner += 1 + protowire.SizeVarint(offset)
+	}
+	if len(data) != 0 {
+		inner += 1 + protowire.SizeBytes(len(data))
+	}
+	outer := 1 + protowire.SizeBytes(inner)
+	b := make([]byte, 0, protowire.SizeVarint(uint64(outer))+outer)
+	b = protowire.AppendVarint(b, uint64(outer))
+	b = protowire.AppendTag(b, fieldFrameMessage, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(inner))
+	if channel != "" {
+		b = protowire.AppendTag(b, fieldMessageChannel, protowire.BytesType)
+		b = protowire.AppendString(b, channel)
+	}
+	if epoch != "" {
+		b = protowire.AppendTag(b, fieldMessageEpoch, protowire.BytesType)
+		b = protowire.AppendString(b, epoch)
+	}
+	if offset != 0 {
+		b = protowire.AppendTag(b, fieldMessageOffset, protowire.VarintType)
+		b = protowire.AppendVarint(b, offset)
+	}
+	if len(data) != 0 {
+		b = protowire.AppendTag(b, fieldMessageData, protowire.BytesType)
+		b = protowire.AppendBytes(b, data)
+	}
+	return b
+}
+
+// DecodeFrame parses one frame body (without its length prefix). A frame
+// with no kind set is malformed.
+func DecodeFrame(body []byte) (*Frame, error) {
+	f := new(Frame)
+	if err := proto.Unmarshal(body, f); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if f.Kind == nil {
+		return nil, fmt.Errorf("%w: frame has no kind", ErrMalformed)
+	}
+	return f, nil
+}
+
+// NextFrame cuts the first length-prefixed frame off b, which must hold it
+// whole, and returns its body and the bytes after it.
+func NextFrame(b []byte, maxSize int) (body, rest []byte, err error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || k > maxPrefixLen {
+		return nil, nil, fmt.Errorf("%w: bad length prefix", ErrMalformed)
+	}
+	if n > uint64(maxSize) {
+		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxSize)
+	}
+	b = b[k:]
+	if uint64(len(b)) < n {
+		return nil, nil, fmt.Errorf("%w: frame cut short: %d of %d bytes", ErrMalformed, len(b), n)
+	}
+	return b[:n], b[n:], nil
+}
+
+// SplitFrames calls fn for each length-prefixed frame body in b, which must
+// hold whole frames only (one WebSocket message). The body passed to fn
+// aliases b.
+func SplitFrames(b []byte, maxSize int, fn func(body []byte) error) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%w: empty message", ErrMalformed)
+	}
+	for len(b) > 0 {
+		body, rest, err := NextFrame(b, maxSize)
+		if err != nil {
+			return err
+		}
+		if err := fn(body); err != nil {
+			return err
+		}
+		b = rest
+	}
+	return nil
+}
+
+// MaxMessageSize is the largest WebSocket message (or batch) that carries
+// frames of at most maxFrameSize bytes: one frame and its prefix.
+func MaxMessageSize(maxFrameSize int) int { return maxFrameSize + maxPrefixLen }
+
+// FrameReader reads length-prefixed frames from a byte stream (the
+// WebTransport control stream), whatever the read boundaries.
+type FrameReader struct {
+	r   *bufio.Reader
+	max int
+	buf []byte
+}
+
+// NewFrameReader reads frames of at most maxSize bytes from r.
+func NewFrameReader(r io.Reader, maxSize int) *FrameReader {
+	return &FrameReader{r: bufio.NewReaderSize(r, 16<<10), max: maxSize}
+}
+
+// Next returns the next frame body. It is valid until the following call.
+// At a clean end of stream between frames it returns io.EOF.
+func (fr *FrameReader) Next() ([]byte, error) {
+	var n uint64
+	for i := 0; ; i++ {
+		c, err := fr.r.ReadByte()
+		if err != nil {
+			if i > 0 && err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if i == maxPrefixLen {
+			return nil, fmt.Errorf("%w: bad length prefix", ErrMalformed)
+		}
+		n |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			break
+		}
+	}
+	if n > uint64(fr.max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
+	}
+	if uint64(cap(fr.buf)) < n {
+		fr.buf = make([]byte, n)
+	}
+	body := fr.buf[:n]
+	if _, err := io.ReadFull(fr.r, body); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return body, nil
+}

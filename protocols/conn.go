@@ -1,0 +1,427 @@
+package protocols
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Wire is the transport under a session; each adapter implements it. The
+// session calls ReadFrame from its read loop only, WriteFrames and CloseWrite
+// from its writer only, and Abort from either.
+type Wire interface {
+	// ReadFrame returns the next frame body (no length prefix), valid until
+	// the next call. Errors wrapping ErrFrameTooLarge or ErrMalformed close
+	// the session with CodeFrameTooLarge or CodeBadFrame; a *CloseError
+	// with Remote set reports that the peer closed the session.
+	ReadFrame() ([]byte, error)
+	// WriteFrames writes length-prefixed frames as one batch, giving up at
+	// deadline.
+	WriteFrames(frames [][]byte, deadline time.Time) error
+	// CloseWrite tells the peer that the session ends with code and reason.
+	CloseWrite(code CloseCode, reason string, deadline time.Time) error
+	// Abort releases the transport at once; a blocked ReadFrame returns.
+	// It may be called more than once.
+	Abort()
+}
+
+// SessionConfig tunes sessions. The zero value is usable.
+type SessionConfig struct {
+	// MaxFrameSize is the largest frame accepted from a client, length
+	// prefix excluded. Zero: DefaultMaxFrameSize (64 KiB).
+	MaxFrameSize int
+	// SendQueueFrames and SendQueueBytes bound the send queue; the first
+	// one hit closes the session as a slow consumer. Zero: 1024 frames,
+	// 4 MiB.
+	SendQueueFrames int
+	SendQueueBytes  int
+	// BatchBytes caps how much one write carries (at least one frame is
+	// always written). Zero: 256 KiB.
+	BatchBytes int
+	// PingInterval is how often the server pings; PongTimeout how long it
+	// then waits for any frame from the client before closing with
+	// CodeHeartbeatTimeout. A dead peer is closed at most PingInterval +
+	// PongTimeout after it went silent. Zero: 25 s and 10 s; a negative
+	// PingInterval disables heartbeats.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// WriteTimeout bounds one batched write. Zero: 10 s.
+	WriteTimeout time.Duration
+	// CloseGrace is how long a closing session waits for the peer to
+	// acknowledge the close before dropping the transport. Zero: 1 s.
+	CloseGrace time.Duration
+	// Logger receives per-session debug logs. Zero: discard.
+	Logger *slog.Logger
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c SessionConfig) WithDefaults() SessionConfig {
+	if c.MaxFrameSize <= 0 {
+		c.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if c.SendQueueFrames <= 0 {
+		c.SendQueueFrames = 1024
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 4 << 20
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 256 << 10
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+var (
+	pingFrame = MustEncode(&Frame{Kind: &Frame_Ping{Ping: &Ping{}}})
+	pongFrame = MustEncode(&Frame{Kind: &Frame_Pong{Pong: &Pong{}}})
+)
+
+// NewID returns a random session id.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// conn is the Session every adapter hands out: a bounded send queue, one
+// writer that drains it in batches, heartbeats, and the close sequence.
+type conn struct {
+	// immutable after newConn
+	id       string
+	protocol string
+	wire     Wire
+	cfg      SessionConfig
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wake     chan struct{} // cap 1: the writer has work
+	closing  chan struct{} // closed by the first Close
+	readDone chan struct{} // closed when the read loop has ended
+	done     chan struct{} // closed when the writer returns
+
+	closeOnce sync.Once
+	closeErr  atomic.Pointer[CloseError] // set by the first Close
+	lastSeen  atomic.Int64               // unix nanos of the last frame read
+
+	mu     sync.Mutex // guards the fields below
+	q      ring
+	closed bool // no more Sends
+}
+
+var _ Session = (*conn)(nil)
+
+// Serve runs one session over w until it ends; adapters call it from the
+// goroutine that completed the handshake. It asks acc to admit the session,
+// then reads frames and hands them to the Handler. It returns how the
+// session ended.
+func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionConfig) *CloseError {
+	cfg = cfg.WithDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		id:       NewID(),
+		protocol: protocol,
+		wire:     w,
+		cfg:      cfg,
+		ctx:      ctx,
+		cancel:   cancel,
+		wake:     make(chan struct{}, 1),
+		closing:  make(chan struct{}),
+		readDone: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	go c.writeLoop()
+
+	h, err := acc.Accept(c, r)
+	if err != nil {
+		ce := asCloseError(err)
+		c.Close(ce.Code, ce.Reason)
+		h = nil
+	}
+	end := c.readLoop(h)
+	if h != nil {
+		h.Closed(end)
+	}
+	return end
+}
+
+func asCloseError(err error) *CloseError {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return &CloseError{Code: CodeInternalError, Reason: "internal error"}
+}
+
+func (c *conn) ID() string               { return c.id }
+func (c *conn) Protocol() string         { return c.protocol }
+func (c *conn) Context() context.Context { return c.ctx }
+
+func (c *conn) Send(frame []byte) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.q.n >= c.cfg.SendQueueFrames || c.q.bytes+len(frame) > c.cfg.SendQueueBytes {
+		n, bytes := c.q.n, c.q.bytes
+		c.mu.Unlock()
+		c.Close(CodeSlowConsumer, fmt.Sprintf("send queue full (%d frames, %d bytes)", n, bytes))
+		return ErrQueueFull
+	}
+	c.q.push(frame)
+	c.mu.Unlock()
+	c.signal()
+	return nil
+}
+
+// sendControl queues a frame of the session's own (ping, pong) past the
+// queue limits, which only count deliveries.
+func (c *conn) sendControl(frame []byte) {
+	c.mu.Lock()
+	if !c.closed {
+		c.q.push(frame)
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) Close(code CloseCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeErr.Store(&CloseError{Code: code, Reason: TrimReason(reason)})
+		close(c.closing)
+	})
+}
+
+// take moves up to BatchBytes of queued frames into batch.
+func (c *conn) take(batch [][]byte) [][]byte {
+	c.mu.Lock()
+	size := 0
+	for c.q.n > 0 {
+		f := c.q.peek()
+		if len(batch) > 0 && size+len(f) > c.cfg.BatchBytes {
+			break
+		}
+		c.q.pop()
+		size += len(f)
+		batch = append(batch, f)
+	}
+	c.mu.Unlock()
+	return batch
+}
+
+// writeLoop owns every write to the wire: it drains the queue without
+// blocking, writes the batch at once, then waits for more.
+func (c *conn) writeLoop() {
+	defer close(c.done)
+	var pingC <-chan time.Time
+	if c.cfg.PingInterval > 0 {
+		t := time.NewTicker(c.cfg.PingInterval)
+		defer t.Stop()
+		pingC = t.C
+	}
+	pong := time.NewTimer(time.Hour)
+	pong.Stop()
+	defer pong.Stop()
+	var pingSent int64
+
+	batch := make([][]byte, 0, 64)
+	for {
+		select {
+		case <-c.readDone:
+			if c.closeErr.Load() != nil {
+				c.finish(batch)
+			}
+			return
+		case <-c.closing:
+			c.finish(batch)
+			return
+		case <-pingC:
+			pingSent = time.Now().UnixNano()
+			c.sendControl(pingFrame)
+			pong.Reset(c.cfg.PongTimeout)
+			continue
+		case <-pong.C:
+			if c.lastSeen.Load() < pingSent {
+				c.Close(CodeHeartbeatTimeout, fmt.Sprintf("no pong within %v", c.cfg.PongTimeout))
+			}
+			continue
+		case <-c.wake:
+		}
+		if err := c.flush(batch); err != nil {
+			c.cfg.Logger.Debug("session write failed", "session", c.id, "err", err)
+			c.wire.Abort()
+			return
+		}
+	}
+}
+
+// flush writes everything queued, in batches.
+func (c *conn) flush(batch [][]byte) error {
+	for {
+		batch = c.take(batch[:0])
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.wire.WriteFrames(batch, time.Now().Add(c.cfg.WriteTimeout))
+		clear(batch)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// finish runs the close sequence: deliver what is queued (unless the queue
+// is the problem), say Disconnect, close the transport with the code, and
+// give the peer CloseGrace to acknowledge before dropping it.
+func (c *conn) finish(batch [][]byte) {
+	ce := c.closeErr.Load()
+	c.mu.Lock()
+	c.closed = true
+	if ce.Code == CodeSlowConsumer {
+		c.q = ring{}
+	}
+	c.q.push(MustEncode(&Frame{Kind: &Frame_Disconnect{Disconnect: &Disconnect{
+		Code: uint32(ce.Code), Reason: ce.Reason, Reconnect: ce.Code.Reconnect(),
+	}}}))
+	c.mu.Unlock()
+
+	deadline := time.Now().Add(c.cfg.WriteTimeout)
+	if err := c.flush(batch); err == nil {
+		err = c.wire.CloseWrite(ce.Code, ce.Reason, deadline)
+		if err != nil {
+			c.cfg.Logger.Debug("session close write failed", "session", c.id, "err", err)
+		}
+	}
+	grace := time.NewTimer(c.cfg.CloseGrace)
+	defer grace.Stop()
+	select {
+	case <-c.readDone:
+	case <-grace.C:
+	}
+	c.wire.Abort()
+}
+
+// readLoop reads frames until the transport ends. Once the session is
+// closing it only drains, waiting for the peer's close.
+func (c *conn) readLoop(h Handler) *CloseError {
+	var remote *CloseError
+read:
+	for {
+		body, err := c.wire.ReadFrame()
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrFrameTooLarge):
+				c.Close(CodeFrameTooLarge, err.Error())
+			case errors.Is(err, ErrMalformed):
+				c.Close(CodeBadFrame, err.Error())
+			default:
+				if ce := (*CloseError)(nil); errors.As(err, &ce) {
+					remote = ce
+				}
+			}
+			break read
+		}
+		c.lastSeen.Store(time.Now().UnixNano())
+		if c.closeErr.Load() != nil {
+			continue // closing: drain until the peer answers or grace ends
+		}
+		f, err := DecodeFrame(body)
+		if err != nil {
+			c.Close(CodeBadFrame, err.Error())
+			continue
+		}
+		switch f.Kind.(type) {
+		case *Frame_Ping:
+			c.sendControl(pongFrame)
+		case *Frame_Pong:
+		default:
+			if h == nil {
+				continue
+			}
+			if err := h.HandleFrame(f); err != nil {
+				ce := asCloseError(err)
+				if ce.Code == CodeInternalError {
+					c.cfg.Logger.Warn("session handler failed", "session", c.id, "err", err)
+				}
+				c.Close(ce.Code, ce.Reason)
+			}
+		}
+	}
+	// The reader is done: stop the writer (it may still be finishing a
+	// close), then release the transport.
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	close(c.readDone)
+	<-c.done
+	c.cancel()
+	c.wire.Abort()
+
+	if ce := c.closeErr.Load(); ce != nil {
+		return ce
+	}
+	if remote != nil {
+		return remote
+	}
+	return &CloseError{Code: 1006, Reason: "connection lost", Remote: true}
+}
+
+// ring is a growable FIFO of frames.
+type ring struct {
+	buf   [][]byte
+	head  int
+	n     int
+	bytes int
+}
+
+func (r *ring) push(f []byte) {
+	if r.n == len(r.buf) {
+		nb := make([][]byte, max(16, 2*len(r.buf)))
+		for i := 0; i < r.n; i++ {
+			nb[i] = r.buf[(r.head+i)%len(r.buf)]
+		}
+		r.buf, r.head = nb, 0
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = f
+	r.n++
+	r.bytes += len(f)
+}
+
+func (r *ring) peek() []byte { return r.buf[r.head] }
+
+func (r *ring) pop() {
+	f := r.buf[r.head]
+	r.buf[r.head] = nil
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	r.bytes -= len(f)
+}

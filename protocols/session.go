@@ -1,0 +1,54 @@
+package protocols
+
+import (
+	"context"
+	"net/http"
+)
+
+// Protocol names, as reported by Session.Protocol.
+const (
+	WebSocket    = "websocket"
+	WebTransport = "webtransport"
+)
+
+// Session is one client connection, whatever its transport. The adapter owns
+// the read loop and calls the Handler; the rest of the node only writes.
+type Session interface {
+	// ID is unique on this node.
+	ID() string
+	// Protocol is WebSocket or WebTransport.
+	Protocol() string
+	// Context is cancelled when the session has ended.
+	Context() context.Context
+	// Send queues one or more length-prefixed frames (from EncodeFrame or
+	// EncodeMessage) and returns at once. The bytes are shared, never
+	// modified or retained past delivery. When the queue overflows the
+	// session is closed with CodeSlowConsumer and Send returns ErrQueueFull;
+	// after close it returns ErrClosed.
+	Send(frame []byte) error
+	// Close sends a Disconnect frame with code and reason, closes the
+	// transport with the same code and reason, and returns at once. Only the
+	// first call has an effect.
+	Close(code CloseCode, reason string)
+}
+
+// Handler receives the frames of one session, on the session's read loop:
+// calls for one session never overlap. Ping and Pong frames are answered by
+// the session itself and never reach the Handler.
+type Handler interface {
+	// HandleFrame processes one frame. Returning a *CloseError closes the
+	// session with that code; any other error closes it with
+	// CodeInternalError.
+	HandleFrame(f *Frame) error
+	// Closed is called once, after the session has ended and its writer has
+	// stopped.
+	Closed(err *CloseError)
+}
+
+// Acceptor admits new sessions. The edge implements it.
+type Acceptor interface {
+	// Accept is called after the transport handshake, before any frame is
+	// read. Returning a *CloseError closes the session with that code and no
+	// frame is read.
+	Accept(s Session, r *http.Request) (Handler, error)
+}

@@ -1,0 +1,166 @@
+// Package websocket turns gorilla/websocket connections into Switchyard
+// sessions. Each binary message carries one or more whole length-prefixed
+// frames; the writer packs a batch of frames into one message.
+package websocket
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// Config tunes the WebSocket listener. The zero value is usable.
+type Config struct {
+	// Session tunes every session.
+	Session protocols.SessionConfig
+	// HandshakeTimeout bounds the HTTP upgrade. Zero: 10 s.
+	HandshakeTimeout time.Duration
+}
+
+// Server upgrades HTTP requests to WebSocket sessions and hands them to an
+// Acceptor. Origin checks belong to the Acceptor, which closes a session
+// from a foreign origin with CodeOriginNotAllowed before reading a frame,
+// so that browsers learn why.
+type Server struct {
+	acc      protocols.Acceptor
+	session  protocols.SessionConfig
+	upgrader websocket.Upgrader
+}
+
+// NewServer returns an http.Handler for the /ws endpoint.
+func NewServer(acc protocols.Acceptor, cfg Config) *Server {
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	return &Server{
+		acc:     acc,
+		session: cfg.Session.WithDefaults(),
+		upgrader: websocket.Upgrader{
+			HandshakeTimeout: cfg.HandshakeTimeout,
+			ReadBufferSize:   4 << 10,
+			WriteBufferSize:  32 << 10,
+			WriteBufferPool:  &sync.Pool{},
+			CheckOrigin:      func(*http.Request) bool { return true },
+			Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+				protocols.WriteHTTPError(w, status, "bad_handshake", reason.Error())
+			},
+		},
+	}
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered with a JSON error
+	}
+	protocols.Serve(newWire(c, s.session.MaxFrameSize), protocols.WebSocket, r, s.acc, s.session)
+}
+
+type wire struct {
+	c   *websocket.Conn
+	max int
+
+	// owned by the read loop
+	msg  []byte // the current message
+	rest []byte // frames of msg not yet returned
+
+	abortOnce sync.Once
+}
+
+func newWire(c *websocket.Conn, maxFrame int) *wire {
+	return &wire{c: c, max: maxFrame}
+}
+
+// ReadFrame returns the next frame of the current message, reading the next
+// binary message when the current one is used up.
+func (w *wire) ReadFrame() ([]byte, error) {
+	if len(w.rest) == 0 {
+		if err := w.readMessage(); err != nil {
+			return nil, err
+		}
+	}
+	body, rest, err := protocols.NextFrame(w.rest, w.max)
+	if err != nil {
+		return nil, err
+	}
+	w.rest = rest
+	return body, nil
+}
+
+func (w *wire) readMessage() error {
+	typ, r, err := w.c.NextReader()
+	if err != nil {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return &protocols.CloseError{Code: protocols.CloseCode(ce.Code), Reason: ce.Text, Remote: true}
+		}
+		return err
+	}
+	if typ != websocket.BinaryMessage {
+		return fmt.Errorf("%w: text messages are not part of switchyard.v1; send binary frames", protocols.ErrMalformed)
+	}
+	limit := protocols.MaxMessageSize(w.max)
+	buf := w.msg[:0]
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return fmt.Errorf("%w: message over %d bytes", protocols.ErrFrameTooLarge, limit)
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit+1)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return fmt.Errorf("%w: message over %d bytes", protocols.ErrFrameTooLarge, limit)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(buf) == 0 {
+		return fmt.Errorf("%w: empty message", protocols.ErrMalformed)
+	}
+	// Keep small buffers for the next message; let a rare big one go.
+	if cap(buf) <= 64<<10 {
+		w.msg = buf
+	} else {
+		w.msg = nil
+	}
+	w.rest = buf
+	return nil
+}
+
+// WriteFrames packs the batch into one binary message.
+func (w *wire) WriteFrames(frames [][]byte, deadline time.Time) error {
+	if err := w.c.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	mw, err := w.c.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if _, err := mw.Write(f); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
+
+func (w *wire) CloseWrite(code protocols.CloseCode, reason string, deadline time.Time) error {
+	return w.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(int(code), reason), deadline)
+}
+
+func (w *wire) Abort() {
+	w.abortOnce.Do(func() { _ = w.c.Close() })
+}

@@ -1,0 +1,178 @@
+// Package webtransport turns webtransport-go sessions into Switchyard
+// sessions. The client opens one bidirectional stream, the control stream,
+// and both sides write length-prefixed frames on it.
+package webtransport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// Config tunes the WebTransport listener.
+type Config struct {
+	// TLSConfig serves the QUIC handshakes; required. It is cloned and
+	// given the h3 ALPN.
+	TLSConfig *tls.Config
+	// Session tunes every session.
+	Session protocols.SessionConfig
+	// HandshakeTimeout bounds the wait for the control stream after the
+	// CONNECT request. Zero: 10 s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a QUIC connection that hears nothing. Zero: 60 s.
+	IdleTimeout time.Duration
+}
+
+// Server serves HTTP/3 on a UDP socket and upgrades CONNECT requests on the
+// path it is mounted at to sessions. Origin checks belong to the Acceptor
+// (see package websocket).
+type Server struct {
+	acc     protocols.Acceptor
+	session protocols.SessionConfig
+	timeout time.Duration
+	wt      *webtransport.Server
+}
+
+// NewServer prepares a server; call Serve to start it.
+func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
+	if cfg.TLSConfig == nil {
+		return nil, errors.New("webtransport: Config.TLSConfig is required")
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	h3 := &http3.Server{
+		TLSConfig: http3.ConfigureTLSConfig(cfg.TLSConfig.Clone()),
+		QUICConfig: &quic.Config{
+			EnableDatagrams:                  true,
+			EnableStreamResetPartialDelivery: true,
+			MaxIdleTimeout:                   cfg.IdleTimeout,
+			KeepAlivePeriod:                  cfg.IdleTimeout / 3,
+		},
+	}
+	return &Server{
+		acc:     acc,
+		session: cfg.Session.WithDefaults(),
+		timeout: cfg.HandshakeTimeout,
+		wt: &webtransport.Server{
+			H3:          h3,
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}, nil
+}
+
+// Serve answers HTTP/3 requests on pc with h, which should route the
+// WebTransport path to s. It returns when pc fails or Close is called.
+func (s *Server) Serve(pc net.PacketConn, h http.Handler) error {
+	s.wt.H3.Handler = h
+	err := s.wt.Serve(pc)
+	if errors.Is(err, quic.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the listener and every QUIC connection; close the sessions
+// first so that their close codes get out.
+func (s *Server) Close() error { return s.wt.Close() }
+
+// ServeHTTP upgrades a CONNECT request and serves the session until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.wt.Upgrade(w, r)
+	if err != nil {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_handshake", err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(sess.Context(), s.timeout)
+	str, err := sess.AcceptStream(ctx)
+	cancel()
+	if err != nil {
+		_ = sess.CloseWithError(webtransport.SessionErrorCode(protocols.CodeHandshakeTimeout), "no control stream")
+		return
+	}
+	protocols.Serve(newWire(sess, str, s.session.MaxFrameSize), protocols.WebTransport, r, s.acc, s.session)
+}
+
+type wire struct {
+	sess *webtransport.Session
+	str  *webtransport.Stream
+	fr   *protocols.FrameReader
+
+	buf []byte // owned by the writer: one batch
+
+	mu     sync.Mutex // guards code and reason
+	code   protocols.CloseCode
+	reason string
+	closed bool
+
+	abortOnce sync.Once
+}
+
+func newWire(sess *webtransport.Session, str *webtransport.Stream, maxFrame int) *wire {
+	return &wire{sess: sess, str: str, fr: protocols.NewFrameReader(str, maxFrame)}
+}
+
+func (w *wire) ReadFrame() ([]byte, error) {
+	b, err := w.fr.Next()
+	if err != nil {
+		var se *webtransport.SessionError
+		if errors.As(err, &se) && se.Remote {
+			return nil, &protocols.CloseError{Code: protocols.CloseCode(se.ErrorCode), Reason: se.Message, Remote: true}
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// WriteFrames copies the batch into one buffer and writes it at once.
+func (w *wire) WriteFrames(frames [][]byte, deadline time.Time) error {
+	buf := w.buf[:0]
+	for _, f := range frames {
+		buf = append(buf, f...)
+	}
+	if cap(buf) <= 256<<10 {
+		w.buf = buf
+	}
+	if err := w.str.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	_, err := w.str.Write(buf)
+	return err
+}
+
+// CloseWrite ends the control stream after the frames already written
+// (the last of them is Disconnect) and remembers the code for Abort. A
+// client that reads Disconnect closes the session with the same code; one
+// that does not is closed by Abort after the grace period.
+func (w *wire) CloseWrite(code protocols.CloseCode, reason string, _ time.Time) error {
+	w.mu.Lock()
+	w.code, w.reason, w.closed = code, reason, true
+	w.mu.Unlock()
+	return w.str.Close()
+}
+
+// Abort closes the session, with the code given to CloseWrite if any.
+func (w *wire) Abort() {
+	w.abortOnce.Do(func() {
+		w.mu.Lock()
+		code, reason, closed := w.code, w.reason, w.closed
+		w.mu.Unlock()
+		if !closed {
+			code, reason = protocols.CodeGoingAway, ""
+		}
+		_ = w.sess.CloseWithError(webtransport.SessionErrorCode(code), reason)
+	})
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerates protocols/switchyard.pb.go from protocols/proto/switchyard.proto.
+# Needs protoc (Debian: apt-get install -y protobuf-compiler); installs the
+# pinned protoc-gen-go into the Go bin directory when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v protoc >/dev/null; then
+  echo "protoc missing: apt-get install -y protobuf-compiler" >&2
+  exit 1
+fi
+gobin=$(go env GOPATH)/bin
+ver=$(go list -m -f '{{.Version}}' google.golang.org/protobuf)
+if [[ ! -x $gobin/protoc-gen-go ]] || ! "$gobin/protoc-gen-go" --version | grep -q "${ver}"; then
+  go install "google.golang.org/protobuf/cmd/protoc-gen-go@${ver}"
+fi
+PATH=$gobin:$PATH protoc -I protocols/proto \
+  --go_out=. --go_opt=module=github.com/switchyard/switchyard \
+  protocols/proto/switchyard.proto
+echo "generated protocols/switchyard.pb.go"
