@@ -93,9 +93,11 @@ func (c SessionConfig) WithDefaults() SessionConfig {
 	return c
 }
 
+// Ping and Pong frames are always the same bytes. They are built on first
+// use: package variables would run before the generated descriptors exist.
 var (
-	pingFrame = MustEncode(&Frame{Kind: &Frame_Ping{Ping: &Ping{}}})
-	pongFrame = MustEncode(&Frame{Kind: &Frame_Pong{Pong: &Pong{}}})
+	pingFrame = sync.OnceValue(func() []byte { return MustEncode(&Frame{Kind: &Frame_Ping{Ping: &Ping{}}}) })
+	pongFrame = sync.OnceValue(func() []byte { return MustEncode(&Frame{Kind: &Frame_Pong{Pong: &Pong{}}}) })
 )
 
 // NewID returns a random session id.
@@ -266,7 +268,7 @@ func (c *conn) writeLoop() {
 			return
 		case <-pingC:
 			pingSent = time.Now().UnixNano()
-			c.sendControl(pingFrame)
+			c.sendControl(pingFrame())
 			pong.Reset(c.cfg.PongTimeout)
 			continue
 		case <-pong.C:
@@ -361,7 +363,7 @@ read:
 		}
 		switch f.Kind.(type) {
 		case *Frame_Ping:
-			c.sendControl(pongFrame)
+			c.sendControl(pongFrame())
 		case *Frame_Pong:
 		default:
 			if h == nil {

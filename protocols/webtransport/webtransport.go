@@ -79,7 +79,7 @@ func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
 func (s *Server) Serve(pc net.PacketConn, h http.Handler) error {
 	s.wt.H3.Handler = h
 	err := s.wt.Serve(pc)
-	if errors.Is(err, quic.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, quic.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// fileConfig is the --config file: JSON with the same names as the flags.
+// Flags given on the command line win over the file.
+type fileConfig struct {
+	Listen         string   `json:"listen"`
+	HTTP           *string  `json:"http"`
+	Cert           string   `json:"cert"`
+	Key            string   `json:"key"`
+	APIKey         string   `json:"api_key"`
+	AllowedOrigins []string `json:"allowed_origins"`
+	Node           string   `json:"node"`
+	Region         string   `json:"region"`
+	LogLevel       string   `json:"log_level"`
+	MaxFrameSize   int      `json:"max_frame_size"`
+	PingInterval   duration `json:"ping_interval"`
+	PongTimeout    duration `json:"pong_timeout"`
+}
+
+// duration reads "25s"-style strings from JSON.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"25s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = duration(v)
+	return nil
+}
+
+// options are the resolved settings of one run.
+type options struct {
+	listen         string
+	http           string
+	cert, key      string
+	apiKey         string
+	apiKeyDefault  bool
+	allowedOrigins []string
+	node, region   string
+	logLevel       string
+	maxFrameSize   int
+	pingInterval   time.Duration
+	pongTimeout    time.Duration
+}
+
+const devAPIKey = "dev-api-key"
+
+func parseOptions(args []string) (options, error) {
+	fs := flag.NewFlagSet("switchyard", flag.ContinueOnError)
+	var o options
+	var origins, configFile string
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport")
+	fs.StringVar(&o.http, "http", "127.0.0.1:8080", "plain-HTTP `address` for local browsers and tools (empty disables it)")
+	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); without it a self-signed dev certificate is generated and rotated")
+	fs.StringVar(&o.key, "key", "", "TLS key `file` (PEM), with --cert")
+	fs.StringVar(&o.apiKey, "api-key", "", "`key` for the server API (X-API-Key); default on loopback: "+devAPIKey+", else a random key")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect (\"*\" for any); default: this node's own URLs")
+	fs.StringVar(&configFile, "config", "", "JSON config `file` (keys as the flags, with _ for -)")
+	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
+	fs.StringVar(&o.region, "region", "", "`region` this node runs in (default: local)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	if configFile != "" {
+		raw, err := os.ReadFile(configFile)
+		if err != nil {
+			return o, fmt.Errorf("config: %w", err)
+		}
+		var fc fileConfig
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&fc); err != nil {
+			return o, fmt.Errorf("config %s: %w", configFile, err)
+		}
+		apply := func(name string, dst *string, v string) {
+			if !set[name] && v != "" {
+				*dst = v
+			}
+		}
+		apply("listen", &o.listen, fc.Listen)
+		if fc.HTTP != nil && !set["http"] {
+			o.http = *fc.HTTP
+		}
+		apply("cert", &o.cert, fc.Cert)
+		apply("key", &o.key, fc.Key)
+		apply("api-key", &o.apiKey, fc.APIKey)
+		apply("node", &o.node, fc.Node)
+		apply("region", &o.region, fc.Region)
+		apply("log-level", &o.logLevel, fc.LogLevel)
+		if !set["allowed-origins"] && len(fc.AllowedOrigins) > 0 {
+			origins = strings.Join(fc.AllowedOrigins, ",")
+		}
+		o.maxFrameSize = fc.MaxFrameSize
+		o.pingInterval = time.Duration(fc.PingInterval)
+		o.pongTimeout = time.Duration(fc.PongTimeout)
+	}
+	for _, s := range strings.Split(origins, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.allowedOrigins = append(o.allowedOrigins, s)
+		}
+	}
+	return o, o.validate()
+}
+
+func (o *options) validate() error {
+	var errs []error
+	if o.listen == "" && o.http == "" {
+		errs = append(errs, errors.New("--listen and --http are both empty: nothing to serve"))
+	}
+	for name, addr := range map[string]string{"--listen": o.listen, "--http": o.http} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
+		}
+	}
+	if (o.cert == "") != (o.key == "") {
+		errs = append(errs, errors.New("--cert and --key go together"))
+	}
+	switch o.logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
+	}
+	if o.maxFrameSize < 0 || o.maxFrameSize > 16<<20 {
+		errs = append(errs, fmt.Errorf("max_frame_size %d: want 0 (default) to 16 MiB", o.maxFrameSize))
+	}
+	if o.pingInterval < 0 || o.pongTimeout < 0 {
+		errs = append(errs, errors.New("ping_interval and pong_timeout must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// loopback reports whether every configured listener is on a loopback
+// address, where the well-known dev API key is harmless.
+func (o *options) loopback() bool {
+	for _, addr := range []string{o.listen, o.http} {
+		if addr == "" {
+			continue
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		if host == "localhost" {
+			continue
+		}
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}

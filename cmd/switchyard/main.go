@@ -1,0 +1,174 @@
+// Command switchyard runs a Switchyard edge node. With no flags it starts a
+// development node on loopback: TLS on 127.0.0.1:4433 (WebSocket and the
+// API over TCP, WebTransport over UDP) with a generated, rotating
+// certificate, and plain HTTP on 127.0.0.1:8080.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/switchyard/switchyard/certs"
+	"github.com/switchyard/switchyard/edge"
+	"github.com/switchyard/switchyard/protocols"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "switchyard:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts a node and blocks until ctx ends, then shuts it down.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(o.logLevel))
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if o.apiKey == "" {
+		o.apiKeyDefault = true
+		o.apiKey = devAPIKey
+		if !o.loopback() {
+			var b [16]byte
+			_, _ = rand.Read(b[:])
+			o.apiKey = hex.EncodeToString(b[:])
+		}
+	}
+
+	var store *certs.Store
+	if o.listen != "" {
+		if o.cert != "" {
+			store, err = certs.LoadFiles(o.cert, o.key, logger)
+		} else {
+			store, err = certs.NewDev(certs.DevConfig{Logger: logger})
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	cfg := edge.Config{
+		Name:           o.node,
+		Region:         o.region,
+		Listen:         o.listen,
+		HTTP:           o.http,
+		APIKey:         o.apiKey,
+		AllowedOrigins: o.allowedOrigins,
+		Session: protocols.SessionConfig{
+			MaxFrameSize: o.maxFrameSize,
+			PingInterval: o.pingInterval,
+			PongTimeout:  o.pongTimeout,
+			Logger:       logger,
+		},
+		Extra:  map[string]http.Handler{"/": demoPage()},
+		Logger: logger,
+	}
+	if store != nil {
+		cfg.Certs = store
+	}
+	if len(cfg.AllowedOrigins) == 0 {
+		cfg.AllowedOrigins = ownOrigins(o)
+	}
+	node, err := edge.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := node.Start(); err != nil {
+		return err
+	}
+
+	var bg sync.WaitGroup
+	runCtx, cancel := context.WithCancel(ctx)
+	if store != nil {
+		bg.Go(func() { _ = store.Run(runCtx) })
+	}
+	printBanner(stdout, node, store, o)
+
+	<-ctx.Done()
+	logger.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = node.Shutdown(sctx)
+	scancel()
+	cancel()
+	bg.Wait()
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// ownOrigins are the origins of this node's own listeners, the default
+// allowlist: pages served by the node may connect to it.
+func ownOrigins(o options) []string {
+	var out []string
+	add := func(scheme, addr string) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return
+		}
+		hosts := []string{host}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
+			hosts = []string{"127.0.0.1", "localhost", "[::1]"}
+		}
+		for _, h := range hosts {
+			out = append(out, scheme+"://"+h+":"+port)
+		}
+	}
+	if o.listen != "" {
+		add("https", o.listen)
+	}
+	if o.http != "" {
+		add("http", o.http)
+	}
+	return out
+}
+
+func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
+	a := node.Addrs()
+	fmt.Fprintln(w, "switchyard: node is up")
+	if a.TLS != nil {
+		fmt.Fprintf(w, "  WebSocket     wss://%s/ws\n", a.TLS)
+		fmt.Fprintf(w, "  WebTransport  https://%s/wt\n", a.QUIC)
+		fmt.Fprintf(w, "  API           https://%s/api/publish\n", a.TLS)
+	}
+	if a.HTTP != nil {
+		fmt.Fprintf(w, "  WebSocket     ws://%s/ws (plain HTTP, for local browsers)\n", a.HTTP)
+		fmt.Fprintf(w, "  Demo page     http://%s/\n", a.HTTP)
+		fmt.Fprintf(w, "  API           http://%s/api/publish\n", a.HTTP)
+		fmt.Fprintf(w, "  Cert hash     http://%s/certhash\n", a.HTTP)
+	}
+	if store != nil {
+		h := store.Hash()
+		fmt.Fprintf(w, "  cert sha-256  %s (valid until %s)\n", h.Value, h.NotAfter.Format(time.RFC3339))
+	}
+	if o.apiKeyDefault {
+		fmt.Fprintf(w, "  API key       %s (default; set --api-key)\n", o.apiKey)
+	}
+	if a.HTTP != nil {
+		fmt.Fprintf(w, "try: curl -s -H 'X-API-Key: %s' -d '{\"channel\":\"news\",\"data\":\"hello\"}' http://%s/api/publish\n", o.apiKey, a.HTTP)
+	}
+}

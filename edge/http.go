@@ -1,0 +1,179 @@
+package edge
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+func (n *Node) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/ws", n.ws)
+	if n.wt != nil {
+		mux.Handle("/wt", n.wt)
+	}
+	mux.HandleFunc("/api/publish", n.apiPublish)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		protocols.WriteHTTPError(w, http.StatusNotFound, "not_found", "no such API endpoint: "+r.URL.Path)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node": n.cfg.Name, "region": n.cfg.Region})
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		stopping := n.stopping
+		n.mu.Unlock()
+		if stopping {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "shutting down"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+	})
+	own := map[string]bool{"/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/healthz": true, "/readyz": true, "/certhash": true}
+	if n.cfg.Certs != nil {
+		mux.HandleFunc("/certhash", n.certHash)
+	}
+	for p, h := range n.cfg.Extra {
+		if !own[p] {
+			mux.Handle(p, h)
+		}
+	}
+	return mux
+}
+
+// certHash serves {"algorithm","value","notAfter"} of the current leaf, with
+// CORS headers for allowed origins so that browser pages can fetch it.
+func (n *Node) certHash(w http.ResponseWriter, r *http.Request) {
+	if o := r.Header.Get("Origin"); o != "" && n.originAllowed(r) {
+		w.Header().Set("Access-Control-Allow-Origin", o)
+		w.Header().Add("Vary", "Origin")
+	}
+	if r.Method == http.MethodOptions {
+		w.Header().Set("Access-Control-Allow-Methods", "GET")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	cert, err := n.cfg.Certs.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "no_certificate", "no certificate loaded")
+		return
+	}
+	sum := sha256.Sum256(cert.Certificate[0])
+	var notAfter time.Time
+	if cert.Leaf != nil {
+		notAfter = cert.Leaf.NotAfter.UTC()
+	} else if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+		notAfter = leaf.NotAfter.UTC()
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"algorithm": "sha-256",
+		"value":     base64.StdEncoding.EncodeToString(sum[:]),
+		"notAfter":  notAfter.Format(time.RFC3339),
+	})
+}
+
+// publishRequest is the body of POST /api/publish.
+type publishRequest struct {
+	Channel    string  `json:"channel"`
+	Data       *string `json:"data"`
+	DataBase64 *string `json:"data_base64"`
+}
+
+// apiPublish publishes to a channel for an app back end:
+// POST /api/publish, X-API-Key, {"channel": "news", "data": "text"} or
+// {"channel": "news", "data_base64": "..."} → {"epoch": "...", "offset": n}.
+func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		protocols.WriteHTTPError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return
+	}
+	if !n.apiAuthorized(w, r) {
+		return
+	}
+	// The payload may be base64 (4/3 of its size) plus the JSON around it.
+	limit := int64(n.cfg.Session.MaxFrameSize)*4/3 + 4096
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", limit))
+			return
+		}
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_body", "read body: "+err.Error())
+		return
+	}
+	var req publishRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_json", "body is not a publish request: "+err.Error())
+		return
+	}
+	if dec.More() {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_json", "body has data after the JSON object")
+		return
+	}
+	if err := n.checkChannel(req.Channel); err != nil {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "invalid_channel", err.Error())
+		return
+	}
+	var data []byte
+	switch {
+	case req.Data != nil && req.DataBase64 != nil:
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_request", `give "data" or "data_base64", not both`)
+		return
+	case req.Data != nil:
+		data = []byte(*req.Data)
+	case req.DataBase64 != nil:
+		data, err = base64.StdEncoding.DecodeString(*req.DataBase64)
+		if err != nil {
+			protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_base64", "data_base64: "+err.Error())
+			return
+		}
+	default:
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_request", `missing "data" or "data_base64"`)
+		return
+	}
+	// A message frame adds the channel, epoch and offset around the payload.
+	if max := n.cfg.Session.MaxFrameSize - len(req.Channel) - 64; len(data) > max {
+		protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("payload is %d bytes, limit %d", len(data), max))
+		return
+	}
+	writeJSON(w, http.StatusOK, n.hub.Publish(req.Channel, data))
+}
+
+func (n *Node) apiAuthorized(w http.ResponseWriter, r *http.Request) bool {
+	if n.cfg.APIKey == "" {
+		protocols.WriteHTTPError(w, http.StatusForbidden, "api_disabled", "this node has no API key configured")
+		return false
+	}
+	key := r.Header.Get("X-API-Key")
+	if key == "" {
+		protocols.WriteHTTPError(w, http.StatusUnauthorized, "missing_api_key", "send the X-API-Key header")
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(key), []byte(n.cfg.APIKey)) != 1 {
+		protocols.WriteHTTPError(w, http.StatusUnauthorized, "bad_api_key", "the X-API-Key is wrong")
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

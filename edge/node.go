@@ -1,0 +1,403 @@
+// Package edge is a Switchyard node: channels and their subscribers,
+// sessions over WebSocket and WebTransport, the HTTP server API, and the
+// listeners that serve them.
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/protocols"
+	"github.com/switchyard/switchyard/protocols/websocket"
+	"github.com/switchyard/switchyard/protocols/webtransport"
+)
+
+// CertSource supplies the TLS certificate; certs.Store satisfies it. The
+// node derives /certhash from the current leaf.
+type CertSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// Config configures a node. Zero values take the defaults given.
+type Config struct {
+	// Name identifies the node to clients. Zero: the host name.
+	Name string
+	// Region is where the node runs. Zero: "local".
+	Region string
+
+	// Listen is the TLS address: TCP for WebSocket and the API, UDP for
+	// HTTP/3 and WebTransport. Empty: no TLS listeners. Port 0 picks one
+	// (the same number for TCP and UDP is not guaranteed then).
+	Listen string
+	// HTTP is the plain-HTTP address for local browsers and tools. Empty:
+	// none.
+	HTTP string
+	// Certs is required when Listen is set.
+	Certs CertSource
+
+	// APIKey guards /api. Empty: the API answers 403 api_disabled.
+	APIKey string
+	// AllowedOrigins lists the browser origins ("https://app.example.com")
+	// that may open sessions; "*" allows any. Requests without an Origin
+	// header (non-browser clients) and same-origin requests are always
+	// allowed.
+	AllowedOrigins []string
+
+	// Session tunes every session (queue limits, heartbeats, frame size).
+	Session protocols.SessionConfig
+	// MaxSubscriptions per session. Zero: 128.
+	MaxSubscriptions int
+	// MaxChannelLen is the longest channel name in bytes. Zero: 128.
+	MaxChannelLen int
+	// ConnectTimeout is how long a new session may take to send Connect.
+	// Zero: 10 s.
+	ConnectTimeout time.Duration
+
+	// Extra routes added to every listener's mux (the demo page, the
+	// browser SDK). Paths the node serves itself win.
+	Extra map[string]http.Handler
+
+	// Logger. Zero: discard.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+		if c.Name == "" {
+			c.Name = "switchyard"
+		}
+	}
+	if c.Region == "" {
+		c.Region = "local"
+	}
+	c.Session = c.Session.WithDefaults()
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 128
+	}
+	if c.MaxChannelLen <= 0 {
+		c.MaxChannelLen = 128
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Addrs are the addresses a started node listens on; nil when not
+// configured.
+type Addrs struct {
+	TLS  net.Addr // TCP
+	QUIC net.Addr // UDP
+	HTTP net.Addr // TCP, plain
+}
+
+// Node is one edge node.
+type Node struct {
+	// immutable after New
+	cfg     Config
+	hub     *Hub
+	origins map[string]bool // normalized allowed origins
+	anyOrig bool
+	mux     *http.ServeMux
+	ws      *websocket.Server
+	wt      *webtransport.Server // nil without Listen
+
+	// guarded by mu
+	mu       sync.Mutex
+	clients  map[*client]struct{}
+	stopping bool
+	started  bool
+	addrs    Addrs
+	servers  []*http.Server
+	udp      net.PacketConn
+
+	sessions sync.WaitGroup // one per tracked client
+	serving  sync.WaitGroup // one per Serve goroutine
+}
+
+// ErrStopped is returned by Start after Shutdown.
+var ErrStopped = errors.New("edge: node stopped")
+
+// New validates cfg and returns a node ready to Start.
+func New(cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Listen != "" && cfg.Certs == nil {
+		return nil, errors.New("edge: Config.Certs is required with Listen")
+	}
+	n := &Node{
+		cfg:     cfg,
+		hub:     NewHub(),
+		origins: make(map[string]bool),
+		clients: make(map[*client]struct{}),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		o = strings.TrimSpace(o)
+		if o == "*" {
+			n.anyOrig = true
+			continue
+		}
+		norm, err := normalizeOrigin(o)
+		if err != nil {
+			return nil, fmt.Errorf("edge: allowed origin %q: %w", o, err)
+		}
+		n.origins[norm] = true
+	}
+	n.ws = websocket.NewServer(n, websocket.Config{Session: cfg.Session})
+	if cfg.Listen != "" {
+		wt, err := webtransport.NewServer(n, webtransport.Config{TLSConfig: n.tlsConfig(), Session: cfg.Session})
+		if err != nil {
+			return nil, err
+		}
+		n.wt = wt
+	}
+	n.mux = n.routes()
+	return n, nil
+}
+
+func (n *Node) tlsConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: n.cfg.Certs.GetCertificate}
+}
+
+// Hub returns the node's channels.
+func (n *Node) Hub() *Hub { return n.hub }
+
+// Handler returns the node's HTTP routes (the same on every listener).
+func (n *Node) Handler() http.Handler { return n.mux }
+
+// Accept admits a new session; it implements protocols.Acceptor.
+func (n *Node) Accept(s protocols.Session, r *http.Request) (protocols.Handler, error) {
+	c, err := n.accept(s, r)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (n *Node) track(c *client) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopping {
+		return false
+	}
+	n.clients[c] = struct{}{}
+	n.sessions.Add(1)
+	return true
+}
+
+func (n *Node) forget(c *client) {
+	n.mu.Lock()
+	_, ok := n.clients[c]
+	delete(n.clients, c)
+	n.mu.Unlock()
+	if ok {
+		n.sessions.Done()
+	}
+}
+
+// Sessions returns how many sessions are open.
+func (n *Node) Sessions() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.clients)
+}
+
+// Start binds the configured listeners and serves them in the background.
+func (n *Node) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopping {
+		return ErrStopped
+	}
+	if n.started {
+		return errors.New("edge: node already started")
+	}
+	n.started = true
+	var lns []net.Listener
+	fail := func(err error) error {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		if n.udp != nil {
+			n.udp.Close()
+		}
+		return err
+	}
+	if n.cfg.Listen != "" {
+		ln, err := net.Listen("tcp", n.cfg.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("edge: listen tls %s: %w", n.cfg.Listen, err))
+		}
+		lns = append(lns, ln)
+		n.addrs.TLS = ln.Addr()
+		udpAddr := n.cfg.Listen
+		if host, port, _ := net.SplitHostPort(n.cfg.Listen); port == "0" {
+			// Try the TCP port for UDP too, so one number serves both.
+			udpAddr = net.JoinHostPort(host, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+		}
+		pc, err := net.ListenPacket("udp", udpAddr)
+		if err != nil && udpAddr != n.cfg.Listen {
+			pc, err = net.ListenPacket("udp", n.cfg.Listen)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("edge: listen quic %s: %w", n.cfg.Listen, err))
+		}
+		n.udp = pc
+		n.addrs.QUIC = pc.LocalAddr()
+	}
+	if n.cfg.HTTP != "" {
+		ln, err := net.Listen("tcp", n.cfg.HTTP)
+		if err != nil {
+			return fail(fmt.Errorf("edge: listen http %s: %w", n.cfg.HTTP, err))
+		}
+		lns = append(lns, ln)
+		n.addrs.HTTP = ln.Addr()
+	}
+	errLog := slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelDebug)
+	for _, ln := range lns {
+		srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+		if ln.Addr() == n.addrs.TLS {
+			srv.TLSConfig = n.tlsConfig()
+			srv.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+			ln = tls.NewListener(ln, srv.TLSConfig)
+		}
+		n.servers = append(n.servers, srv)
+		n.serving.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.cfg.Logger.Error("http server failed", "addr", ln.Addr(), "err", err)
+			}
+		})
+	}
+	if n.udp != nil {
+		pc := n.udp
+		n.serving.Go(func() {
+			if err := n.wt.Serve(pc, n.mux); err != nil {
+				n.cfg.Logger.Error("http/3 server failed", "addr", pc.LocalAddr(), "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// Addrs returns the bound addresses after Start.
+func (n *Node) Addrs() Addrs {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addrs
+}
+
+// Shutdown stops taking sessions, closes every open session with
+// CodeGoingAway so that clients reconnect elsewhere, waits for them to end,
+// then closes the listeners. It returns ctx.Err() if ctx ends first (the
+// listeners are closed regardless). It is safe to call more than once.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	n.stopping = true
+	clients := make([]*client, 0, len(n.clients))
+	for c := range n.clients {
+		clients = append(clients, c)
+	}
+	servers := n.servers
+	n.mu.Unlock()
+
+	for _, c := range clients {
+		c.session.Close(protocols.CodeGoingAway, "node shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		n.sessions.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+
+	// Sessions are gone (or out of time): close the listeners.
+	for _, srv := range servers {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+		_ = srv.Close()
+	}
+	if n.wt != nil {
+		_ = n.wt.Close()
+	}
+	n.serving.Wait()
+	if err == nil {
+		<-done
+	}
+	return err
+}
+
+// checkChannel enforces the channel-name rules: 1 to MaxChannelLen bytes
+// of ASCII letters, digits and "-_.:@/=".
+func (n *Node) checkChannel(name string) error {
+	if name == "" {
+		return errors.New("channel name is empty")
+	}
+	if len(name) > n.cfg.MaxChannelLen {
+		return fmt.Errorf("channel name is %d bytes, limit %d", len(name), n.cfg.MaxChannelLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.:@/=", c) >= 0:
+		default:
+			return fmt.Errorf("channel name has %q at byte %d; allowed: letters, digits and -_.:@/=", c, i)
+		}
+	}
+	return nil
+}
+
+// originAllowed implements the Origin allowlist (CSWSH protection).
+func (n *Node) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" || n.anyOrig {
+		return true
+	}
+	norm, err := normalizeOrigin(o)
+	if err != nil {
+		return false
+	}
+	if n.origins[norm] {
+		return true
+	}
+	u, _ := url.Parse(norm)
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// normalizeOrigin lowercases scheme and host and drops default ports.
+func normalizeOrigin(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return "", errors.New("want scheme://host[:port]")
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if h, p, err := net.SplitHostPort(host); err == nil && ((scheme == "https" && p == "443") || (scheme == "http" && p == "80")) {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	return scheme + "://" + host, nil
+}
