@@ -122,7 +122,7 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_json", "body is not a publish request: "+err.Error())
 		return
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_json", "body has data after the JSON object")
 		return
 	}
@@ -147,9 +147,8 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_request", `missing "data" or "data_base64"`)
 		return
 	}
-	// A message frame adds the channel, epoch and offset around the payload.
-	if max := n.cfg.Session.MaxFrameSize - len(req.Channel) - 64; len(data) > max {
-		protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("payload is %d bytes, limit %d", len(data), max))
+	if limit := n.maxPayload(req.Channel); len(data) > limit {
+		protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("payload is %d bytes, limit %d", len(data), limit))
 		return
 	}
 	writeJSON(w, http.StatusOK, n.hub.Publish(req.Channel, data))

@@ -158,7 +158,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.ws = websocket.NewServer(n, websocket.Config{Session: cfg.Session})
 	if cfg.Listen != "" {
-		wt, err := webtransport.NewServer(n, webtransport.Config{TLSConfig: n.tlsConfig(), Session: cfg.Session})
+		wt, err := webtransport.NewServer(n, webtransport.Config{
+			TLSConfig: n.tlsConfig(),
+			// n.mux is built below; the closure reads it once serving.
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.mux.ServeHTTP(w, r) }),
+			Session: cfg.Session,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -284,7 +289,7 @@ func (n *Node) Start() error {
 	if n.udp != nil {
 		pc := n.udp
 		n.serving.Go(func() {
-			if err := n.wt.Serve(pc, n.mux); err != nil {
+			if err := n.wt.Serve(pc); err != nil {
 				n.cfg.Logger.Error("http/3 server failed", "addr", pc.LocalAddr(), "err", err)
 			}
 		})
@@ -364,6 +369,12 @@ func (n *Node) checkChannel(name string) error {
 		}
 	}
 	return nil
+}
+
+// maxPayload is the largest publication to channel whose Message frame
+// (payload plus channel, epoch, offset and tags) fits in MaxFrameSize.
+func (n *Node) maxPayload(channel string) int {
+	return n.cfg.Session.MaxFrameSize - len(channel) - 64
 }
 
 // originAllowed implements the Origin allowlist (CSWSH protection).

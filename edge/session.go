@@ -51,7 +51,7 @@ func (c *client) connect(id uint32, cn *protocols.Connect) error {
 	c.timer.Stop()
 	c.connected = true
 	cfg := c.node.cfg
-	return c.session.Send(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
+	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
 		SessionId:      c.session.ID(),
 		PingIntervalMs: uint32(max(cfg.Session.PingInterval, 0) / time.Millisecond),
 		PongTimeoutMs:  uint32(cfg.Session.PongTimeout / time.Millisecond),
@@ -98,21 +98,27 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	if err := c.node.checkChannel(p.Channel); err != nil {
 		return c.fail(id, protocols.ErrCodeInvalidChannel, err.Error())
 	}
+	if limit := c.node.maxPayload(p.Channel); len(p.Data) > limit {
+		return c.fail(id, protocols.ErrCodePayloadTooLarge, fmt.Sprintf("payload is %d bytes, limit %d", len(p.Data), limit))
+	}
 	pos := c.node.hub.Publish(p.Channel, p.Data)
-	return c.session.Send(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_PublishAck{
+	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_PublishAck{
 		PublishAck: &protocols.PublishAck{Epoch: pos.Epoch, Offset: pos.Offset},
 	}}))
 }
 
 // fail answers request id with an Error frame; the session lives on.
 func (c *client) fail(id uint32, code protocols.ErrorCode, msg string) error {
-	err := c.session.Send(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{
+	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{
 		Error: &protocols.Error{Code: uint32(code), Message: msg},
 	}}))
-	if err == protocols.ErrClosed {
-		return nil
-	}
-	return err
+}
+
+// reply queues a frame to the session. A full or closed queue means the
+// session is already closing, which is no error of the handler's.
+func (c *client) reply(frame []byte) error {
+	_ = c.session.Send(frame)
+	return nil
 }
 
 func (c *client) Closed(*protocols.CloseError) {

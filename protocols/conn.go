@@ -253,7 +253,7 @@ func (c *conn) writeLoop() {
 	pong := time.NewTimer(time.Hour)
 	pong.Stop()
 	defer pong.Stop()
-	var pingSent int64
+	var outstanding int64 // when the unanswered ping was sent; 0: none
 
 	batch := make([][]byte, 0, 64)
 	for {
@@ -267,14 +267,20 @@ func (c *conn) writeLoop() {
 			c.finish(batch)
 			return
 		case <-pingC:
-			pingSent = time.Now().UnixNano()
-			c.sendControl(pingFrame())
-			pong.Reset(c.cfg.PongTimeout)
+			if outstanding != 0 && c.lastSeen.Load() > outstanding {
+				outstanding = 0
+			}
+			if outstanding == 0 {
+				outstanding = time.Now().UnixNano()
+				c.sendControl(pingFrame())
+				pong.Reset(c.cfg.PongTimeout)
+			}
 			continue
 		case <-pong.C:
-			if c.lastSeen.Load() < pingSent {
+			if c.lastSeen.Load() < outstanding {
 				c.Close(CodeHeartbeatTimeout, fmt.Sprintf("no pong within %v", c.cfg.PongTimeout))
 			}
+			outstanding = 0
 			continue
 		case <-c.wake:
 		}
@@ -363,7 +369,11 @@ read:
 		}
 		switch f.Kind.(type) {
 		case *Frame_Ping:
-			c.sendControl(pongFrame())
+			if f.Id == 0 {
+				c.sendControl(pongFrame())
+			} else {
+				c.sendControl(MustEncode(&Frame{Id: f.Id, Kind: &Frame_Pong{Pong: &Pong{}}}))
+			}
 		case *Frame_Pong:
 		default:
 			if h == nil {

@@ -24,6 +24,9 @@ type Config struct {
 	// TLSConfig serves the QUIC handshakes; required. It is cloned and
 	// given the h3 ALPN.
 	TLSConfig *tls.Config
+	// Handler answers every HTTP/3 request; required. It should route the
+	// WebTransport path to the Server.
+	Handler http.Handler
 	// Session tunes every session.
 	Session protocols.SessionConfig
 	// HandshakeTimeout bounds the wait for the control stream after the
@@ -45,8 +48,8 @@ type Server struct {
 
 // NewServer prepares a server; call Serve to start it.
 func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
-	if cfg.TLSConfig == nil {
-		return nil, errors.New("webtransport: Config.TLSConfig is required")
+	if cfg.TLSConfig == nil || cfg.Handler == nil {
+		return nil, errors.New("webtransport: Config.TLSConfig and Config.Handler are required")
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
@@ -56,6 +59,7 @@ func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
 	}
 	h3 := &http3.Server{
 		TLSConfig: http3.ConfigureTLSConfig(cfg.TLSConfig.Clone()),
+		Handler:   cfg.Handler,
 		QUICConfig: &quic.Config{
 			EnableDatagrams:                  true,
 			EnableStreamResetPartialDelivery: true,
@@ -74,10 +78,9 @@ func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
 	}, nil
 }
 
-// Serve answers HTTP/3 requests on pc with h, which should route the
-// WebTransport path to s. It returns when pc fails or Close is called.
-func (s *Server) Serve(pc net.PacketConn, h http.Handler) error {
-	s.wt.H3.Handler = h
+// Serve answers HTTP/3 requests on pc. It returns when pc fails or Close
+// is called.
+func (s *Server) Serve(pc net.PacketConn) error {
 	err := s.wt.Serve(pc)
 	if errors.Is(err, quic.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) {
 		return nil
@@ -171,7 +174,7 @@ func (w *wire) Abort() {
 		code, reason, closed := w.code, w.reason, w.closed
 		w.mu.Unlock()
 		if !closed {
-			code, reason = protocols.CodeGoingAway, ""
+			code, reason = 0, "" // the transport failed or the peer left: no code to tell
 		}
 		_ = w.sess.CloseWithError(webtransport.SessionErrorCode(code), reason)
 	})

@@ -1,0 +1,181 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// Position is a place in a channel's stream: the epoch of its sequencer and
+// the offset within that epoch.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// Message is one publication delivered to a subscription. Data belongs to
+// the receiver, who may keep it.
+type Message struct {
+	Channel string
+	Data    []byte
+	Position
+}
+
+// Subscription receives the messages of one channel.
+type Subscription struct {
+	// immutable after Subscribe
+	c       *Client
+	channel string
+	ch      chan Message
+	quit    chan struct{} // closed when the subscription ends; unblocks delivery
+
+	// pos is written by the read loop before Subscribe returns it.
+	pos Position
+
+	quitOnce sync.Once
+	mu       sync.Mutex // held by the read loop while it delivers; guards closed
+	closed   bool       // ch is closed
+
+	// guarded by Client.mu
+	active       bool // the server confirmed; messages are delivered
+	unsubscribed bool // Unsubscribe was called
+}
+
+// Subscribe subscribes to channel and waits for the server to confirm.
+// An Error reply is returned as a *protocols.RequestError; subscribing
+// twice to one channel on one Client fails with ErrCodeAlreadySubscribed.
+// Messages published after the returned Position arrive on Messages.
+func (c *Client) Subscribe(ctx context.Context, channel string) (*Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := &Subscription{
+		c:       c,
+		channel: channel,
+		ch:      make(chan Message, c.msgBuffer),
+		quit:    make(chan struct{}),
+	}
+	id, cl, err := c.send(&protocols.Frame{Kind: &protocols.Frame_Subscribe{Subscribe: &protocols.Subscribe{
+		Channel: channel,
+	}}}, s.confirm, func() error {
+		if _, dup := c.subs[channel]; dup {
+			return &protocols.RequestError{
+				Code:    protocols.ErrCodeAlreadySubscribed,
+				Message: fmt.Sprintf("already subscribed to %q", channel),
+			}
+		}
+		c.subs[channel] = s // inactive until Subscribed
+		return nil
+	})
+	if err != nil {
+		c.mu.Lock()
+		if c.subs[channel] == s {
+			delete(c.subs, channel) // the request never went out
+		}
+		c.mu.Unlock()
+		return nil, err
+	}
+	// From here on s.confirm (or the client's end) takes s out of c.subs.
+	f, err := c.wait(ctx, id, cl)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := f.Kind.(*protocols.Frame_Subscribed); !ok {
+		return nil, unexpectedReply("Subscribe", f)
+	}
+	return s, nil
+}
+
+// confirm runs on the read loop with the reply to Subscribe, before any
+// message that follows it is read.
+func (s *Subscription) confirm(f *protocols.Frame, abandoned bool) {
+	c := s.c
+	unsubscribe := false
+	c.mu.Lock()
+	if c.subs[s.channel] == s {
+		if k, ok := f.Kind.(*protocols.Frame_Subscribed); ok && !abandoned {
+			s.pos = Position{Epoch: k.Subscribed.GetEpoch(), Offset: k.Subscribed.GetOffset()}
+			s.active = true
+		} else {
+			delete(c.subs, s.channel)
+			unsubscribe = ok // subscribed, but nobody waits for it
+		}
+	}
+	c.mu.Unlock()
+	if unsubscribe {
+		c.log.Debug("client: undoing an abandoned subscribe", "channel", s.channel)
+		c.sendUnsubscribe(s.channel)
+	}
+}
+
+// sendUnsubscribe sends Unsubscribe without waiting for the reply.
+func (c *Client) sendUnsubscribe(channel string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closingLocked() {
+		return
+	}
+	id := c.newIDLocked()
+	b, err := protocols.EncodeFrame(&protocols.Frame{Id: id, Kind: &protocols.Frame_Unsubscribe{
+		Unsubscribe: &protocols.Unsubscribe{Channel: channel},
+	}})
+	if err != nil {
+		return
+	}
+	c.calls[id] = &call{reply: make(chan *protocols.Frame, 1)}
+	c.queue = append(c.queue, outFrame{b: b})
+	c.signal()
+}
+
+// Channel is the subscribed channel's name.
+func (s *Subscription) Channel() string { return s.channel }
+
+// Position is the channel's position when the subscription began: the
+// first message delivered comes after it.
+func (s *Subscription) Position() Position { return s.pos }
+
+// Messages delivers the channel's messages in order. It is closed after
+// Unsubscribe or when the client ends.
+func (s *Subscription) Messages() <-chan Message { return s.ch }
+
+// Unsubscribe ends the subscription and waits for the server to confirm.
+// Messages is closed at once and later messages are dropped, even if ctx
+// ends first. Calling it again returns nil.
+func (s *Subscription) Unsubscribe(ctx context.Context) error {
+	c := s.c
+	c.mu.Lock()
+	if s.unsubscribed {
+		c.mu.Unlock()
+		return nil
+	}
+	s.unsubscribed = true
+	if c.subs[s.channel] == s {
+		delete(c.subs, s.channel)
+	}
+	c.mu.Unlock()
+	s.end()
+
+	f, err := c.roundTrip(ctx, &protocols.Frame{Kind: &protocols.Frame_Unsubscribe{Unsubscribe: &protocols.Unsubscribe{
+		Channel: s.channel,
+	}}})
+	if err != nil {
+		return err
+	}
+	if _, ok := f.Kind.(*protocols.Frame_Unsubscribed); !ok {
+		return unexpectedReply("Unsubscribe", f)
+	}
+	return nil
+}
+
+// end closes Messages, first releasing a delivery blocked on it.
+func (s *Subscription) end() {
+	s.quitOnce.Do(func() { close(s.quit) })
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.ch)
+	}
+	s.mu.Unlock()
+}

@@ -1,0 +1,271 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// transport is one connection to a server. The client's read loop alone
+// calls readFrame and finish, its writer alone calls writeFrames; close and
+// abort may come from anywhere and more than once.
+type transport interface {
+	// name is protocols.WebSocket or protocols.WebTransport.
+	name() string
+	// readFrame returns the next frame body (no length prefix), valid until
+	// the next call. A close by the server is reported as a
+	// *protocols.CloseError with Remote set.
+	readFrame() ([]byte, error)
+	// writeFrames writes length-prefixed frames in one transport write:
+	// one WebSocket message, one control-stream write.
+	writeFrames(frames [][]byte, deadline time.Time) error
+	// close ends the session with code and reason (code 0: a normal
+	// close) and returns without waiting for the server's answer.
+	close(code protocols.CloseCode, reason string)
+	// finish completes the close the server began with a Disconnect frame.
+	finish(code protocols.CloseCode, reason string)
+	// abort releases the transport at once; a blocked readFrame returns.
+	abort()
+}
+
+var (
+	_ transport = (*wsTransport)(nil)
+	_ transport = (*wtTransport)(nil)
+)
+
+// wsTransport is a WebSocket connection: each binary message carries one
+// or more whole frames.
+type wsTransport struct {
+	c *websocket.Conn
+
+	// owned by the read loop
+	msg  bytes.Buffer // the current message
+	rest []byte       // frames of msg not yet returned
+
+	abortOnce sync.Once
+}
+
+func dialWebSocket(ctx context.Context, rawURL string, tlsConf *tls.Config, origin string) (*wsTransport, error) {
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = nil // HTTP/1.1 upgrade
+	d := websocket.Dialer{
+		TLSClientConfig:  tlsConf,
+		HandshakeTimeout: defaultDialTimeout,
+		ReadBufferSize:   16 << 10,
+		WriteBufferSize:  32 << 10,
+	}
+	var hdr http.Header
+	if origin != "" {
+		hdr = http.Header{"Origin": {origin}}
+	}
+	c, rsp, err := d.DialContext(ctx, rawURL, hdr)
+	if err != nil {
+		if rsp != nil {
+			return nil, handshakeError(rsp, err)
+		}
+		return nil, err
+	}
+	c.SetReadLimit(maxMessageSize)
+	return &wsTransport{c: c}, nil
+}
+
+// handshakeError describes a refused WebSocket upgrade, with the server's
+// JSON error body when there is one.
+func handshakeError(rsp *http.Response, err error) error {
+	var he protocols.HTTPError
+	if rsp.Body != nil {
+		body, _ := io.ReadAll(io.LimitReader(rsp.Body, 4<<10))
+		if json.Unmarshal(body, &he) == nil && he.Code != "" {
+			return fmt.Errorf("%w: %s: %s: %s", err, rsp.Status, he.Code, he.Message)
+		}
+	}
+	return fmt.Errorf("%w: %s", err, rsp.Status)
+}
+
+func (t *wsTransport) name() string { return protocols.WebSocket }
+
+func (t *wsTransport) readFrame() ([]byte, error) {
+	if len(t.rest) == 0 {
+		if err := t.readMessage(); err != nil {
+			return nil, err
+		}
+	}
+	body, rest, err := protocols.NextFrame(t.rest, maxFrameSize)
+	if err != nil {
+		return nil, err
+	}
+	t.rest = rest
+	return body, nil
+}
+
+func (t *wsTransport) readMessage() error {
+	typ, r, err := t.c.NextReader()
+	if err != nil {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return &protocols.CloseError{Code: protocols.CloseCode(ce.Code), Reason: ce.Text, Remote: true}
+		}
+		return err
+	}
+	if typ != websocket.BinaryMessage {
+		return fmt.Errorf("%w: text message from the server", protocols.ErrMalformed)
+	}
+	// Keep a modest buffer for the next message; let a rare big one go.
+	if t.msg.Cap() > 1<<20 {
+		t.msg = bytes.Buffer{}
+	}
+	t.msg.Reset()
+	if _, err := t.msg.ReadFrom(r); err != nil {
+		return err
+	}
+	t.rest = t.msg.Bytes()
+	if len(t.rest) == 0 {
+		return fmt.Errorf("%w: empty message", protocols.ErrMalformed)
+	}
+	return nil
+}
+
+func (t *wsTransport) writeFrames(frames [][]byte, deadline time.Time) error {
+	if err := t.c.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	if len(frames) == 1 {
+		return t.c.WriteMessage(websocket.BinaryMessage, frames[0])
+	}
+	w, err := t.c.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if _, err := w.Write(f); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+func (t *wsTransport) close(code protocols.CloseCode, reason string) {
+	if code == 0 {
+		code = websocket.CloseNormalClosure
+	}
+	msg := websocket.FormatCloseMessage(int(code), protocols.TrimReason(reason))
+	_ = t.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
+}
+
+// finish keeps reading, so that gorilla answers the server's close frame,
+// but not for longer than the grace period.
+func (t *wsTransport) finish(protocols.CloseCode, string) {
+	_ = t.c.SetReadDeadline(time.Now().Add(closeGrace))
+}
+
+func (t *wsTransport) abort() {
+	t.abortOnce.Do(func() { _ = t.c.Close() })
+}
+
+// wtTransport is a WebTransport session and its control stream, on which
+// both sides write length-prefixed frames.
+type wtTransport struct {
+	tr   *webtransport.Transport
+	sess *webtransport.Session
+	str  *webtransport.Stream
+	fr   *protocols.FrameReader // owned by the read loop
+
+	buf []byte // owned by the writer: one batch
+
+	abortOnce sync.Once
+}
+
+func dialWebTransport(ctx context.Context, rawURL string, tlsConf *tls.Config, origin string) (*wtTransport, error) {
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = nil // webtransport-go sets h3
+	tr := &webtransport.Transport{
+		TLSClientConfig: tlsConf,
+		QUICConfig: &quic.Config{
+			EnableDatagrams:                  true,
+			EnableStreamResetPartialDelivery: true,
+			KeepAlivePeriod:                  10 * time.Second,
+		},
+	}
+	var hdr http.Header
+	if origin != "" {
+		hdr = http.Header{"Origin": {origin}}
+	}
+	_, sess, err := tr.Dial(ctx, rawURL, hdr)
+	if err != nil {
+		_ = tr.Close()
+		return nil, err
+	}
+	str, err := sess.OpenStreamSync(ctx)
+	if err != nil {
+		_ = sess.CloseWithError(0, "")
+		_ = tr.Close()
+		return nil, fmt.Errorf("open control stream: %w", err)
+	}
+	return &wtTransport{tr: tr, sess: sess, str: str, fr: protocols.NewFrameReader(str, maxFrameSize)}, nil
+}
+
+func (t *wtTransport) name() string { return protocols.WebTransport }
+
+func (t *wtTransport) readFrame() ([]byte, error) {
+	b, err := t.fr.Next()
+	if err != nil {
+		var se *webtransport.SessionError
+		if errors.As(err, &se) && se.Remote {
+			return nil, &protocols.CloseError{Code: protocols.CloseCode(se.ErrorCode), Reason: se.Message, Remote: true}
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// writeFrames copies a batch into one buffer and writes it at once.
+func (t *wtTransport) writeFrames(frames [][]byte, deadline time.Time) error {
+	if err := t.str.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	if len(frames) == 1 {
+		_, err := t.str.Write(frames[0])
+		return err
+	}
+	buf := t.buf[:0]
+	for _, f := range frames {
+		buf = append(buf, f...)
+	}
+	if cap(buf) <= batchBytes {
+		t.buf = buf
+	}
+	_, err := t.str.Write(buf)
+	return err
+}
+
+func (t *wtTransport) close(code protocols.CloseCode, reason string) {
+	_ = t.sess.CloseWithError(webtransport.SessionErrorCode(code), protocols.TrimReason(reason))
+}
+
+// finish echoes the server's close: after Disconnect the server ends the
+// control stream and waits for the client to close the session.
+func (t *wtTransport) finish(code protocols.CloseCode, reason string) {
+	t.close(code, reason)
+}
+
+// abort closes the session (a no-op if it is closed already), which also
+// closes the QUIC connection, and the Transport.
+func (t *wtTransport) abort() {
+	t.abortOnce.Do(func() {
+		_ = t.sess.CloseWithError(0, "")
+		_ = t.tr.Close()
+	})
+}
