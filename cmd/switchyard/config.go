@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -15,7 +16,7 @@ import (
 // fileConfig is the --config file: JSON with the same names as the flags.
 // Flags given on the command line win over the file.
 type fileConfig struct {
-	Listen         string   `json:"listen"`
+	Listen         *string  `json:"listen"`
 	HTTP           *string  `json:"http"`
 	Cert           string   `json:"cert"`
 	Key            string   `json:"key"`
@@ -62,8 +63,9 @@ type options struct {
 
 const devAPIKey = "dev-api-key"
 
-func parseOptions(args []string) (options, error) {
+func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs := flag.NewFlagSet("switchyard", flag.ContinueOnError)
+	fs.SetOutput(usage)
 	var o options
 	var origins, configFile string
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport")
@@ -101,7 +103,9 @@ func parseOptions(args []string) (options, error) {
 				*dst = v
 			}
 		}
-		apply("listen", &o.listen, fc.Listen)
+		if fc.Listen != nil && !set["listen"] {
+			o.listen = *fc.Listen
+		}
 		if fc.HTTP != nil && !set["http"] {
 			o.http = *fc.HTTP
 		}

@@ -41,7 +41,7 @@ func main() {
 
 // run starts a node and blocks until ctx ends, then shuts it down.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseOptions(args)
+	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err
 	}

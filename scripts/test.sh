@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The project's one test command (README: `make test`; CI: .ci/run).
+# It installs what it needs when missing, then checks formatting, vet,
+# generated code, the race-enabled test suite, a short fuzz run and the
+# benchmarks (one iteration each, so that they keep working).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+need_apt() {
+  # need_apt <command> <debian package>: install when missing and possible.
+  command -v "$1" >/dev/null && return 0
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    step "installing $2"
+    apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null; }
+  fi
+  command -v "$1" >/dev/null
+}
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
+if [[ -n $unformatted ]]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "generated protobuf code is current"
+if need_apt protoc protobuf-compiler; then
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  cp protocols/switchyard.pb.go "$tmp/committed.pb.go"
+  ./scripts/generate.sh >/dev/null
+  if ! cmp -s protocols/switchyard.pb.go "$tmp/committed.pb.go"; then
+    cp "$tmp/committed.pb.go" protocols/switchyard.pb.go
+    echo "protocols/switchyard.pb.go is stale: run make generate and commit"; exit 1
+  fi
+else
+  echo "protoc unavailable and not installable here: generated code not re-checked"
+fi
+
+step "tests (race, shuffled)"
+go test -race -shuffle=on -count=1 -timeout 10m ./...
+
+step "fuzz smoke (frame decoder, 10 s)"
+go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 10s ./protocols/
+
+step "benchmarks run (1 iteration each)"
+go test -run '^$' -bench . -benchtime 1x ./edge/ ./protocols/... >/dev/null
+
+step "all checks passed"
