@@ -117,14 +117,16 @@ type conn struct {
 	cfg      SessionConfig
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wake     chan struct{} // cap 1: the writer has work
-	closing  chan struct{} // closed by the first Close
+	wake     chan struct{} // cap 1: the writer has something to do
 	readDone chan struct{} // closed when the read loop has ended
 	done     chan struct{} // closed when the writer returns
 
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[CloseError] // set by the first Close
 	lastSeen  atomic.Int64               // unix nanos of the last frame read
+	readEnded atomic.Bool                // the read loop has ended
+	pingDue   atomic.Bool                // the ping timer fired
+	pongDue   atomic.Bool                // the pong deadline passed
 
 	mu     sync.Mutex // guards the fields below
 	q      ring
@@ -148,7 +150,6 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 		ctx:      ctx,
 		cancel:   cancel,
 		wake:     make(chan struct{}, 1),
-		closing:  make(chan struct{}),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -219,7 +220,7 @@ func (c *conn) signal() {
 func (c *conn) Close(code CloseCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.closeErr.Store(&CloseError{Code: code, Reason: TrimReason(reason)})
-		close(c.closing)
+		c.signal()
 	})
 }
 
@@ -241,48 +242,51 @@ func (c *conn) take(batch [][]byte) [][]byte {
 }
 
 // writeLoop owns every write to the wire: it drains the queue without
-// blocking, writes the batch at once, then waits for more.
+// blocking, writes the batch at once, then waits for more. Everything that
+// needs the writer (frames, close, the reader's end, heartbeat timers)
+// raises a flag and signals the one wake channel, so an idle writer waits
+// on a single channel, the cheapest wake-up there is.
 func (c *conn) writeLoop() {
 	defer close(c.done)
-	var pingC <-chan time.Time
+	var pingTimer, pongTimer *time.Timer
 	if c.cfg.PingInterval > 0 {
-		t := time.NewTicker(c.cfg.PingInterval)
-		defer t.Stop()
-		pingC = t.C
+		pingTimer = time.AfterFunc(c.cfg.PingInterval, func() { c.pingDue.Store(true); c.signal() })
+		pongTimer = time.AfterFunc(time.Hour, func() { c.pongDue.Store(true); c.signal() })
+		pongTimer.Stop()
+		defer pingTimer.Stop()
+		defer pongTimer.Stop()
 	}
-	pong := time.NewTimer(time.Hour)
-	pong.Stop()
-	defer pong.Stop()
 	var outstanding int64 // when the unanswered ping was sent; 0: none
 
 	batch := make([][]byte, 0, 64)
-	for {
-		select {
-		case <-c.readDone:
+	for range c.wake {
+		if c.readEnded.Load() {
 			if c.closeErr.Load() != nil {
 				c.finish(batch)
 			}
 			return
-		case <-c.closing:
+		}
+		if c.closeErr.Load() != nil {
 			c.finish(batch)
 			return
-		case <-pingC:
+		}
+		if c.pingDue.Swap(false) {
 			if outstanding != 0 && c.lastSeen.Load() > outstanding {
 				outstanding = 0
 			}
 			if outstanding == 0 {
 				outstanding = time.Now().UnixNano()
 				c.sendControl(pingFrame())
-				pong.Reset(c.cfg.PongTimeout)
+				pongTimer.Reset(c.cfg.PongTimeout)
 			}
-			continue
-		case <-pong.C:
-			if c.lastSeen.Load() < outstanding {
+			pingTimer.Reset(c.cfg.PingInterval)
+		}
+		if c.pongDue.Swap(false) {
+			if outstanding != 0 && c.lastSeen.Load() < outstanding {
 				c.Close(CodeHeartbeatTimeout, fmt.Sprintf("no pong within %v", c.cfg.PongTimeout))
+				continue // the signal from Close brings us back to finish
 			}
 			outstanding = 0
-			continue
-		case <-c.wake:
 		}
 		if err := c.flush(batch); err != nil {
 			c.cfg.Logger.Debug("session write failed", "session", c.id, "err", err)
@@ -393,7 +397,9 @@ read:
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
+	c.readEnded.Store(true)
 	close(c.readDone)
+	c.signal()
 	<-c.done
 	c.cancel()
 	c.wire.Abort()
@@ -436,4 +442,20 @@ func (r *ring) pop() {
 	r.head = (r.head + 1) % len(r.buf)
 	r.n--
 	r.bytes -= len(f)
+}
+
+// Deadline spares a wire the cost of setting a write deadline on every
+// flush: it moves the deadline only when the wanted one is more than a
+// second later than the one in force, so a write may time out up to a
+// second early. The zero value is ready; one writer uses it.
+type Deadline struct{ t time.Time }
+
+// Set calls set(want) unless the deadline in force is within a second of
+// want.
+func (d *Deadline) Set(set func(time.Time) error, want time.Time) error {
+	if want.Sub(d.t) < time.Second {
+		return nil
+	}
+	d.t = want
+	return set(want)
 }

@@ -114,7 +114,9 @@ type wire struct {
 	str  *webtransport.Stream
 	fr   *protocols.FrameReader
 
-	buf []byte // owned by the writer: one batch
+	// owned by the writer
+	buf      []byte // one batch
+	deadline protocols.Deadline
 
 	mu     sync.Mutex // guards code and reason
 	code   protocols.CloseCode
@@ -149,7 +151,7 @@ func (w *wire) WriteFrames(frames [][]byte, deadline time.Time) error {
 	if cap(buf) <= 256<<10 {
 		w.buf = buf
 	}
-	if err := w.str.SetWriteDeadline(deadline); err != nil {
+	if err := w.deadline.Set(w.str.SetWriteDeadline, deadline); err != nil {
 		return err
 	}
 	_, err := w.str.Write(buf)

@@ -1,0 +1,23 @@
+// Package bench holds Switchyard's end-to-end load benchmark; it has no
+// code of its own.
+//
+// The pieces live in sub-directories:
+//
+//   - loadgen: the load generator. It opens many subscriber WebSocket
+//     connections and one publisher against a running server, publishes
+//     at a fixed rate or as fast as the server keeps up, and reports
+//     deliveries per second, deliveries per server core-second (from
+//     /proc/PID/stat), server RSS and end-to-end latency. It also checks
+//     that every subscriber got every publication, in order.
+//   - naive: the baseline server, a gorilla/websocket broadcast loop with
+//     one write per delivery (its code is in internal/naive, so that the
+//     load generator's tests can run it in-process).
+//   - run.sh: builds cmd/switchyard, naive and loadgen, runs the same load
+//     against each server in its own process on loopback, and prints
+//     Markdown tables. RESULTS.md records its runs; README.md explains
+//     the numbers.
+//
+// Allocations per delivery come from the hub micro-benchmark in edge/
+// (go test -run '^$' -bench Hub -benchmem ./edge/): the load generator
+// sees the server only from outside.
+package bench

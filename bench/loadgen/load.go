@@ -1,0 +1,717 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Targets the load generator speaks to.
+const (
+	targetSwitchyard = "switchyard"
+	targetNaive      = "naive"
+)
+
+// Config describes one load run. Zero values take the defaults given.
+type Config struct {
+	// Target is "switchyard" or "naive".
+	Target string
+	// URL is the subscribers' WebSocket URL (ws://host:port/ws).
+	URL string
+	// PubURL is the publisher's WebSocket URL. Zero: URL for switchyard,
+	// URL with the path /pub for naive.
+	PubURL string
+	// Channel is the switchyard channel. Zero: "bench".
+	Channel string
+	// Subs is the number of subscriber connections. Zero: 1000.
+	Subs int
+	// Payload is the payload size in bytes; at least 16 (a send timestamp
+	// and a sequence number lead every payload). Zero: 64.
+	Payload int
+	// Warmup runs the load before the measurement window opens. Zero: none.
+	Warmup time.Duration
+	// Duration is the measurement window. Zero: 10 s.
+	Duration time.Duration
+	// Rate is publishes per second; 0 publishes as fast as the server
+	// keeps up (saturation), within Window.
+	Rate float64
+	// Window bounds the work in flight: the publisher waits while the
+	// slowest subscriber is Window publications behind, and (switchyard)
+	// while Window publishes are unacknowledged. Zero: 32.
+	Window int
+	// LatencySubs is how many subscribers time every message they get.
+	// Zero: 10.
+	LatencySubs int
+	// ServerPID is the server process whose CPU time and RSS are sampled
+	// from /proc. Zero: not sampled.
+	ServerPID int
+	// DialConcurrency bounds simultaneous handshakes. Zero: 32.
+	DialConcurrency int
+	// Drain is how long to wait, after the publisher stops, for every
+	// subscriber to get every publication. Zero: 10 s.
+	Drain time.Duration
+	// Logf reports progress. Zero: silent.
+	Logf func(format string, args ...any)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Channel == "" {
+		c.Channel = "bench"
+	}
+	if c.Subs == 0 {
+		c.Subs = 1000
+	}
+	if c.Payload == 0 {
+		c.Payload = 64
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Window == 0 {
+		c.Window = 32
+	}
+	if c.LatencySubs == 0 {
+		c.LatencySubs = 10
+	}
+	c.LatencySubs = min(c.LatencySubs, c.Subs)
+	if c.DialConcurrency == 0 {
+		c.DialConcurrency = 32
+	}
+	if c.Drain == 0 {
+		c.Drain = 10 * time.Second
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.PubURL == "" && c.URL != "" {
+		c.PubURL = c.URL
+		if c.Target == targetNaive {
+			if u, err := url.Parse(c.URL); err == nil {
+				u.Path = "/pub"
+				c.PubURL = u.String()
+			}
+		}
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Target != targetSwitchyard && c.Target != targetNaive {
+		errs = append(errs, fmt.Errorf("target %q: want %s or %s", c.Target, targetSwitchyard, targetNaive))
+	}
+	if c.URL == "" {
+		errs = append(errs, errors.New("url is required"))
+	}
+	if c.Subs < 1 {
+		errs = append(errs, fmt.Errorf("subs %d: want at least 1", c.Subs))
+	}
+	if c.Payload < payloadHeader {
+		errs = append(errs, fmt.Errorf("payload %d: want at least %d bytes (timestamp and sequence number)", c.Payload, payloadHeader))
+	}
+	if c.Duration < 0 || c.Warmup < 0 || c.Drain < 0 || c.Rate < 0 || c.Window < 0 {
+		errs = append(errs, errors.New("durations, rate and window must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// payloadHeader leads every payload: the send time in unix nanoseconds and
+// the publication's sequence number (from 1), both big-endian.
+const payloadHeader = 16
+
+// Result is what one run measured. Rates are over the measurement window
+// only; Lost, OutOfOrder and Disconnects cover the whole run.
+type Result struct {
+	Target  string  `json:"target"`
+	Subs    int     `json:"subs"`
+	Payload int     `json:"payload_bytes"`
+	Rate    float64 `json:"rate"` // publishes/s asked for; 0: saturate
+	Window  int     `json:"window"`
+	CPUs    int     `json:"cpus"` // shared by the load generator and the server
+
+	Seconds          float64 `json:"seconds"`
+	Publishes        uint64  `json:"publishes"`
+	PublishesPerSec  float64 `json:"publishes_per_s"`
+	Deliveries       uint64  `json:"deliveries"`
+	DeliveriesPerSec float64 `json:"deliveries_per_s"`
+
+	// Server figures need ServerPID; they are zero without it.
+	ServerCPU            float64 `json:"server_cpu_s"`
+	ServerCores          float64 `json:"server_cores"` // ServerCPU / Seconds
+	DeliveriesPerCoreSec float64 `json:"deliveries_per_server_core_s"`
+	ServerRSSMiB         float64 `json:"server_rss_mib"`
+	LoadgenCPU           float64 `json:"loadgen_cpu_s"`
+
+	LatencySamples int     `json:"latency_samples"`
+	LatencyP50Ms   float64 `json:"latency_p50_ms"`
+	LatencyP99Ms   float64 `json:"latency_p99_ms"`
+	LatencyMaxMs   float64 `json:"latency_max_ms"`
+
+	// Lost counts publications some subscriber had not received when the
+	// drain ended; OutOfOrder those that arrived with an unexpected
+	// sequence number. Both must be zero.
+	Lost        uint64 `json:"lost"`
+	OutOfOrder  uint64 `json:"out_of_order"`
+	Disconnects int    `json:"disconnects"`
+	Errors      uint64 `json:"errors"` // Error frames from the server
+	FirstError  string `json:"first_error,omitempty"`
+
+	// TotalPublishes and PerSub count the whole run, warmup and drain
+	// included: after a clean drain every PerSub equals TotalPublishes.
+	TotalPublishes uint64   `json:"-"`
+	PerSub         []uint64 `json:"-"`
+}
+
+// load is the state of one run.
+type load struct {
+	// immutable after Run starts
+	cfg   Config
+	proto protocol
+	subs  []*subscriber
+	pub   *publisher
+
+	measuring atomic.Bool // subscribers record latency while set
+	closing   atomic.Bool // the run is ending; conn errors are expected
+	published atomic.Uint64
+	acked     atomic.Uint64
+	errs      atomic.Uint64
+
+	mu       sync.Mutex // guards firstErr
+	firstErr string
+
+	readers sync.WaitGroup // one per connection's read loop
+}
+
+// protocol is what differs between the targets.
+type protocol interface {
+	// subscribe starts the subscription on a fresh connection; the
+	// subscriber's read loop reports when it is in place.
+	subscribe(s *subscriber) error
+	// connectPublisher prepares a fresh publisher connection.
+	connectPublisher(p *publisher) error
+	// handle processes one binary message on a subscriber connection.
+	handle(s *subscriber, msg []byte) error
+	// handleText processes one text message on a subscriber connection.
+	handleText(s *subscriber, msg []byte) error
+	// publish sends one payload; it is called from one goroutine.
+	publish(p *publisher, payload []byte) error
+	// handlePublisher processes one binary message on the publisher
+	// connection.
+	handlePublisher(p *publisher, msg []byte) error
+	// acks reports whether publishes are acknowledged.
+	acks() bool
+}
+
+func (l *load) fail(format string, args ...any) {
+	l.errs.Add(1)
+	l.mu.Lock()
+	if l.firstErr == "" {
+		l.firstErr = fmt.Sprintf(format, args...)
+	}
+	l.mu.Unlock()
+}
+
+// subscriber is one subscriber connection.
+type subscriber struct {
+	count atomic.Uint64 // deliveries; written by the read loop only
+	_     [56]byte      // keep counters of neighbours off one cache line
+
+	// immutable after dial
+	l      *load
+	i      int
+	c      *websocket.Conn
+	sample bool          // record latency
+	ready  chan struct{} // closed once the subscription is in place
+
+	// owned by the read loop
+	readyOnce sync.Once
+	lat       []int64 // nanoseconds
+	bad       uint64  // out-of-order deliveries
+	endErr    error   // why the read loop ended early; read after ended
+
+	done  atomic.Bool   // set when the read loop has ended
+	ended chan struct{} // closed when the read loop has ended
+}
+
+// deliver accounts for one delivered payload.
+func (s *subscriber) deliver(payload []byte) {
+	n := s.count.Add(1)
+	if len(payload) < payloadHeader || binary.BigEndian.Uint64(payload[8:]) != n {
+		s.bad++
+	}
+	if s.sample && s.l.measuring.Load() && len(payload) >= payloadHeader {
+		sent := int64(binary.BigEndian.Uint64(payload))
+		s.lat = append(s.lat, time.Now().UnixNano()-sent)
+	}
+}
+
+func (s *subscriber) markReady() { s.readyOnce.Do(func() { close(s.ready) }) }
+
+// publisher is the publishing connection.
+type publisher struct {
+	// immutable after dial
+	l *load
+	c *websocket.Conn
+
+	wmu sync.Mutex // serializes writes to c
+	id  uint32     // last request id; owned by the publish loop
+}
+
+func (p *publisher) write(msg []byte) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return p.c.WriteMessage(websocket.BinaryMessage, msg)
+}
+
+// Run performs one load run against a live server.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	l := &load{cfg: cfg}
+	switch cfg.Target {
+	case targetSwitchyard:
+		l.proto = newSwitchyard(cfg.Channel)
+	case targetNaive:
+		l.proto = naiveProto{}
+	}
+	start := time.Now()
+	cfg.Logf("dialing %d subscribers at %s", cfg.Subs, cfg.URL)
+	if err := l.dialSubscribers(ctx); err != nil {
+		l.shutdown()
+		return nil, err
+	}
+	cfg.Logf("%d subscribers ready in %v", cfg.Subs, time.Since(start).Round(time.Millisecond))
+	if err := l.dialPublisher(ctx); err != nil {
+		l.shutdown()
+		return nil, err
+	}
+
+	stop := make(chan struct{})
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- l.publishLoop(stop) }()
+	stopPublisher := func() error {
+		if stop != nil {
+			close(stop)
+			stop = nil
+			return <-pubDone
+		}
+		return nil
+	}
+	defer func() {
+		l.shutdown() // first: unblocks a publisher stuck in a write
+		_ = stopPublisher()
+	}()
+
+	wait := func(d time.Duration) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case err := <-pubDone:
+			pubDone <- err
+			if err == nil {
+				err = errors.New("publisher stopped")
+			}
+			return fmt.Errorf("during the run: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if cfg.Warmup > 0 {
+		cfg.Logf("warming up for %v", cfg.Warmup)
+		if err := wait(cfg.Warmup); err != nil {
+			return nil, err
+		}
+	}
+	cfg.Logf("measuring for %v", cfg.Duration)
+	s0 := l.snapshot()
+	l.measuring.Store(true)
+	if err := wait(cfg.Duration); err != nil {
+		return nil, err
+	}
+	l.measuring.Store(false)
+	s1 := l.snapshot()
+	rss, rssErr := procRSS(cfg.ServerPID)
+	if err := stopPublisher(); err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+
+	total := l.published.Load()
+	cfg.Logf("published %d; draining", total)
+	l.drain(ctx, total)
+	l.shutdown()
+
+	r := &Result{
+		Target:         cfg.Target,
+		Subs:           cfg.Subs,
+		Payload:        cfg.Payload,
+		Rate:           cfg.Rate,
+		Window:         cfg.Window,
+		CPUs:           runtime.NumCPU(),
+		Seconds:        s1.at.Sub(s0.at).Seconds(),
+		Publishes:      s1.published - s0.published,
+		Deliveries:     s1.delivered - s0.delivered,
+		LoadgenCPU:     s1.selfCPU - s0.selfCPU,
+		TotalPublishes: total,
+		Errors:         l.errs.Load(),
+		FirstError:     l.firstErr,
+	}
+	r.PublishesPerSec = float64(r.Publishes) / r.Seconds
+	r.DeliveriesPerSec = float64(r.Deliveries) / r.Seconds
+	if cfg.ServerPID != 0 {
+		if s0.serverErr != nil || s1.serverErr != nil || rssErr != nil {
+			return nil, fmt.Errorf("sample server %d: %w", cfg.ServerPID, errors.Join(s0.serverErr, s1.serverErr, rssErr))
+		}
+		r.ServerCPU = s1.serverCPU - s0.serverCPU
+		r.ServerCores = r.ServerCPU / r.Seconds
+		if r.ServerCPU > 0 {
+			r.DeliveriesPerCoreSec = float64(r.Deliveries) / r.ServerCPU
+		}
+		r.ServerRSSMiB = float64(rss) / (1 << 20)
+	}
+	var lat []int64
+	for _, s := range l.subs {
+		n := s.count.Load()
+		r.PerSub = append(r.PerSub, n)
+		if n < total {
+			r.Lost += total - n
+		}
+		r.OutOfOrder += s.bad
+		lat = append(lat, s.lat...)
+		if s.endErr != nil {
+			r.Disconnects++
+			if r.FirstError == "" {
+				r.FirstError = fmt.Sprintf("subscriber %d: %v", s.i, s.endErr)
+			}
+		}
+	}
+	slices.Sort(lat)
+	r.LatencySamples = len(lat)
+	if len(lat) > 0 {
+		pct := func(p float64) float64 {
+			i := min(len(lat)-1, int(math.Ceil(p*float64(len(lat))))-1)
+			return float64(lat[max(i, 0)]) / 1e6
+		}
+		r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs = pct(0.50), pct(0.99), pct(1)
+	}
+	return r, nil
+}
+
+// snapshot is the state at one edge of the measurement window.
+type snapshot struct {
+	at                   time.Time
+	published, delivered uint64
+	serverCPU, selfCPU   float64 // seconds
+	serverErr            error
+}
+
+func (l *load) snapshot() snapshot {
+	s := snapshot{at: time.Now(), published: l.published.Load()}
+	for _, sub := range l.subs {
+		s.delivered += sub.count.Load()
+	}
+	if l.cfg.ServerPID != 0 {
+		s.serverCPU, s.serverErr = procCPU(l.cfg.ServerPID)
+	}
+	s.selfCPU, _ = procCPU(os.Getpid())
+	return s
+}
+
+var dialer = websocket.Dialer{
+	HandshakeTimeout: 10 * time.Second,
+	ReadBufferSize:   16 << 10,
+	WriteBufferSize:  4 << 10,
+}
+
+// dialSubscribers connects every subscriber and waits until each one's
+// subscription is in place.
+func (l *load) dialSubscribers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	l.subs = make([]*subscriber, l.cfg.Subs)
+	for i := range l.subs {
+		l.subs[i] = &subscriber{l: l, i: i, sample: i < l.cfg.LatencySubs, ready: make(chan struct{}), ended: make(chan struct{})}
+	}
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+	)
+	for range min(l.cfg.DialConcurrency, l.cfg.Subs) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(l.subs) || ctx.Err() != nil {
+					return
+				}
+				if err := l.dialSubscriber(ctx, l.subs[i]); err != nil {
+					emu.Lock()
+					errs = append(errs, fmt.Errorf("subscriber %d: %w", i, err))
+					emu.Unlock()
+					cancel()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, s := range l.subs {
+		select {
+		case <-s.ready:
+		case <-s.ended:
+			return fmt.Errorf("subscriber %d: %w", s.i, s.endErr)
+		case <-ctx.Done():
+			return fmt.Errorf("subscriber %d not ready: %w", s.i, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (l *load) dialSubscriber(ctx context.Context, s *subscriber) error {
+	c, resp, err := dialer.DialContext(ctx, l.cfg.URL, nil)
+	if err != nil {
+		if resp != nil {
+			return fmt.Errorf("dial %s: %w (HTTP %s)", l.cfg.URL, err, resp.Status)
+		}
+		return fmt.Errorf("dial %s: %w", l.cfg.URL, err)
+	}
+	c.SetReadLimit(16 << 20)
+	s.c = c
+	if err := l.proto.subscribe(s); err != nil {
+		c.Close()
+		s.c = nil
+		return err
+	}
+	l.readers.Go(func() { l.readSubscriber(s) })
+	return nil
+}
+
+// readSubscriber is the read loop of one subscriber.
+func (l *load) readSubscriber(s *subscriber) {
+	defer func() {
+		s.done.Store(true)
+		close(s.ended)
+	}()
+	var buf []byte
+	for {
+		typ, r, err := s.c.NextReader()
+		if err == nil {
+			buf, err = readAll(r, buf[:0])
+		}
+		if err == nil {
+			switch typ {
+			case websocket.BinaryMessage:
+				err = l.proto.handle(s, buf)
+			case websocket.TextMessage:
+				err = l.proto.handleText(s, buf)
+			}
+		}
+		if err != nil {
+			if !l.closing.Load() {
+				s.endErr = err
+				s.c.Close()
+			}
+			return
+		}
+		// A big batch grew buf; do not keep it for every connection.
+		if cap(buf) > 256<<10 {
+			buf = nil
+		}
+	}
+}
+
+// readAll appends what r holds to b.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+func (l *load) dialPublisher(ctx context.Context) error {
+	c, _, err := dialer.DialContext(ctx, l.cfg.PubURL, nil)
+	if err != nil {
+		return fmt.Errorf("publisher: dial %s: %w", l.cfg.PubURL, err)
+	}
+	c.SetReadLimit(16 << 20)
+	p := &publisher{l: l, c: c}
+	if err := l.proto.connectPublisher(p); err != nil {
+		c.Close()
+		return fmt.Errorf("publisher: %w", err)
+	}
+	l.pub = p
+	l.readers.Go(func() {
+		var buf []byte
+		for {
+			typ, r, err := c.NextReader()
+			if err == nil {
+				buf, err = readAll(r, buf[:0])
+			}
+			if err == nil && typ == websocket.BinaryMessage {
+				err = l.proto.handlePublisher(p, buf)
+			}
+			if err != nil {
+				if !l.closing.Load() {
+					l.fail("publisher connection: %v", err)
+					c.Close()
+				}
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// pollInterval is how often a publisher held back by the window looks
+// again. Deliveries of one publication to all subscribers take far longer
+// at the loads of interest, so polling costs little and adds no stall.
+const pollInterval = 200 * time.Microsecond
+
+// publishLoop publishes until stop is closed, at cfg.Rate or as fast as the
+// window allows.
+func (l *load) publishLoop(stop <-chan struct{}) error {
+	payload := make([]byte, l.cfg.Payload)
+	for i := payloadHeader; i < len(payload); i++ {
+		payload[i] = byte(i)
+	}
+	window := uint64(l.cfg.Window)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	sleep := func(d time.Duration) bool {
+		t.Reset(d)
+		select {
+		case <-stop:
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	start := time.Now()
+	var interval time.Duration
+	if l.cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / l.cfg.Rate)
+	}
+	for n := uint64(1); ; n++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		if interval > 0 {
+			if d := time.Until(start.Add(time.Duration(n-1) * interval)); d > 0 && !sleep(d) {
+				return nil
+			}
+		}
+		for window > 0 && !l.room(n, window) {
+			if !sleep(pollInterval) {
+				return nil
+			}
+		}
+		binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
+		binary.BigEndian.PutUint64(payload[8:], n)
+		if err := l.proto.publish(l.pub, payload); err != nil {
+			return err
+		}
+		l.published.Store(n)
+	}
+}
+
+// room reports whether publication n fits in the window: the slowest live
+// subscriber is less than window publications behind, and fewer than
+// window publishes await their ack.
+func (l *load) room(n, window uint64) bool {
+	if l.proto.acks() && n-1-l.acked.Load() >= window {
+		return false
+	}
+	for _, s := range l.subs {
+		if !s.done.Load() && n-1-s.count.Load() >= window {
+			return false
+		}
+	}
+	return true
+}
+
+// drain waits until every live subscriber has all total publications, or
+// cfg.Drain has passed.
+func (l *load) drain(ctx context.Context, total uint64) {
+	deadline := time.Now().Add(l.cfg.Drain)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		behind := 0
+		for _, s := range l.subs {
+			if !s.done.Load() && s.count.Load() < total {
+				behind++
+			}
+		}
+		if behind == 0 && (!l.proto.acks() || l.acked.Load()+l.errs.Load() >= total) {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.cfg.Logf("drain: %d subscribers still behind after %v", behind, l.cfg.Drain)
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// shutdown closes every connection and waits for the read loops. It is
+// safe to call more than once.
+func (l *load) shutdown() {
+	if l.closing.Swap(true) {
+		return
+	}
+	deadline := time.Now().Add(time.Second)
+	closeMsg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	var wg sync.WaitGroup
+	closeConn := func(c *websocket.Conn) {
+		_ = c.WriteControl(websocket.CloseMessage, closeMsg, deadline)
+		c.Close()
+	}
+	if l.pub != nil {
+		wg.Go(func() { closeConn(l.pub.c) })
+	}
+	for chunk := range slices.Chunk(l.subs, 64) {
+		wg.Go(func() {
+			for _, s := range chunk {
+				if s.c != nil {
+					closeConn(s.c)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	l.readers.Wait()
+}

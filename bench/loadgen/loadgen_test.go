@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchyard/switchyard/bench/internal/naive"
+	"github.com/switchyard/switchyard/protocols"
+	wsadapter "github.com/switchyard/switchyard/protocols/websocket"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve serves h on 127.0.0.1:0 until the test ends and returns the
+// address.
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	t.Cleanup(func() {
+		hs.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkResult asserts that a run delivered something and that every
+// subscriber got every publication, in order.
+func checkResult(t *testing.T, r *Result, subs int) {
+	t.Helper()
+	t.Logf("%s: %d publishes, %d deliveries (%.0f/s) in the window; %d publishes in all; latency p50 %.2f ms p99 %.2f ms",
+		r.Target, r.Publishes, r.Deliveries, r.DeliveriesPerSec, r.TotalPublishes, r.LatencyP50Ms, r.LatencyP99Ms)
+	if r.Deliveries == 0 || r.TotalPublishes == 0 {
+		t.Fatalf("no deliveries: %+v", r)
+	}
+	if len(r.PerSub) != subs {
+		t.Fatalf("%d subscriber counts, want %d", len(r.PerSub), subs)
+	}
+	for i, n := range r.PerSub {
+		if n != r.TotalPublishes {
+			t.Errorf("subscriber %d got %d deliveries, want %d (every subscriber the same)", i, n, r.TotalPublishes)
+		}
+	}
+	if r.Lost != 0 || r.OutOfOrder != 0 || r.Disconnects != 0 || r.Errors != 0 {
+		t.Errorf("lost %d, out of order %d, disconnects %d, errors %d: %s", r.Lost, r.OutOfOrder, r.Disconnects, r.Errors, r.FirstError)
+	}
+	if r.LatencySamples == 0 || r.LatencyP50Ms <= 0 || r.LatencyP99Ms < r.LatencyP50Ms {
+		t.Errorf("latency: %d samples, p50 %v ms, p99 %v ms", r.LatencySamples, r.LatencyP50Ms, r.LatencyP99Ms)
+	}
+}
+
+func TestRunNaive(t *testing.T) {
+	srv := naive.New()
+	addr := serve(t, srv)
+	t.Cleanup(srv.Close)
+
+	for _, tc := range []struct {
+		name     string
+		rate     float64
+		duration time.Duration
+	}{
+		{"saturate", 0, time.Second},
+		{"rate", 200, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const subs = 20
+			r, err := Run(context.Background(), Config{
+				Target:    targetNaive,
+				URL:       "ws://" + addr + "/ws",
+				Subs:      subs,
+				Duration:  tc.duration,
+				Rate:      tc.rate,
+				ServerPID: os.Getpid(), // the server runs in this process
+				Drain:     3 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkResult(t, r, subs)
+			if r.ServerCPU <= 0 || r.ServerRSSMiB <= 0 {
+				t.Errorf("server CPU %v s, RSS %v MiB: want both > 0", r.ServerCPU, r.ServerRSSMiB)
+			}
+			// Subscribers leave the set once the load generator is gone.
+			waitFor(t, 3*time.Second, "naive subscribers to leave", func() bool { return srv.Subscribers() == 0 })
+		})
+	}
+}
+
+// fakeNode speaks switchyard.v1 through the real session code in
+// protocols/websocket, with a one-channel hub, so that the switchyard side
+// of the load generator is tested without importing the edge.
+type fakeNode struct {
+	mu     sync.Mutex
+	subs   map[protocols.Session]bool
+	open   int
+	offset uint64
+}
+
+type fakeClient struct {
+	n *fakeNode
+	s protocols.Session
+}
+
+func (n *fakeNode) Accept(s protocols.Session, _ *http.Request) (protocols.Handler, error) {
+	n.mu.Lock()
+	n.open++
+	n.mu.Unlock()
+	return &fakeClient{n: n, s: s}, nil
+}
+
+func (n *fakeNode) sessions() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.open
+}
+
+func (c *fakeClient) HandleFrame(f *protocols.Frame) error {
+	n := c.n
+	switch k := f.Kind.(type) {
+	case *protocols.Frame_Connect:
+		return c.s.Send(protocols.MustEncode(&protocols.Frame{Id: f.Id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
+			SessionId: c.s.ID(), Protocol: protocols.ProtocolVersion,
+		}}}))
+	case *protocols.Frame_Subscribe:
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.subs[c.s] = true
+		return c.s.Send(protocols.MustEncode(&protocols.Frame{Id: f.Id, Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{
+			Channel: k.Subscribe.Channel, Epoch: "e", Offset: n.offset,
+		}}}))
+	case *protocols.Frame_Publish:
+		n.mu.Lock()
+		n.offset++
+		off := n.offset
+		msg := protocols.EncodeMessage(k.Publish.Channel, "e", off, k.Publish.Data)
+		for s := range n.subs {
+			_ = s.Send(msg)
+		}
+		n.mu.Unlock()
+		return c.s.Send(protocols.MustEncode(&protocols.Frame{Id: f.Id, Kind: &protocols.Frame_PublishAck{PublishAck: &protocols.PublishAck{
+			Epoch: "e", Offset: off,
+		}}}))
+	}
+	return protocols.Closef(protocols.CodeBadFrame, "unexpected %T", f.Kind)
+}
+
+func (c *fakeClient) Closed(*protocols.CloseError) {
+	c.n.mu.Lock()
+	delete(c.n.subs, c.s)
+	c.n.open--
+	c.n.mu.Unlock()
+}
+
+func TestRunSwitchyardProtocol(t *testing.T) {
+	node := &fakeNode{subs: make(map[protocols.Session]bool)}
+	// Frequent pings: the load generator must answer them or be closed.
+	ws := wsadapter.NewServer(node, wsadapter.Config{Session: protocols.SessionConfig{
+		PingInterval: 50 * time.Millisecond,
+		PongTimeout:  time.Second,
+	}})
+	addr := serve(t, ws)
+	t.Cleanup(func() {
+		waitFor(t, 5*time.Second, "sessions to end", func() bool { return node.sessions() == 0 })
+	})
+
+	const subs = 20
+	r, err := Run(context.Background(), Config{
+		Target:   targetSwitchyard,
+		URL:      "ws://" + addr + "/ws",
+		Subs:     subs,
+		Duration: time.Second,
+		Drain:    3 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, r, subs)
+}
+
+func TestRunBadConfig(t *testing.T) {
+	_, err := Run(context.Background(), Config{Target: "nats", URL: "ws://127.0.0.1:1/ws", Payload: 8})
+	if err == nil {
+		t.Fatal("Run accepted an unknown target and an 8-byte payload")
+	}
+}
+
+// TestFrameKind checks the field numbers the hot path reads by hand
+// against the generated code.
+func TestFrameKind(t *testing.T) {
+	for _, tc := range []struct {
+		f    *protocols.Frame
+		want int
+	}{
+		{&protocols.Frame{Id: 7, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{SessionId: "s"}}}, fieldFrameConnected},
+		{&protocols.Frame{Id: 7, Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{}}}, fieldFrameSubscribed},
+		{&protocols.Frame{Id: 300, Kind: &protocols.Frame_PublishAck{PublishAck: &protocols.PublishAck{Offset: 1}}}, fieldFramePublishAck},
+		{&protocols.Frame{Kind: &protocols.Frame_Message{Message: &protocols.Message{Data: []byte("x")}}}, fieldFrameMessage},
+		{&protocols.Frame{Id: 1, Kind: &protocols.Frame_Error{Error: &protocols.Error{Code: 1}}}, fieldFrameError},
+		{&protocols.Frame{Kind: &protocols.Frame_Ping{Ping: &protocols.Ping{}}}, fieldFramePing},
+		{&protocols.Frame{Kind: &protocols.Frame_Disconnect{Disconnect: &protocols.Disconnect{}}}, fieldFrameDisconnect},
+	} {
+		b := protocols.MustEncode(tc.f)
+		body, rest, err := protocols.NextFrame(b, 1<<10)
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("NextFrame(%T): %v, %d bytes left", tc.f.Kind, err, len(rest))
+		}
+		kind, _, err := frameKind(body)
+		if err != nil || int(kind) != tc.want {
+			t.Errorf("frameKind(%T) = %d, %v; want %d", tc.f.Kind, kind, err, tc.want)
+		}
+	}
+
+	data := []byte("payload bytes")
+	b := protocols.EncodeMessage("bench", "epoch", 42, data)
+	body, _, err := protocols.NextFrame(b, 1<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind, inner, err := frameKind(body)
+	if err != nil || kind != fieldFrameMessage {
+		t.Fatalf("frameKind(EncodeMessage) = %d, %v", kind, err)
+	}
+	got, err := messageData(inner)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("messageData = %q, %v; want %q", got, err, data)
+	}
+	if _, _, err := frameKind([]byte{0x08, 0x01}); err == nil {
+		t.Error("frameKind accepted a frame with an id and no kind")
+	}
+}
+
+func TestProc(t *testing.T) {
+	cpu, err := procCPU(os.Getpid())
+	if err != nil || cpu < 0 {
+		t.Fatalf("procCPU(self) = %v, %v", cpu, err)
+	}
+	rss, err := procRSS(os.Getpid())
+	if err != nil || rss <= 0 {
+		t.Fatalf("procRSS(self) = %v, %v", rss, err)
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Error("procCPU(-1) succeeded")
+	}
+}

@@ -1,0 +1,112 @@
+// Command loadgen drives a Switchyard node, or the naive baseline server in
+// bench/naive, with many subscribers on real WebSocket connections and one
+// publisher, and reports deliveries per second, deliveries per server
+// core-second, server RSS and end-to-end latency.
+//
+//	loadgen -target switchyard -url ws://127.0.0.1:8080/ws -server-pid 1234
+//	loadgen -target naive -url ws://127.0.0.1:9000/ws -server-pid 1235 -json
+//	loadgen -table results.jsonl   # Markdown table of -json lines
+//
+// The load generator and the server share the machine's cores: every
+// figure is for that setup, not for a server with the machine to itself.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard or naive")
+	fs.StringVar(&cfg.URL, "url", "", "subscribers' WebSocket `URL`, e.g. ws://127.0.0.1:8080/ws")
+	fs.StringVar(&cfg.PubURL, "pub-url", "", "publisher's WebSocket `URL` (default: -url for switchyard, its /pub for naive)")
+	fs.StringVar(&cfg.Channel, "channel", "bench", "switchyard `channel`")
+	fs.IntVar(&cfg.Subs, "subs", 1000, "subscriber `connections`")
+	fs.IntVar(&cfg.Payload, "payload", 64, "payload `bytes` (at least 16)")
+	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "load before the measurement window")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement window")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "publishes per `second`; 0 saturates (as fast as the server keeps up, within -window)")
+	fs.IntVar(&cfg.Window, "window", 32, "publications the slowest subscriber may lag behind (and unacked publishes) before the publisher waits")
+	fs.IntVar(&cfg.LatencySubs, "latency-subs", 10, "subscribers that time every message")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server `PID` whose CPU time and RSS to sample from /proc (0: none)")
+	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the last deliveries after publishing stops")
+	asJSON := fs.Bool("json", false, "print the result as one JSON line")
+	table := fs.Bool("table", false, "print a Markdown table of the -json result lines in the files named as arguments, then exit")
+	quiet := fs.Bool("q", false, "no progress on stderr")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if *table {
+		return printTable(stdout, fs.Args())
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if !*quiet {
+		cfg.Logf = func(format string, args ...any) {
+			fmt.Fprintf(stderr, "loadgen %s: %s\n", cfg.Target, fmt.Sprintf(format, args...))
+		}
+	}
+	r, err := Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		printText(stdout, r)
+	}
+	if r.Lost > 0 || r.OutOfOrder > 0 || r.Disconnects > 0 {
+		return fmt.Errorf("%s: %d lost, %d out of order, %d disconnects (%s)", r.Target, r.Lost, r.OutOfOrder, r.Disconnects, r.FirstError)
+	}
+	return nil
+}
+
+func printText(w io.Writer, r *Result) {
+	mode := "saturate"
+	if r.Rate > 0 {
+		mode = fmt.Sprintf("%g publishes/s", r.Rate)
+	}
+	fmt.Fprintf(w, "target              %s (%d subscribers, %d-byte payload, %s, window %d)\n", r.Target, r.Subs, r.Payload, mode, r.Window)
+	fmt.Fprintf(w, "window              %.2f s; load generator and server share %d CPUs\n", r.Seconds, r.CPUs)
+	fmt.Fprintf(w, "publishes           %d (%.0f/s)\n", r.Publishes, r.PublishesPerSec)
+	fmt.Fprintf(w, "deliveries          %d (%.0f/s)\n", r.Deliveries, r.DeliveriesPerSec)
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(w, "server CPU          %.2f s (%.2f cores)\n", r.ServerCPU, r.ServerCores)
+		fmt.Fprintf(w, "per server core-s   %.0f deliveries\n", r.DeliveriesPerCoreSec)
+		fmt.Fprintf(w, "server RSS          %.1f MiB\n", r.ServerRSSMiB)
+	}
+	fmt.Fprintf(w, "loadgen CPU         %.2f s\n", r.LoadgenCPU)
+	fmt.Fprintf(w, "latency             p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)\n", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs, r.LatencySamples)
+	fmt.Fprintf(w, "lost/out of order   %d / %d; disconnects %d; error frames %d\n", r.Lost, r.OutOfOrder, r.Disconnects, r.Errors)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error         %s\n", r.FirstError)
+	}
+}
