@@ -44,6 +44,7 @@ type Client struct {
 	tr         transport
 	connected  *protocols.Connected
 	heartbeat  time.Duration // silence after which the server counts as dead; 0: never
+	batchLimit int           // bytes of frames in one write
 	msgBuffer  int
 	log        *slog.Logger
 	ctx        context.Context // cancelled when the client ends or Close begins
@@ -105,14 +106,19 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		ctx, cancel = context.WithTimeout(ctx, defaultDialTimeout)
 		defer cancel()
 	}
+	var c *Client
 	switch {
 	case ep.webTransport != "" && ep.webSocket != "":
 		return dialAuto(ctx, url, ep, tlsConf, opts)
 	case ep.webTransport != "":
-		return dialOne(ctx, protocols.WebTransport, ep.webTransport, tlsConf, opts)
+		c, err = dialOne(ctx, protocols.WebTransport, ep.webTransport, tlsConf, opts)
 	default:
-		return dialOne(ctx, protocols.WebSocket, ep.webSocket, tlsConf, opts)
+		c, err = dialOne(ctx, protocols.WebSocket, ep.webSocket, tlsConf, opts)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %w", err)
+	}
+	return c, nil
 }
 
 // dialAuto races WebTransport against WebSocket: WebSocket starts after
@@ -228,6 +234,9 @@ func exchangeConnect(tr transport, token string) (*protocols.Connected, error) {
 		}
 		f, err := protocols.DecodeFrame(body)
 		if err != nil {
+			if unknownKind(body) {
+				continue
+			}
 			tr.close(protocols.CodeBadFrame, err.Error())
 			return nil, err
 		}
@@ -269,8 +278,18 @@ func newClient(tr transport, connected *protocols.Connected, opts Options) *Clie
 		calls:      make(map[uint32]*call),
 		subs:       make(map[string]*Subscription),
 	}
+	c.batchLimit = batchBytes
+	if tr.name() == protocols.WebSocket {
+		// The server closes a session whose message exceeds its frame
+		// limit, however small the frames inside.
+		maxFrame := int(connected.GetMaxFrameSize())
+		if maxFrame <= 0 {
+			maxFrame = protocols.DefaultMaxFrameSize
+		}
+		c.batchLimit = protocols.MaxMessageSize(maxFrame)
+	}
 	if ping := connected.GetPingIntervalMs(); ping > 0 {
-		c.heartbeat = time.Duration(ping+connected.GetPongTimeoutMs()) * time.Millisecond
+		c.heartbeat = time.Duration(uint64(ping)+uint64(connected.GetPongTimeoutMs())) * time.Millisecond
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
 	c.wg.Add(2)
@@ -291,8 +310,8 @@ func (c *Client) Connected() *protocols.Connected { return c.connected }
 // Done is closed when the connection has ended, for any reason.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-// Err tells why the connection ended, once Done is closed: nil after
-// Close; a *protocols.CloseError when the server closed it (from its
+// Err tells why the connection ended, once Done is closed (before, it
+// is nil): nil if Close came first; a *protocols.CloseError when the server closed it (from its
 // Disconnect frame or the transport's close code, Remote set) or when the
 // client gave up on it (heartbeat timeout, bad frame; Remote unset);
 // otherwise the transport's error.
@@ -488,8 +507,14 @@ func (c *Client) wait(ctx context.Context, id uint32, cl *call) (*protocols.Fram
 }
 
 // Publish sends data to channel and waits for the server's ack, which
-// gives the publication's position in the channel.
+// gives the publication's position in the channel. A bad channel name
+// fails with a *protocols.RequestError (ErrCodeInvalidChannel), a frame
+// over the server's max_frame_size with an error wrapping
+// protocols.ErrFrameTooLarge, both without a round trip.
 func (c *Client) Publish(ctx context.Context, channel string, data []byte) (Position, error) {
+	if err := checkChannel(channel); err != nil {
+		return Position{}, err
+	}
 	f, err := c.roundTrip(ctx, &protocols.Frame{Kind: &protocols.Frame_Publish{Publish: &protocols.Publish{
 		Channel: channel, Data: data,
 	}}})
@@ -527,10 +552,34 @@ func (c *Client) read() error {
 		c.lastSeen.Store(time.Now().UnixNano())
 		f, err := protocols.DecodeFrame(body)
 		if err != nil {
+			if unknownKind(body) {
+				c.log.Debug("client: ignoring a frame of an unknown kind", "bytes", len(body))
+				continue
+			}
 			return c.protocolError(err)
 		}
 		c.dispatch(f)
 	}
+}
+
+// pingBody is the body of a Ping frame.
+var pingBody = func() []byte {
+	b, _, err := protocols.NextFrame(protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Ping{Ping: &protocols.Ping{}}}), 16)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+// unknownKind reports whether a body that DecodeFrame refused is a
+// well-formed frame of a kind this client does not know (a newer server's),
+// which the protocol says to ignore. DecodeFrame refuses both that and
+// garbage; with a known kind appended (in protobuf the last member of a
+// oneof wins), only the former decodes.
+func unknownKind(body []byte) bool {
+	probe := append(body[:len(body):len(body)], pingBody...)
+	_, err := protocols.DecodeFrame(probe)
+	return err == nil
 }
 
 // protocolError closes the connection over a bad frame from the server.
@@ -550,7 +599,11 @@ func (c *Client) protocolError(err error) error {
 func (c *Client) dispatch(f *protocols.Frame) {
 	switch k := f.Kind.(type) {
 	case *protocols.Frame_Ping:
-		_ = c.enqueue(outFrame{b: pongFrame})
+		pong := pongFrame
+		if f.Id != 0 {
+			pong = protocols.MustEncode(&protocols.Frame{Id: f.Id, Kind: &protocols.Frame_Pong{Pong: &protocols.Pong{}}})
+		}
+		_ = c.enqueue(outFrame{b: pong})
 	case *protocols.Frame_Pong:
 	case *protocols.Frame_Message:
 		c.deliver(k.Message)
@@ -560,6 +613,9 @@ func (c *Client) dispatch(f *protocols.Frame) {
 		c.log.Debug("client: server disconnects", "code", uint32(ce.Code), "reason", ce.Reason,
 			"reconnect", d.GetReconnect(), "reconnect_url", d.GetReconnectUrl())
 		c.setErr(ce)
+		c.mu.Lock()
+		c.queue = nil // after Disconnect the client sends nothing
+		c.mu.Unlock()
 		c.tr.finish(ce.Code, ce.Reason)
 	default:
 		if f.Id == 0 {
@@ -725,7 +781,7 @@ func (c *Client) flush(batch [][]byte) ([][]byte, error) {
 				}
 				break
 			}
-			if n > 0 && size+len(f.b) > batchBytes {
+			if n > 0 && size+len(f.b) > c.batchLimit {
 				break
 			}
 			batch = append(batch, f.b)

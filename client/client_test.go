@@ -13,6 +13,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -45,6 +47,9 @@ type testServer struct {
 	mu       sync.Mutex
 	sessions map[string]protocols.Session
 	subs     map[string]map[protocols.Session]bool
+	ended    map[string]*protocols.CloseError // how each session ended, by id
+	origins  map[string]string                // Origin header, by session id
+	tokens   map[string]string                // Connect token, by session id
 	offset   uint64
 }
 
@@ -53,7 +58,7 @@ type serverConfig struct {
 	session        protocols.SessionConfig
 }
 
-func newTestServer(t *testing.T, sc serverConfig) *testServer {
+func newTestServer(t testing.TB, sc serverConfig) *testServer {
 	t.Helper()
 	cert, hash := testCert(t)
 	srv := &testServer{
@@ -61,6 +66,9 @@ func newTestServer(t *testing.T, sc serverConfig) *testServer {
 		cfg:      sc.session.WithDefaults(),
 		sessions: make(map[string]protocols.Session),
 		subs:     make(map[string]map[protocols.Session]bool),
+		ended:    make(map[string]*protocols.CloseError),
+		origins:  make(map[string]string),
+		tokens:   make(map[string]string),
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", websocket.NewServer(srv, websocket.Config{Session: sc.session}))
@@ -80,6 +88,7 @@ func newTestServer(t *testing.T, sc serverConfig) *testServer {
 	secure.Listener.Close()
 	secure.Listener = tcp
 	secure.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	secure.Config.ErrorLog = log.New(io.Discard, "", 0) // refused certificates are expected
 	secure.StartTLS()
 	t.Cleanup(secure.Close)
 	srv.httpsURL = "https://" + tcp.Addr().String()
@@ -106,12 +115,21 @@ func newTestServer(t *testing.T, sc serverConfig) *testServer {
 			}
 			udp.Close()
 		})
+		// Serve starts the QUIC listener in the background: wait for it, so
+		// that tests see a steady set of server goroutines.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := Dial(ctx, srv.httpsURL, Options{Transport: protocols.WebTransport, CertHash: hash})
+		if err != nil {
+			t.Fatalf("webtransport server not up: %v", err)
+		}
+		c.Close()
 	}
 	return srv
 }
 
 // listenPair listens on one port number for both UDP and TCP, like a node.
-func listenPair(t *testing.T) (*net.UDPConn, net.Listener) {
+func listenPair(t testing.TB) (*net.UDPConn, net.Listener) {
 	t.Helper()
 	for range 20 {
 		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -130,7 +148,7 @@ func listenPair(t *testing.T) (*net.UDPConn, net.Listener) {
 
 // listenTCPWithClosedUDP listens on a TCP port whose UDP twin has nothing
 // bound to it.
-func listenTCPWithClosedUDP(t *testing.T) net.Listener {
+func listenTCPWithClosedUDP(t testing.TB) net.Listener {
 	t.Helper()
 	for range 20 {
 		tcp, err := net.Listen("tcp", "127.0.0.1:0")
@@ -150,7 +168,7 @@ func listenTCPWithClosedUDP(t *testing.T) net.Listener {
 
 // testCert makes a self-signed ECDSA P-256 certificate for 127.0.0.1 and
 // returns it with the base64 SHA-256 of its DER.
-func testCert(t *testing.T) (tls.Certificate, string) {
+func testCert(t testing.TB) (tls.Certificate, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -176,9 +194,10 @@ func testCert(t *testing.T) (tls.Certificate, string) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, base64.StdEncoding.EncodeToString(sum[:])
 }
 
-func (srv *testServer) Accept(s protocols.Session, _ *http.Request) (protocols.Handler, error) {
+func (srv *testServer) Accept(s protocols.Session, r *http.Request) (protocols.Handler, error) {
 	srv.mu.Lock()
 	srv.sessions[s.ID()] = s
+	srv.origins[s.ID()] = r.Header.Get("Origin")
 	srv.mu.Unlock()
 	return &testHandler{srv: srv, s: s}, nil
 }
@@ -188,6 +207,19 @@ func (srv *testServer) session(id string) protocols.Session {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	return srv.sessions[id]
+}
+
+// endOf waits for session id to end and returns how it ended.
+func (srv *testServer) endOf(t testing.TB, id string) *protocols.CloseError {
+	t.Helper()
+	var ce *protocols.CloseError
+	waitFor(t, 5*time.Second, "the server to end the session", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		ce = srv.ended[id]
+		return ce != nil
+	})
+	return ce
 }
 
 func (srv *testServer) subscribers(channel string) int {
@@ -207,9 +239,12 @@ func (h *testHandler) HandleFrame(f *protocols.Frame) error {
 	srv := h.srv
 	switch k := f.Kind.(type) {
 	case *protocols.Frame_Connect:
-		if k.Connect.GetProtocol() != protocols.ProtocolVersion {
-			return protocols.Closef(protocols.CodeBadProtocol, "protocol %q", k.Connect.GetProtocol())
+		if k.Connect.GetProtocol() != protocols.ProtocolVersion || k.Connect.GetClient() != clientName {
+			return protocols.Closef(protocols.CodeBadProtocol, "protocol %q from %q", k.Connect.GetProtocol(), k.Connect.GetClient())
 		}
+		srv.mu.Lock()
+		srv.tokens[h.s.ID()] = k.Connect.GetToken()
+		srv.mu.Unlock()
 		return h.send(&protocols.Frame{Id: f.Id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
 			SessionId:      h.s.ID(),
 			PingIntervalMs: uint32(srv.cfg.PingInterval / time.Millisecond),
@@ -269,9 +304,10 @@ func (h *testHandler) HandleFrame(f *protocols.Frame) error {
 	}}})
 }
 
-func (h *testHandler) Closed(*protocols.CloseError) {
+func (h *testHandler) Closed(err *protocols.CloseError) {
 	h.srv.mu.Lock()
 	defer h.srv.mu.Unlock()
+	h.srv.ended[h.s.ID()] = err
 	delete(h.srv.sessions, h.s.ID())
 	for _, subs := range h.srv.subs {
 		delete(subs, h.s)
@@ -337,7 +373,7 @@ func waitDone(t *testing.T, c *Client) {
 }
 
 // waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -352,7 +388,7 @@ func TestDial(t *testing.T) {
 	srv := newTestServer(t, serverConfig{})
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
-			c := dial(t, srv, tr, Options{})
+			c := dial(t, srv, tr, Options{Origin: "https://app.example", Token: "t0ken"})
 			want := tr
 			if tr == "wss" {
 				want = protocols.WebSocket
@@ -363,6 +399,12 @@ func TestDial(t *testing.T) {
 			if c.SessionID() == "" || srv.session(c.SessionID()) == nil {
 				t.Errorf("SessionID() = %q, not a live session of the server", c.SessionID())
 			}
+			srv.mu.Lock()
+			origin, token := srv.origins[c.SessionID()], srv.tokens[c.SessionID()]
+			srv.mu.Unlock()
+			if origin != "https://app.example" || token != "t0ken" {
+				t.Errorf("server got Origin %q and token %q", origin, token)
+			}
 			if got := c.Connected(); got.GetNode() != "test-node" || got.GetRegion() != "test-region" ||
 				got.GetMaxFrameSize() != protocols.DefaultMaxFrameSize {
 				t.Errorf("Connected() = %v", got)
@@ -370,7 +412,15 @@ func TestDial(t *testing.T) {
 			if err := c.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			waitFor(t, 5*time.Second, "the server to end the session", func() bool { return srv.session(c.SessionID()) == nil })
+			// The server hears the normal close: 1000 on WebSocket, session
+			// error 0 on WebTransport.
+			wantCode := protocols.CloseCode(1000)
+			if want == protocols.WebTransport {
+				wantCode = 0
+			}
+			if ce := srv.endOf(t, c.SessionID()); ce.Code != wantCode || !ce.Remote {
+				t.Errorf("server saw the session end with %+v, want remote code %d", ce, wantCode)
+			}
 		})
 	}
 }
@@ -495,8 +545,63 @@ func TestRequestError(t *testing.T) {
 	}
 }
 
-func TestServerClose(t *testing.T) {
+// TestPublishTooLarge: a frame over the server's max_frame_size fails
+// locally instead of getting the session closed.
+func TestPublishTooLarge(t *testing.T) {
+	srv := newTestServer(t, serverConfig{session: protocols.SessionConfig{MaxFrameSize: 1 << 10}})
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			ctx := testContext(t)
+			c := dial(t, srv, tr, Options{})
+			if _, err := c.Publish(ctx, "big", make([]byte, 2<<10)); !errors.Is(err, protocols.ErrFrameTooLarge) {
+				t.Fatalf("Publish = %v, want ErrFrameTooLarge", err)
+			}
+			if _, err := c.Publish(ctx, "big", make([]byte, 512)); err != nil {
+				t.Fatalf("Publish under the limit: %v", err)
+			}
+			// Concurrent publishes get batched; on WebSocket a batch must
+			// stay within max_frame_size + 4, the server's limit on a whole
+			// message, however small its frames.
+			var wg sync.WaitGroup
+			errs := make(chan error, 64)
+			for range 64 {
+				wg.Go(func() {
+					if _, err := c.Publish(ctx, "batch", make([]byte, 400)); err != nil {
+						errs <- err
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatalf("concurrent Publish: %v", err)
+			}
+		})
+	}
+}
+
+func TestBadChannelName(t *testing.T) {
 	srv := newTestServer(t, serverConfig{})
+	c := dial(t, srv, protocols.WebSocket, Options{})
+	ctx := testContext(t)
+	bad := &protocols.RequestError{Code: protocols.ErrCodeInvalidChannel}
+	for _, name := range []string{"", "white space", "é", strings.Repeat("x", 129)} {
+		if _, err := c.Subscribe(ctx, name); !errors.Is(err, bad) {
+			t.Errorf("Subscribe(%q) = %v, want invalid channel", name, err)
+		}
+		if _, err := c.Publish(ctx, name, nil); !errors.Is(err, bad) {
+			t.Errorf("Publish(%q) = %v, want invalid channel", name, err)
+		}
+	}
+	if _, err := c.Subscribe(ctx, "Aa0-_.:@/="+strings.Repeat("x", 118)); err != nil {
+		t.Errorf("valid name refused: %v", err)
+	}
+}
+
+func TestServerClose(t *testing.T) {
+	// With a long grace the server ends the session in time only if the
+	// client answers its close.
+	srv := newTestServer(t, serverConfig{session: protocols.SessionConfig{CloseGrace: time.Minute}})
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			ctx := testContext(t)
@@ -523,7 +628,9 @@ func TestServerClose(t *testing.T) {
 			if !errors.As(c.Err(), &ce) {
 				t.Errorf("Close replaced Err: %v", c.Err())
 			}
-			waitFor(t, 5*time.Second, "the server to end the session", func() bool { return srv.session(c.SessionID()) == nil })
+			if ce := srv.endOf(t, c.SessionID()); ce.Code != 4001 {
+				t.Errorf("server saw the session end with %+v", ce)
+			}
 		})
 	}
 }
@@ -835,6 +942,48 @@ func TestBadFrameFromServer(t *testing.T) {
 	}
 }
 
+// TestUnknownFrameKind: frames of kinds the client does not know (from a
+// newer server) are skipped, not taken for garbage.
+func TestUnknownFrameKind(t *testing.T) {
+	url, result := fakeServer(t, func(c *gorilla.Conn, id uint32) error {
+		msg := protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
+			SessionId: "fake",
+		}}})
+		// Field 20, length-delimited, empty: a kind from the future.
+		msg = append(msg, 3, 20<<3|2, 0x01, 0x00)
+		msg = append(msg, protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Disconnect{Disconnect: &protocols.Disconnect{
+			Code: 4002, Reason: "after the unknown frame",
+		}}})...)
+		if err := c.WriteMessage(gorilla.BinaryMessage, msg); err != nil {
+			return err
+		}
+		if err := c.WriteControl(gorilla.CloseMessage, gorilla.FormatCloseMessage(4002, "after the unknown frame"),
+			time.Now().Add(time.Second)); err != nil {
+			return err
+		}
+		_, _, err := c.ReadMessage()
+		if !gorilla.IsCloseError(err, 4002) {
+			return fmt.Errorf("client answered the close with %v, want an echo of 4002", err)
+		}
+		return nil
+	})
+	c, err := Dial(testContext(t), url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitDone(t, c)
+	if err := c.Err(); !errors.Is(err, &protocols.CloseError{Code: 4002}) {
+		t.Fatalf("Err() = %v, want CloseError 4002", err)
+	}
+	if err := <-result; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	if unknownKind([]byte{0xff, 0xff, 0xff}) {
+		t.Error("garbage taken for an unknown kind")
+	}
+}
+
 // TestHandshakeDisconnect: a server that refuses the session in the
 // handshake makes Dial fail with its close code.
 func TestHandshakeDisconnect(t *testing.T) {
@@ -912,5 +1061,35 @@ func TestEndpoints(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%s (%s) = %+v, %v; want %+v", tc.url, tc.transport, got, err, tc.want)
 		}
+	}
+}
+
+// BenchmarkPublish measures a publish round trip (request, ack and the
+// message to a subscriber on the same client) over each transport.
+func BenchmarkPublish(b *testing.B) {
+	for _, tr := range []string{protocols.WebSocket, protocols.WebTransport} {
+		b.Run(tr, func(b *testing.B) {
+			srv := newTestServer(b, serverConfig{})
+			url, opts := srv.httpsURL, Options{Transport: tr, CertHash: srv.certHash}
+			ctx := context.Background()
+			c, err := Dial(ctx, url, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			sub, err := c.Subscribe(ctx, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, 128)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := c.Publish(ctx, "bench", data); err != nil {
+					b.Fatal(err)
+				}
+				<-sub.Messages()
+			}
+		})
 	}
 }

@@ -31,15 +31,27 @@ const (
 	// closeGrace is how long a closing client waits for the server to
 	// acknowledge the close before dropping the transport.
 	closeGrace = time.Second
+	// A WebTransport close waits about two round trips, within these
+	// bounds, for its close capsule to leave before it closes the QUIC
+	// connection.
+	minCloseLinger = 5 * time.Millisecond
+	maxCloseLinger = 100 * time.Millisecond
 	// maxFrameSize is the largest frame the client accepts from a server.
-	// The server's own limit (Connected.max_frame_size) bounds what the
-	// client sends; what it receives is bounded only by this sanity cap.
-	maxFrameSize = 16 << 20
-	// maxMessageSize caps one WebSocket message, which may batch frames.
+	// The server's limit (Connected.max_frame_size, at most 16 MiB) binds
+	// what the client sends; a server's frames may be a little larger (a
+	// message carries a publish of that size plus its header), so what the
+	// client receives is bounded only by this sanity cap.
+	maxFrameSize = 32 << 20
+	// maxMessageSize caps one WebSocket message from the server, which may
+	// batch frames.
 	maxMessageSize = 64 << 20
-	// batchBytes caps how many bytes of frames one write carries (at least
-	// one frame is always written).
+	// batchBytes caps how many bytes of frames one WebTransport write
+	// carries. A WebSocket message carries at most max_frame_size + 4
+	// bytes, the server's limit on a whole message. At least one frame is
+	// always written.
 	batchBytes = 256 << 10
+	// maxChannelLen is the longest channel name (docs/protocol.md §8).
+	maxChannelLen = 128
 	// clientName is sent in Connect.
 	clientName = "switchyard-go/0.1"
 )

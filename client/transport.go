@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/switchyard/switchyard/protocols"
@@ -178,43 +180,63 @@ func (t *wsTransport) abort() {
 // wtTransport is a WebTransport session and its control stream, on which
 // both sides write length-prefixed frames.
 type wtTransport struct {
-	tr   *webtransport.Transport
-	sess *webtransport.Session
-	str  *webtransport.Stream
-	fr   *protocols.FrameReader // owned by the read loop
+	tr    *webtransport.Transport
+	qconn *quic.Conn // owned: closed after the session, see abort
+	sess  *webtransport.Session
+	str   *webtransport.Stream
+	fr    *protocols.FrameReader // owned by the read loop
 
 	buf []byte // owned by the writer: one batch
 
+	closeOnce sync.Once
 	abortOnce sync.Once
 }
 
 func dialWebTransport(ctx context.Context, rawURL string, tlsConf *tls.Config, origin string) (*wtTransport, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
 	tlsConf = tlsConf.Clone()
-	tlsConf.NextProtos = nil // webtransport-go sets h3
-	tr := &webtransport.Transport{
-		TLSClientConfig: tlsConf,
-		QUICConfig: &quic.Config{
-			EnableDatagrams:                  true,
-			EnableStreamResetPartialDelivery: true,
-			KeepAlivePeriod:                  10 * time.Second,
-		},
+	tlsConf.NextProtos = []string{http3.NextProtoH3}
+	quicConf := &quic.Config{
+		EnableDatagrams:                  true,
+		EnableStreamResetPartialDelivery: true,
+		KeepAlivePeriod:                  10 * time.Second,
+	}
+	tr := &webtransport.Transport{TLSClientConfig: tlsConf, QUICConfig: quicConf}
+	// The client dials the QUIC connection itself rather than through
+	// tr.Dial, which closes the connection the moment the session ends, so
+	// fast that the session's close capsule (and its code) is lost.
+	qconn, err := quic.DialAddrEarly(ctx, u.Host, tlsConf, quicConf)
+	if err != nil {
+		// Not tr.Close: before its first use it panics (webtransport-go
+		// v0.13.0 initializes a Transport lazily), and there is nothing to
+		// release yet.
+		return nil, err
+	}
+	t := &wtTransport{tr: tr, qconn: qconn}
+	cc, err := tr.NewClientConn(qconn)
+	if err != nil {
+		t.abort()
+		return nil, err
 	}
 	var hdr http.Header
 	if origin != "" {
 		hdr = http.Header{"Origin": {origin}}
 	}
-	_, sess, err := tr.Dial(ctx, rawURL, hdr)
+	_, t.sess, err = cc.Dial(ctx, rawURL, hdr)
 	if err != nil {
-		_ = tr.Close()
+		t.abort()
 		return nil, err
 	}
-	str, err := sess.OpenStreamSync(ctx)
+	t.str, err = t.sess.OpenStreamSync(ctx)
 	if err != nil {
-		_ = sess.CloseWithError(0, "")
-		_ = tr.Close()
+		t.abort()
 		return nil, fmt.Errorf("open control stream: %w", err)
 	}
-	return &wtTransport{tr: tr, sess: sess, str: str, fr: protocols.NewFrameReader(str, maxFrameSize)}, nil
+	t.fr = protocols.NewFrameReader(t.str, maxFrameSize)
+	return t, nil
 }
 
 func (t *wtTransport) name() string { return protocols.WebTransport }
@@ -251,8 +273,26 @@ func (t *wtTransport) writeFrames(frames [][]byte, deadline time.Time) error {
 	return err
 }
 
+// close closes the session with code, then gives the close capsule a
+// moment to reach the server before it closes the QUIC connection: quic-go
+// does not flush stream data ahead of CONNECTION_CLOSE. Only the first call
+// has an effect; later ones wait for it.
 func (t *wtTransport) close(code protocols.CloseCode, reason string) {
-	_ = t.sess.CloseWithError(webtransport.SessionErrorCode(code), protocols.TrimReason(reason))
+	t.closeOnce.Do(func() {
+		// A session that has ended already has no close capsule to send.
+		if t.sess != nil && t.sess.Context().Err() == nil {
+			_ = t.sess.CloseWithError(webtransport.SessionErrorCode(code), protocols.TrimReason(reason))
+			stats := t.qconn.ConnectionStats()
+			linger := min(max(2*stats.SmoothedRTT+4*stats.MeanDeviation, minCloseLinger), maxCloseLinger)
+			timer := time.NewTimer(linger)
+			select {
+			case <-timer.C:
+			case <-t.qconn.Context().Done():
+			}
+			timer.Stop()
+		}
+		_ = t.qconn.CloseWithError(0, "")
+	})
 }
 
 // finish echoes the server's close: after Disconnect the server ends the
@@ -261,11 +301,12 @@ func (t *wtTransport) finish(code protocols.CloseCode, reason string) {
 	t.close(code, reason)
 }
 
-// abort closes the session (a no-op if it is closed already), which also
-// closes the QUIC connection, and the Transport.
+// abort closes the session (keeping the code of an earlier close), the
+// QUIC connection and the Transport. A blocked readFrame returns at once;
+// abort itself may take the close linger.
 func (t *wtTransport) abort() {
 	t.abortOnce.Do(func() {
-		_ = t.sess.CloseWithError(0, "")
+		t.close(0, "")
 		_ = t.tr.Close()
 	})
 }
