@@ -233,10 +233,10 @@ func exchangeConnect(tr transport, token string) (*protocols.Connected, error) {
 			return nil, err
 		}
 		f, err := protocols.DecodeFrame(body)
+		if errors.Is(err, protocols.ErrUnknownKind) {
+			continue
+		}
 		if err != nil {
-			if unknownKind(body) {
-				continue
-			}
 			tr.close(protocols.CodeBadFrame, err.Error())
 			return nil, err
 		}
@@ -507,14 +507,11 @@ func (c *Client) wait(ctx context.Context, id uint32, cl *call) (*protocols.Fram
 }
 
 // Publish sends data to channel and waits for the server's ack, which
-// gives the publication's position in the channel. A bad channel name
-// fails with a *protocols.RequestError (ErrCodeInvalidChannel), a frame
-// over the server's max_frame_size with an error wrapping
-// protocols.ErrFrameTooLarge, both without a round trip.
+// gives the publication's position in the channel. The server's refusal
+// (a bad channel name, a payload too large) is a *protocols.RequestError;
+// a frame over the server's max_frame_size fails without a round trip with
+// an error wrapping protocols.ErrFrameTooLarge.
 func (c *Client) Publish(ctx context.Context, channel string, data []byte) (Position, error) {
-	if err := checkChannel(channel); err != nil {
-		return Position{}, err
-	}
 	f, err := c.roundTrip(ctx, &protocols.Frame{Kind: &protocols.Frame_Publish{Publish: &protocols.Publish{
 		Channel: channel, Data: data,
 	}}})
@@ -551,35 +548,15 @@ func (c *Client) read() error {
 		}
 		c.lastSeen.Store(time.Now().UnixNano())
 		f, err := protocols.DecodeFrame(body)
+		if errors.Is(err, protocols.ErrUnknownKind) {
+			c.log.Debug("client: ignoring a frame of an unknown kind", "bytes", len(body))
+			continue
+		}
 		if err != nil {
-			if unknownKind(body) {
-				c.log.Debug("client: ignoring a frame of an unknown kind", "bytes", len(body))
-				continue
-			}
 			return c.protocolError(err)
 		}
 		c.dispatch(f)
 	}
-}
-
-// pingBody is the body of a Ping frame.
-var pingBody = func() []byte {
-	b, _, err := protocols.NextFrame(protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Ping{Ping: &protocols.Ping{}}}), 16)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}()
-
-// unknownKind reports whether a body that DecodeFrame refused is a
-// well-formed frame of a kind this client does not know (a newer server's),
-// which the protocol says to ignore. DecodeFrame refuses both that and
-// garbage; with a known kind appended (in protobuf the last member of a
-// oneof wins), only the former decodes.
-func unknownKind(body []byte) bool {
-	probe := append(body[:len(body):len(body)], pingBody...)
-	_, err := protocols.DecodeFrame(probe)
-	return err == nil
 }
 
 // protocolError closes the connection over a bad frame from the server.

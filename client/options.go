@@ -50,8 +50,6 @@ const (
 	// bytes, the server's limit on a whole message. At least one frame is
 	// always written.
 	batchBytes = 256 << 10
-	// maxChannelLen is the longest channel name (docs/protocol.md §8).
-	maxChannelLen = 128
 	// clientName is sent in Connect.
 	clientName = "switchyard-go/0.1"
 )

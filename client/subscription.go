@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/switchyard/switchyard/protocols"
@@ -46,15 +45,12 @@ type Subscription struct {
 
 // Subscribe subscribes to channel and waits for the server to confirm.
 // Messages published after the returned Position arrive on Messages.
-// An Error reply is returned as a *protocols.RequestError; so are, without
-// a round trip, a bad channel name (ErrCodeInvalidChannel) and a second
+// An Error reply (a bad channel name, too many subscriptions) is returned
+// as a *protocols.RequestError; so is, without a round trip, a second
 // subscription to one channel on one Client (ErrCodeAlreadySubscribed).
 // A Subscribe abandoned through ctx holds its channel until the server's
 // answer comes; the client then undoes it.
 func (c *Client) Subscribe(ctx context.Context, channel string) (*Subscription, error) {
-	if err := checkChannel(channel); err != nil {
-		return nil, err
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -185,27 +181,4 @@ func (s *Subscription) end() {
 		close(s.ch)
 	}
 	s.mu.Unlock()
-}
-
-// checkChannel applies the server's naming rule (docs/protocol.md §8):
-// 1 to 128 bytes of A–Z a–z 0–9 - _ . : @ / =.
-func checkChannel(name string) error {
-	if name == "" || len(name) > maxChannelLen {
-		return &protocols.RequestError{
-			Code:    protocols.ErrCodeInvalidChannel,
-			Message: fmt.Sprintf("channel name must be 1 to %d bytes, got %d", maxChannelLen, len(name)),
-		}
-	}
-	for i := 0; i < len(name); i++ {
-		switch b := name[i]; {
-		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
-		case strings.IndexByte("-_.:@/=", b) >= 0:
-		default:
-			return &protocols.RequestError{
-				Code:    protocols.ErrCodeInvalidChannel,
-				Message: fmt.Sprintf("channel name %q has a byte outside A-Z a-z 0-9 - _ . : @ / =", name),
-			}
-		}
-	}
-	return nil
 }

@@ -343,6 +343,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	if n.wt != nil {
 		_ = n.wt.Close()
 	}
+	n.mu.Lock()
+	if n.udp != nil {
+		_ = n.udp.Close()
+	}
+	n.mu.Unlock()
 	n.serving.Wait()
 	if err == nil {
 		<-done

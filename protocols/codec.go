@@ -96,14 +96,19 @@ func EncodeMessage(channel, epoch string, offset uint64, data []byte) []byte {
 	return b
 }
 
-// DecodeFrame parses one frame body (without its length prefix). A frame
-// with no kind set is malformed.
+// DecodeFrame parses one frame body (without its length prefix). A
+// well-formed frame of a kind this version does not know (a newer peer's)
+// returns the frame, with its Id, and ErrUnknownKind; a frame with no kind
+// at all is malformed.
 func DecodeFrame(body []byte) (*Frame, error) {
 	f := new(Frame)
 	if err := proto.Unmarshal(body, f); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if f.Kind == nil {
+		if len(f.ProtoReflect().GetUnknown()) > 0 {
+			return f, ErrUnknownKind
+		}
 		return nil, fmt.Errorf("%w: frame has no kind", ErrMalformed)
 	}
 	return f, nil

@@ -163,6 +163,7 @@ func (e *RequestError) Is(target error) bool {
 var (
 	ErrFrameTooLarge = errors.New("frame too large")
 	ErrMalformed     = errors.New("malformed frame")
+	ErrUnknownKind   = errors.New("unknown frame kind")
 	ErrClosed        = errors.New("session closed")
 	ErrQueueFull     = errors.New("send queue full")
 )

@@ -367,6 +367,13 @@ read:
 			continue // closing: drain until the peer answers or grace ends
 		}
 		f, err := DecodeFrame(body)
+		if errors.Is(err, ErrUnknownKind) {
+			// A newer client's request: refuse it, keep the session.
+			_ = c.Send(MustEncode(&Frame{Id: f.Id, Kind: &Frame_Error{Error: &Error{
+				Code: uint32(ErrCodeUnknownFrame), Message: "unknown frame kind",
+			}}}))
+			continue
+		}
 		if err != nil {
 			c.Close(CodeBadFrame, err.Error())
 			continue

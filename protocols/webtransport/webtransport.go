@@ -40,10 +40,16 @@ type Config struct {
 // path it is mounted at to sessions. Origin checks belong to the Acceptor
 // (see package websocket).
 type Server struct {
+	// immutable after NewServer
 	acc     protocols.Acceptor
 	session protocols.SessionConfig
 	timeout time.Duration
 	wt      *webtransport.Server
+
+	mu     sync.Mutex // guards the fields below
+	ln     *quic.EarlyListener
+	closed bool
+	conns  sync.WaitGroup // one per ServeQUICConn goroutine
 }
 
 // NewServer prepares a server; call Serve to start it.
@@ -79,18 +85,54 @@ func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
 }
 
 // Serve answers HTTP/3 requests on pc. It returns when pc fails or Close
-// is called.
+// is called. The server owns its QUIC listener (rather than leaving it to
+// webtransport.Server.Serve) so that Close may run at any time, even
+// before Serve: webtransport-go's own Serve and Close race on a WaitGroup.
 func (s *Server) Serve(pc net.PacketConn) error {
-	err := s.wt.Serve(pc)
-	if errors.Is(err, quic.ErrServerClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) {
-		return nil
+	ln, err := quic.ListenEarly(pc, s.wt.H3.TLSConfig, s.wt.H3.QUICConfig)
+	if err != nil {
+		return err
 	}
-	return err
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ln.Close()
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	for {
+		conn, err := ln.Accept(context.Background())
+		if err != nil {
+			if errors.Is(err, quic.ErrServerClosed) {
+				return nil
+			}
+			return err
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = conn.CloseWithError(0, "server closed")
+			continue
+		}
+		s.conns.Go(func() { _ = s.wt.ServeQUICConn(conn) })
+		s.mu.Unlock()
+	}
 }
 
 // Close stops the listener and every QUIC connection; close the sessions
 // first so that their close codes get out.
-func (s *Server) Close() error { return s.wt.Close() }
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	ln := s.ln
+	s.mu.Unlock()
+	err := s.wt.Close() // closes every QUIC connection it serves
+	if ln != nil {
+		_ = ln.Close()
+	}
+	s.conns.Wait()
+	return err
+}
 
 // ServeHTTP upgrades a CONNECT request and serves the session until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
