@@ -49,8 +49,9 @@ type Config struct {
 	APIKey string
 	// AllowedOrigins lists the browser origins ("https://app.example.com")
 	// that may open sessions; "*" allows any. Requests without an Origin
-	// header (non-browser clients) and same-origin requests are always
-	// allowed.
+	// header (non-browser clients), same-origin requests and pages served
+	// by this node's own listeners (on a loopback listener: as 127.0.0.1,
+	// localhost or [::1]) are always allowed.
 	AllowedOrigins []string
 
 	// Session tunes every session (queue limits, heartbeats, frame size).
@@ -122,6 +123,7 @@ type Node struct {
 	stopping bool
 	started  bool
 	addrs    Addrs
+	own      map[string]bool // origins of the node's own listeners, set by Start
 	servers  []*http.Server
 	udp      net.PacketConn
 
@@ -271,6 +273,7 @@ func (n *Node) Start() error {
 		lns = append(lns, ln)
 		n.addrs.HTTP = ln.Addr()
 	}
+	n.own = ownOrigins(n.addrs)
 	errLog := slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelDebug)
 	for _, ln := range lns {
 		srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
@@ -395,8 +398,40 @@ func (n *Node) originAllowed(r *http.Request) bool {
 	if n.origins[norm] {
 		return true
 	}
+	n.mu.Lock()
+	own := n.own[norm]
+	n.mu.Unlock()
+	if own {
+		return true
+	}
 	u, _ := url.Parse(norm)
 	return strings.EqualFold(u.Host, r.Host)
+}
+
+// ownOrigins are the origins of pages served by the node's listeners.
+func ownOrigins(a Addrs) map[string]bool {
+	own := make(map[string]bool)
+	add := func(scheme string, addr net.Addr) {
+		if addr == nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(addr.String())
+		if err != nil {
+			return
+		}
+		hosts := []string{host}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			hosts = []string{"127.0.0.1", "localhost", "::1"}
+		}
+		for _, h := range hosts {
+			if norm, err := normalizeOrigin(scheme + "://" + net.JoinHostPort(h, port)); err == nil {
+				own[norm] = true
+			}
+		}
+	}
+	add("https", a.TLS)
+	add("http", a.HTTP)
+	return own
 }
 
 // normalizeOrigin lowercases scheme and host and drops default ports.

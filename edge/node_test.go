@@ -419,9 +419,14 @@ func TestBadInputClosesOnlyTheCulprit(t *testing.T) {
 		checkAlive(t, n, bystanderWT)
 	})
 	t.Run("allowed origin", func(t *testing.T) {
-		for _, tr := range []string{protocols.WebTransport, protocols.WebSocket} {
-			c := n.dial(t, tr, func(o *client.Options) { o.Origin = testAllowedOrigin })
-			checkAlive(t, n, c)
+		// The allowlist, and the node's own pages (its plain-HTTP origin, also
+		// as localhost since the listener is on loopback).
+		own := strings.Replace(n.http, "127.0.0.1", "localhost", 1)
+		for _, origin := range []string{testAllowedOrigin, n.http, own} {
+			for _, tr := range []string{protocols.WebTransport, protocols.WebSocket} {
+				c := n.dial(t, tr, func(o *client.Options) { o.Origin = origin })
+				checkAlive(t, n, c)
+			}
 		}
 	})
 }

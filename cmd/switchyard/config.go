@@ -73,7 +73,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); without it a self-signed dev certificate is generated and rotated")
 	fs.StringVar(&o.key, "key", "", "TLS key `file` (PEM), with --cert")
 	fs.StringVar(&o.apiKey, "api-key", "", "`key` for the server API (X-API-Key); default on loopback: "+devAPIKey+", else a random key")
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect (\"*\" for any); default: this node's own URLs")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect besides this node's own URLs (\"*\" for any)")
 	fs.StringVar(&configFile, "config", "", "JSON config `file` (keys as the flags, with _ for -)")
 	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
 	fs.StringVar(&o.region, "region", "", "`region` this node runs in (default: local)")

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -90,9 +89,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if store != nil {
 		cfg.Certs = store
 	}
-	if len(cfg.AllowedOrigins) == 0 {
-		cfg.AllowedOrigins = ownOrigins(o)
-	}
 	node, err := edge.New(cfg)
 	if err != nil {
 		return err
@@ -119,32 +115,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// ownOrigins are the origins of this node's own listeners, the default
-// allowlist: pages served by the node may connect to it.
-func ownOrigins(o options) []string {
-	var out []string
-	add := func(scheme, addr string) {
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			return
-		}
-		hosts := []string{host}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
-			hosts = []string{"127.0.0.1", "localhost", "[::1]"}
-		}
-		for _, h := range hosts {
-			out = append(out, scheme+"://"+h+":"+port)
-		}
-	}
-	if o.listen != "" {
-		add("https", o.listen)
-	}
-	if o.http != "" {
-		add("http", o.http)
-	}
-	return out
 }
 
 func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
