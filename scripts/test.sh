@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README: `make test`; CI: .ci/run).
 # It installs what it needs when missing, then checks formatting, vet,
-# generated code, the race-enabled test suite, a short fuzz run and the
+# staticcheck, generated code, the race-enabled test suite, a short fuzz run and the
 # benchmarks (one iteration each, so that they keep working).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,9 @@ if [[ -n $unformatted ]]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
-step "go vet"
+step "go vet and staticcheck"
 go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 step "generated protobuf code is current"
 if need_apt protoc protobuf-compiler; then
