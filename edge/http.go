@@ -24,6 +24,7 @@ func (n *Node) routes() *http.ServeMux {
 		mux.Handle("/wt", n.wt)
 	}
 	mux.HandleFunc("/api/publish", n.apiPublish)
+	mux.HandleFunc("/api/nodes", n.apiNodes)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		protocols.WriteHTTPError(w, http.StatusNotFound, "not_found", "no such API endpoint: "+r.URL.Path)
 	})
@@ -40,7 +41,7 @@ func (n *Node) routes() *http.ServeMux {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})
-	own := map[string]bool{"/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/healthz": true, "/readyz": true, "/certhash": true}
+	own := map[string]bool{"/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/healthz": true, "/readyz": true, "/certhash": true}
 	if n.cfg.Certs != nil {
 		mux.HandleFunc("/certhash", n.certHash)
 	}
@@ -151,7 +152,33 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 		protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("payload is %d bytes, limit %d", len(data), limit))
 		return
 	}
-	writeJSON(w, http.StatusOK, n.hub.Publish(req.Channel, data))
+	pos, err := n.hub.Publish(r.Context(), req.Channel, data)
+	if err != nil {
+		protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "publish_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, pos)
+}
+
+// apiNodes lists the cluster's nodes by region, so that clients and load
+// balancers can pick a near one: GET /api/nodes → {"self": name,
+// "region": region, "regions": {"eu": [NodeInfo...]}}. It needs no key: it
+// tells only public URLs.
+func (n *Node) apiNodes(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		protocols.WriteHTTPError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		return
+	}
+	nodes := []NodeInfo{{Name: n.cfg.Name, Region: n.cfg.Region, Self: true}}
+	if n.cfg.Nodes != nil {
+		nodes = n.cfg.Nodes()
+	}
+	regions := map[string][]NodeInfo{}
+	for _, ni := range nodes {
+		regions[ni.Region] = append(regions[ni.Region], ni)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"self": n.cfg.Name, "region": n.cfg.Region, "regions": regions})
 }
 
 func (n *Node) apiAuthorized(w http.ResponseWriter, r *http.Request) bool {

@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/switchyard/switchyard/protocols"
 )
@@ -13,14 +15,41 @@ type Position struct {
 	Offset uint64 `json:"offset"`
 }
 
+// Cluster connects a node to the other nodes of its mesh; mesh.Cluster
+// satisfies it. Every channel has one owner node that sequences its
+// publications and forwards them, encoded once, to the nodes with
+// subscribers. A nil Cluster is a node on its own: it owns every channel.
+type Cluster interface {
+	// IsOwner reports whether this node sequences channel.
+	IsOwner(channel string) bool
+	// Publish has the channel's owner sequence a publication and returns
+	// its position.
+	Publish(ctx context.Context, channel string, data []byte) (epoch string, offset uint64, err error)
+	// Register asks, without blocking, for channel's publications to be
+	// forwarded here; the mesh answers through Node.Registered, ordered
+	// with the deliveries that follow.
+	Register(channel string)
+	// Unregister withdraws that interest, without blocking.
+	Unregister(channel string)
+	// Forward sends a publication this node sequenced to every other node
+	// with subscribers, without blocking. The hub calls it in sequence
+	// order.
+	Forward(channel, epoch string, offset uint64, frame []byte)
+}
+
 // Hub holds the channels of one node and fans publications out to their
-// subscribers. Each publication is encoded once; every subscriber gets the
-// same bytes.
+// local subscribers. Each publication is encoded once; every subscriber,
+// here and on other nodes, gets the same bytes.
 //
-// Lock order: a shard's mu, then a channel's mu. Session.Send takes the
-// session's own lock, which is a leaf.
+// Lock order: a shard's mu, then a channel's mu. Session.Send and the
+// Cluster's Forward, called under a channel's mu, take only leaf locks.
 type Hub struct {
-	seed   maphash.Seed
+	// immutable after NewHub
+	seed    maphash.Seed
+	cluster Cluster // nil: this node owns every channel
+	timeout time.Duration
+	idleTTL time.Duration
+
 	shards [hubShards]hubShard
 }
 
@@ -31,21 +60,54 @@ type hubShard struct {
 	channels map[string]*channel
 }
 
-// channel is the state of one channel with local subscribers.
+// channel is the state of one channel on this node.
 type channel struct {
-	name  string
-	epoch string // immutable
+	name string
 
-	mu     sync.Mutex // guards the fields below
-	offset uint64
-	subs   []protocols.Session
-	index  map[protocols.Session]int // position in subs
-	gone   bool                      // removed from its shard; retry lookups
+	mu        sync.Mutex // guards the fields below
+	epoch     string
+	offset    uint64    // the last position sequenced or delivered here
+	sequencer bool      // this node assigned the current epoch
+	used      time.Time // last publication or subscription
+	subs      []protocols.Session
+	index     map[protocols.Session]int // position in subs
+	// With a cluster: registered is true once publications from the owner
+	// flow here (or this node owns the channel); until then subscribers
+	// wait in pending.
+	registered  bool
+	registering bool
+	pending     []pendingSub
+	gone        bool // removed from its shard; retry lookups
+}
+
+// pendingSub is a subscription waiting for the owner's registration.
+type pendingSub struct {
+	s     protocols.Session
+	reply func(Position) []byte
+	fail  []byte
+}
+
+// HubConfig tunes a hub. The zero value is usable.
+type HubConfig struct {
+	// Cluster is the mesh; nil for a node on its own.
+	Cluster Cluster
+	// RegisterTimeout fails subscriptions whose channel owner has not
+	// answered in time. Zero: 5 s.
+	RegisterTimeout time.Duration
+	// IdleTTL is how long a channel without subscribers keeps its epoch
+	// and offset after its last publication. Zero: 5 minutes.
+	IdleTTL time.Duration
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub {
-	h := &Hub{seed: maphash.MakeSeed()}
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.RegisterTimeout <= 0 {
+		cfg.RegisterTimeout = 5 * time.Second
+	}
+	if cfg.IdleTTL <= 0 {
+		cfg.IdleTTL = 5 * time.Minute
+	}
+	h := &Hub{seed: maphash.MakeSeed(), cluster: cfg.Cluster, timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -56,6 +118,8 @@ func (h *Hub) shard(name string) *hubShard {
 	return &h.shards[maphash.String(h.seed, name)%hubShards]
 }
 
+func (h *Hub) owns(name string) bool { return h.cluster == nil || h.cluster.IsOwner(name) }
+
 // acquire returns the channel locked, creating it when missing.
 func (h *Hub) acquire(name string) *channel {
 	sh := h.shard(name)
@@ -63,7 +127,9 @@ func (h *Hub) acquire(name string) *channel {
 		sh.mu.Lock()
 		ch := sh.channels[name]
 		if ch == nil {
-			ch = &channel{name: name, epoch: protocols.NewID()[:8], index: make(map[protocols.Session]int)}
+			ch = &channel{name: name, epoch: newEpoch(), index: make(map[protocols.Session]int)}
+			ch.sequencer = h.owns(name)
+			ch.registered = ch.sequencer
 			sh.channels[name] = ch
 		}
 		sh.mu.Unlock()
@@ -75,17 +141,49 @@ func (h *Hub) acquire(name string) *channel {
 	}
 }
 
-// release unlocks ch and drops it from its shard when nobody is subscribed.
-func (h *Hub) release(ch *channel) {
-	empty := len(ch.subs) == 0
-	ch.mu.Unlock()
-	if !empty {
-		return
+// lookup returns the channel locked, or nil when it does not exist.
+func (h *Hub) lookup(name string) *channel {
+	sh := h.shard(name)
+	sh.mu.Lock()
+	ch := sh.channels[name]
+	sh.mu.Unlock()
+	if ch == nil {
+		return nil
 	}
+	ch.mu.Lock()
+	if ch.gone {
+		ch.mu.Unlock()
+		return nil
+	}
+	return ch
+}
+
+func newEpoch() string { return protocols.NewID()[:8] }
+
+// idle reports whether ch may be dropped: nobody subscribed or waiting,
+// and no position this node assigns that was used within IdleTTL (an
+// owner keeps its channels' epoch and offset for the other nodes).
+func (h *Hub) idle(ch *channel, now time.Time) bool {
+	if len(ch.subs) > 0 || len(ch.pending) > 0 {
+		return false
+	}
+	return !ch.sequencer || now.Sub(ch.used) > h.idleTTL
+}
+
+// release unlocks ch and drops it from its shard when idle.
+func (h *Hub) release(ch *channel) {
+	drop := h.idle(ch, time.Now())
+	ch.mu.Unlock()
+	if drop {
+		h.drop(ch)
+	}
+}
+
+func (h *Hub) drop(ch *channel) {
 	sh := h.shard(ch.name)
 	sh.mu.Lock()
 	ch.mu.Lock()
-	if len(ch.subs) == 0 && !ch.gone {
+	if !ch.gone && h.idle(ch, time.Now()) {
 		ch.gone = true
 		delete(sh.channels, ch.name)
 	}
@@ -93,84 +191,257 @@ func (h *Hub) release(ch *channel) {
 	sh.mu.Unlock()
 }
 
+// Sweep drops channels that have been idle for IdleTTL; the node calls it
+// periodically.
+func (h *Hub) Sweep() {
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		now := time.Now()
+		for name, ch := range sh.channels {
+			ch.mu.Lock()
+			if h.idle(ch, now) {
+				ch.gone = true
+				delete(sh.channels, name)
+			}
+			ch.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+}
+
 // Subscribe adds s to the channel and queues reply(position) to s before
 // any publication that follows it, so the client sees Subscribed first.
-// It reports false if s was already subscribed.
-func (h *Hub) Subscribe(name string, s protocols.Session, reply func(Position) []byte) bool {
+// With a cluster, the first subscriber of a channel owned elsewhere waits
+// until the owner forwards the channel here; fail is queued instead if the
+// owner does not answer in time. It reports false if s was already
+// subscribed or waiting.
+func (h *Hub) Subscribe(name string, s protocols.Session, reply func(Position) []byte, fail []byte) bool {
 	ch := h.acquire(name)
-	defer h.release(ch)
-	if _, ok := ch.index[s]; ok {
+	if _, ok := ch.index[s]; ok || ch.isPending(s) {
+		ch.mu.Unlock()
 		return false
 	}
+	ch.used = time.Now()
+	first := len(ch.subs) == 0 && len(ch.pending) == 0
+	register := false
+	if ch.registered {
+		ch.add(s)
+		_ = s.Send(reply(Position{Epoch: ch.epoch, Offset: ch.offset}))
+	} else {
+		ch.pending = append(ch.pending, pendingSub{s: s, reply: reply, fail: fail})
+		if !ch.registering {
+			ch.registering = true
+			register = true
+		}
+	}
+	h.release(ch)
+	if h.cluster != nil && (first || register) {
+		// Announce the interest (and ask the owner when it is another
+		// node); the answer arrives through Registered.
+		h.cluster.Register(name)
+		if register {
+			time.AfterFunc(h.timeout, func() { h.registerTimedOut(name) })
+		}
+	}
+	return true
+}
+
+func (ch *channel) isPending(s protocols.Session) bool {
+	for _, p := range ch.pending {
+		if p.s == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (ch *channel) add(s protocols.Session) {
 	ch.index[s] = len(ch.subs)
 	ch.subs = append(ch.subs, s)
-	_ = s.Send(reply(Position{Epoch: ch.epoch, Offset: ch.offset}))
-	return true
+}
+
+// remove takes s out of subs or pending; it reports whether s was there.
+func (ch *channel) remove(s protocols.Session) bool {
+	if i, ok := ch.index[s]; ok {
+		last := len(ch.subs) - 1
+		ch.subs[i] = ch.subs[last]
+		ch.index[ch.subs[i]] = i
+		ch.subs[last] = nil
+		ch.subs = ch.subs[:last]
+		delete(ch.index, s)
+		return true
+	}
+	for i, p := range ch.pending {
+		if p.s == s {
+			ch.pending = append(ch.pending[:i], ch.pending[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// registerTimedOut fails the subscriptions still waiting for the owner.
+func (h *Hub) registerTimedOut(name string) {
+	ch := h.lookup(name)
+	if ch == nil {
+		return
+	}
+	if ch.registered || len(ch.pending) == 0 {
+		h.release(ch)
+		return
+	}
+	for _, p := range ch.pending {
+		_ = p.s.Send(p.fail)
+	}
+	ch.pending = nil
+	ch.registering = false
+	unregister := len(ch.subs) == 0
+	h.release(ch)
+	if unregister {
+		h.cluster.Unregister(name)
+	}
+}
+
+// Registered records that the owner forwards the channel here from the
+// given position on, and admits the subscriptions that waited for it.
+func (h *Hub) Registered(name, epoch string, offset uint64) {
+	ch := h.lookup(name)
+	if ch == nil {
+		return // everyone left before the owner answered
+	}
+	ch.registered, ch.registering = true, false
+	if !(ch.sequencer && h.owns(name)) {
+		ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
+	}
+	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
+	for _, p := range ch.pending {
+		ch.add(p.s)
+		_ = p.s.Send(p.reply(pos))
+	}
+	ch.pending = nil
+	h.release(ch)
 }
 
 // Unsubscribe removes s from the channel and queues reply, after which s
 // gets no publication of the channel. It reports false if s was not
 // subscribed. reply may be nil.
 func (h *Hub) Unsubscribe(name string, s protocols.Session, reply []byte) bool {
-	sh := h.shard(name)
-	sh.mu.Lock()
-	ch := sh.channels[name]
-	sh.mu.Unlock()
+	ch := h.lookup(name)
 	if ch == nil {
 		return false
 	}
-	ch.mu.Lock()
-	i, ok := ch.index[s]
-	if !ok || ch.gone {
+	if !ch.remove(s) {
 		ch.mu.Unlock()
 		return false
 	}
-	last := len(ch.subs) - 1
-	ch.subs[i] = ch.subs[last]
-	ch.index[ch.subs[i]] = i
-	ch.subs[last] = nil
-	ch.subs = ch.subs[:last]
-	delete(ch.index, s)
 	if reply != nil {
 		_ = s.Send(reply)
 	}
+	last := len(ch.subs) == 0 && len(ch.pending) == 0
+	if last {
+		ch.registered, ch.registering = ch.sequencer && h.owns(name), false
+	}
 	h.release(ch)
+	if last && h.cluster != nil {
+		h.cluster.Unregister(name)
+	}
 	return true
 }
 
-// Publish assigns the next offset in the channel and queues the encoded
-// message to every subscriber. Sends never block: a subscriber whose queue
-// is full is closed as a slow consumer by its session.
-func (h *Hub) Publish(name string, data []byte) Position {
+// Publish publishes data on the channel: here when this node owns it,
+// else through the owner. Sends never block: a subscriber whose queue is
+// full is closed as a slow consumer by its session.
+func (h *Hub) Publish(ctx context.Context, name string, data []byte) (Position, error) {
+	if !h.owns(name) {
+		epoch, offset, err := h.cluster.Publish(ctx, name, data)
+		return Position{Epoch: epoch, Offset: offset}, err
+	}
+	return h.Sequence(name, data), nil
+}
+
+// Sequence assigns the next position in the channel as its owner, queues
+// the encoded message to every local subscriber and forwards it to the
+// other nodes with subscribers. A node that takes over a channel from
+// another owner starts a new epoch.
+func (h *Hub) Sequence(name string, data []byte) Position {
 	ch := h.acquire(name)
+	if !ch.sequencer {
+		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
+	}
 	ch.offset++
+	ch.used = time.Now()
 	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
-	if len(ch.subs) > 0 {
+	if len(ch.subs) > 0 || h.cluster != nil {
 		frame := protocols.EncodeMessage(name, pos.Epoch, pos.Offset, data)
 		for _, s := range ch.subs {
 			_ = s.Send(frame)
+		}
+		if h.cluster != nil {
+			h.cluster.Forward(name, pos.Epoch, pos.Offset, frame)
 		}
 	}
 	h.release(ch)
 	return pos
 }
 
+// Deliver hands a publication sequenced by the channel's owner on another
+// node to the local subscribers.
+func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
+	ch := h.lookup(name)
+	if ch == nil {
+		return
+	}
+	ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
+	for _, s := range ch.subs {
+		_ = s.Send(frame)
+	}
+	h.release(ch)
+}
+
+// Hold runs fn with the channel's position while no publication of it can
+// be sequenced here.
+func (h *Hub) Hold(name string, fn func(epoch string, offset uint64)) {
+	ch := h.acquire(name)
+	if !ch.sequencer && h.owns(name) {
+		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
+	}
+	ch.used = time.Now()
+	fn(ch.epoch, ch.offset)
+	h.release(ch)
+}
+
+// Channels lists the channels with local subscribers (or subscribers
+// waiting for the owner).
+func (h *Hub) Channels() []string {
+	var out []string
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for name, ch := range sh.channels {
+			ch.mu.Lock()
+			if len(ch.subs) > 0 || len(ch.pending) > 0 {
+				out = append(out, name)
+			}
+			ch.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
 // Subscribers returns how many sessions are subscribed to the channel.
 func (h *Hub) Subscribers(name string) int {
-	sh := h.shard(name)
-	sh.mu.Lock()
-	ch := sh.channels[name]
-	sh.mu.Unlock()
+	ch := h.lookup(name)
 	if ch == nil {
 		return 0
 	}
-	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	return len(ch.subs)
 }
 
-// Channels returns how many channels have subscribers.
-func (h *Hub) Channels() int {
+// ChannelCount returns how many channels the hub holds.
+func (h *Hub) ChannelCount() int {
 	n := 0
 	for i := range h.shards {
 		sh := &h.shards[i]

@@ -65,11 +65,11 @@ func subscribedReply(p Position) []byte {
 }
 
 func TestHubOneOrderForEverySubscriber(t *testing.T) {
-	h := NewHub()
+	h := NewHub(HubConfig{})
 	subs := make([]*fakeSession, 5)
 	for i := range subs {
 		subs[i] = &fakeSession{id: fmt.Sprint(i), keep: true}
-		if !h.Subscribe("room", subs[i], subscribedReply) {
+		if !h.Subscribe("room", subs[i], subscribedReply, nil) {
 			t.Fatal("subscribe failed")
 		}
 	}
@@ -77,7 +77,7 @@ func TestHubOneOrderForEverySubscriber(t *testing.T) {
 	for p := range 4 {
 		wg.Go(func() {
 			for i := range 250 {
-				h.Publish("room", []byte(fmt.Sprintf("p%d-%d", p, i)))
+				h.Sequence("room", []byte(fmt.Sprintf("p%d-%d", p, i)))
 			}
 		})
 	}
@@ -102,21 +102,21 @@ func TestHubOneOrderForEverySubscriber(t *testing.T) {
 }
 
 func TestHubUnsubscribeStopsDelivery(t *testing.T) {
-	h := NewHub()
+	h := NewHub(HubConfig{})
 	a, b := &fakeSession{id: "a", keep: true}, &fakeSession{id: "b", keep: true}
-	h.Subscribe("c", a, subscribedReply)
-	h.Subscribe("c", b, subscribedReply)
-	if h.Subscribe("c", a, subscribedReply) {
+	h.Subscribe("c", a, subscribedReply, nil)
+	h.Subscribe("c", b, subscribedReply, nil)
+	if h.Subscribe("c", a, subscribedReply, nil) {
 		t.Fatal("second subscribe of the same session succeeded")
 	}
-	h.Publish("c", []byte("1"))
+	h.Sequence("c", []byte("1"))
 	if !h.Unsubscribe("c", a, protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Unsubscribed{Unsubscribed: &protocols.Unsubscribed{Channel: "c"}}})) {
 		t.Fatal("unsubscribe failed")
 	}
 	if h.Unsubscribe("c", a, nil) {
 		t.Fatal("unsubscribe twice succeeded")
 	}
-	h.Publish("c", []byte("2"))
+	h.Sequence("c", []byte("2"))
 	if n := len(a.messages(t)); n != 1 {
 		t.Fatalf("a got %d messages after unsubscribe, want 1", n)
 	}
@@ -124,19 +124,32 @@ func TestHubUnsubscribeStopsDelivery(t *testing.T) {
 		t.Fatalf("b got %d messages, want 2", n)
 	}
 	h.Unsubscribe("c", b, nil)
-	if h.Channels() != 0 {
-		t.Fatalf("%d channels left after the last subscriber went", h.Channels())
+	if n := len(h.Channels()); n != 0 {
+		t.Fatalf("%d channels with subscribers after the last one went", n)
 	}
 }
 
-func TestHubPublishToEmptyChannel(t *testing.T) {
-	h := NewHub()
-	p := h.Publish("nobody", []byte("x"))
+func TestHubKeepsPositionsForIdleTTL(t *testing.T) {
+	h := NewHub(HubConfig{IdleTTL: time.Hour})
+	p := h.Sequence("nobody", []byte("x"))
 	if p.Offset != 1 || p.Epoch == "" {
 		t.Fatalf("position %+v", p)
 	}
-	if h.Channels() != 0 {
-		t.Fatal("an empty channel was kept")
+	// A channel without subscribers keeps counting within the TTL...
+	if q := h.Sequence("nobody", []byte("y")); q.Epoch != p.Epoch || q.Offset != 2 {
+		t.Fatalf("second publication at %+v after %+v", q, p)
+	}
+	h.Sweep()
+	if h.ChannelCount() != 1 {
+		t.Fatal("a channel used just now was swept")
+	}
+	// ...and is dropped once idle for longer.
+	h2 := NewHub(HubConfig{IdleTTL: time.Nanosecond})
+	h2.Sequence("nobody", []byte("x"))
+	time.Sleep(time.Millisecond) // let the nanosecond TTL pass: the behaviour under test is expiry
+	h2.Sweep()
+	if h2.ChannelCount() != 0 {
+		t.Fatal("an idle channel was kept past its TTL")
 	}
 }
 
@@ -146,15 +159,15 @@ func TestHubPublishToEmptyChannel(t *testing.T) {
 func BenchmarkHubFanout(b *testing.B) {
 	for _, n := range []int{1000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			h := NewHub()
+			h := NewHub(HubConfig{})
 			for i := range n {
-				h.Subscribe("bench", &fakeSession{id: fmt.Sprint(i)}, subscribedReply)
+				h.Subscribe("bench", &fakeSession{id: fmt.Sprint(i)}, subscribedReply, nil)
 			}
 			payload := make([]byte, 64)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				h.Publish("bench", payload)
+				h.Sequence("bench", payload)
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
 		})
@@ -193,7 +206,7 @@ type hubAcceptor struct {
 }
 
 func (a *hubAcceptor) Accept(s protocols.Session, _ *http.Request) (protocols.Handler, error) {
-	a.hub.Subscribe(a.channel, s, subscribedReply)
+	a.hub.Subscribe(a.channel, s, subscribedReply, nil)
 	a.ready.Done()
 	return nopHandler{}, nil
 }
@@ -207,7 +220,7 @@ func (nopHandler) Closed(*protocols.CloseError)       {}
 // Send goes through a bounded queue to a writer goroutine that batches.
 func BenchmarkHubFanoutSessions(b *testing.B) {
 	const n = 1000
-	h := NewHub()
+	h := NewHub(HubConfig{})
 	acc := &hubAcceptor{hub: h, channel: "bench"}
 	acc.ready.Add(n)
 	counter := &atomicCounter{}
@@ -227,7 +240,7 @@ func BenchmarkHubFanoutSessions(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		h.Publish("bench", payload)
+		h.Sequence("bench", payload)
 	}
 	want := base + b.N*n
 	for counter.get() < want {

@@ -64,6 +64,14 @@ type Config struct {
 	// Zero: 10 s.
 	ConnectTimeout time.Duration
 
+	// Cluster joins the node to a mesh; nil: the node is on its own.
+	Cluster Cluster
+	// Nodes lists the cluster's nodes for /api/nodes; nil: this node only.
+	Nodes func() []NodeInfo
+	// ChannelIdleTTL is how long a channel without subscribers keeps its
+	// epoch and offset after its last use. Zero: 5 minutes.
+	ChannelIdleTTL time.Duration
+
 	// Extra routes added to every listener's mux (the demo page, the
 	// browser SDK). Paths the node serves itself win.
 	Extra map[string]http.Handler
@@ -127,8 +135,9 @@ type Node struct {
 	servers  []*http.Server
 	udp      net.PacketConn
 
+	sweep    chan struct{}  // closed by Shutdown: stops the channel sweeper
 	sessions sync.WaitGroup // one per tracked client
-	serving  sync.WaitGroup // one per Serve goroutine
+	serving  sync.WaitGroup // one per Serve goroutine and the sweeper
 }
 
 // ErrStopped is returned by Start after Shutdown.
@@ -142,9 +151,10 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     cfg,
-		hub:     NewHub(),
+		hub:     NewHub(HubConfig{Cluster: cfg.Cluster, IdleTTL: cfg.ChannelIdleTTL}),
 		origins: make(map[string]bool),
 		clients: make(map[*client]struct{}),
+		sweep:   make(chan struct{}),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimSpace(o)
@@ -289,6 +299,7 @@ func (n *Node) Start() error {
 			}
 		})
 	}
+	n.serving.Go(n.sweepLoop)
 	if n.udp != nil {
 		pc := n.udp
 		n.serving.Go(func() {
@@ -350,12 +361,31 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	if n.udp != nil {
 		_ = n.udp.Close()
 	}
+	select {
+	case <-n.sweep:
+	default:
+		close(n.sweep)
+	}
 	n.mu.Unlock()
 	n.serving.Wait()
 	if err == nil {
 		<-done
 	}
 	return err
+}
+
+// sweepLoop drops idle channels until Shutdown.
+func (n *Node) sweepLoop() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.sweep:
+			return
+		case <-t.C:
+			n.hub.Sweep()
+		}
+	}
 }
 
 // checkChannel enforces the channel-name rules: 1 to MaxChannelLen bytes

@@ -572,7 +572,7 @@ func TestFrozenReaderDoesNotStallOthers(t *testing.T) {
 	payload := bytes.Repeat([]byte("z"), 16<<10)
 	for range rounds {
 		for range perRound {
-			n.Hub().Publish("firehose", payload)
+			n.Hub().Sequence("firehose", payload)
 		}
 		for _, sub := range subs {
 			receive(t, sub, perRound)

@@ -77,7 +77,9 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 		return protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{
 			Channel: name, Epoch: p.Epoch, Offset: p.Offset,
 		}}})
-	})
+	}, protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{Error: &protocols.Error{
+		Code: uint32(protocols.ErrCodeInternal), Message: "the channel's owner node did not answer; try again",
+	}}}))
 	c.subs[name] = struct{}{}
 	return nil
 }
@@ -101,7 +103,10 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	if limit := c.node.maxPayload(p.Channel); len(p.Data) > limit {
 		return c.fail(id, protocols.ErrCodePayloadTooLarge, fmt.Sprintf("payload is %d bytes, limit %d", len(p.Data), limit))
 	}
-	pos := c.node.hub.Publish(p.Channel, p.Data)
+	pos, err := c.node.hub.Publish(c.session.Context(), p.Channel, p.Data)
+	if err != nil {
+		return c.fail(id, protocols.ErrCodeInternal, "publish failed: "+err.Error())
+	}
 	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_PublishAck{
 		PublishAck: &protocols.PublishAck{Epoch: pos.Epoch, Offset: pos.Offset},
 	}}))

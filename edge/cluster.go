@@ -1,0 +1,47 @@
+package edge
+
+import "errors"
+
+// NodeInfo describes a node of the cluster for /api/nodes and redirects.
+type NodeInfo struct {
+	Name     string            `json:"name"`
+	Region   string            `json:"region"`
+	URLs     map[string]string `json:"urls,omitempty"`
+	Draining bool              `json:"draining,omitempty"`
+	Self     bool              `json:"self,omitempty"`
+}
+
+// The methods below are what the mesh calls on its node (they satisfy
+// mesh.Local, which edge does not import).
+
+// Sequence publishes data on channel as its owner, for a publish request
+// from another node.
+func (n *Node) Sequence(channel string, data []byte) (string, uint64, error) {
+	if err := n.checkChannel(channel); err != nil {
+		return "", 0, err
+	}
+	if limit := n.maxPayload(channel); len(data) > limit {
+		return "", 0, errors.New("payload too large")
+	}
+	p := n.hub.Sequence(channel, data)
+	return p.Epoch, p.Offset, nil
+}
+
+// Deliver hands a publication sequenced by its owner on another node to
+// the local subscribers.
+func (n *Node) Deliver(channel, epoch string, offset uint64, frame []byte) {
+	n.hub.Deliver(channel, epoch, offset, frame)
+}
+
+// Hold runs fn while no publication of channel can be sequenced here.
+func (n *Node) Hold(channel string, fn func(epoch string, offset uint64)) {
+	n.hub.Hold(channel, fn)
+}
+
+// Registered records that the channel's owner forwards it here.
+func (n *Node) Registered(channel, epoch string, offset uint64) {
+	n.hub.Registered(channel, epoch, offset)
+}
+
+// Channels lists the channels with local subscribers.
+func (n *Node) Channels() []string { return n.hub.Channels() }

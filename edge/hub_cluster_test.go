@@ -1,0 +1,170 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// fakeCluster is a hand-written Cluster for the hub's unit tests; the mesh
+// itself is tested on real sockets in package mesh and end to end.
+type fakeCluster struct {
+	mu         sync.Mutex
+	owned      map[string]bool
+	registered []string
+	unreg      []string
+	forwarded  []Position
+	publishErr error
+}
+
+func (f *fakeCluster) IsOwner(ch string) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.owned[ch] }
+func (f *fakeCluster) Publish(ctx context.Context, ch string, data []byte) (string, uint64, error) {
+	if f.publishErr != nil {
+		return "", 0, f.publishErr
+	}
+	return "remote", 42, nil
+}
+func (f *fakeCluster) Register(ch string) {
+	f.mu.Lock()
+	f.registered = append(f.registered, ch)
+	f.mu.Unlock()
+}
+func (f *fakeCluster) Unregister(ch string) { f.mu.Lock(); f.unreg = append(f.unreg, ch); f.mu.Unlock() }
+func (f *fakeCluster) Forward(ch, epoch string, offset uint64, frame []byte) {
+	f.mu.Lock()
+	f.forwarded = append(f.forwarded, Position{epoch, offset})
+	f.mu.Unlock()
+}
+
+func frameKinds(t *testing.T, s *fakeSession) []string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, b := range s.frames {
+		protocols.SplitFrames(b, 1<<20, func(body []byte) error {
+			f, err := protocols.DecodeFrame(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch k := f.Kind.(type) {
+			case *protocols.Frame_Subscribed:
+				out = append(out, "subscribed@"+k.Subscribed.Epoch)
+			case *protocols.Frame_Message:
+				out = append(out, "message@"+k.Message.Epoch)
+			case *protocols.Frame_Error:
+				out = append(out, "error")
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func TestHubWaitsForTheOwnersRegistration(t *testing.T) {
+	fc := &fakeCluster{owned: map[string]bool{}}
+	h := NewHub(HubConfig{Cluster: fc})
+	s := &fakeSession{id: "s", keep: true}
+	if !h.Subscribe("remote", s, subscribedReply, []byte("x")) {
+		t.Fatal("subscribe refused")
+	}
+	if len(fc.registered) != 1 {
+		t.Fatalf("registrations %v", fc.registered)
+	}
+	// A delivery before the owner's answer reaches nobody: it precedes the
+	// subscription's position.
+	h.Deliver("remote", "e1", 3, protocols.EncodeMessage("remote", "e1", 3, nil))
+	if got := frameKinds(t, s); len(got) != 0 {
+		t.Fatalf("frames before registration: %v", got)
+	}
+	h.Registered("remote", "e1", 3)
+	h.Deliver("remote", "e1", 4, protocols.EncodeMessage("remote", "e1", 4, nil))
+	if got := frameKinds(t, s); len(got) != 2 || got[0] != "subscribed@e1" || got[1] != "message@e1" {
+		t.Fatalf("frames %v, want subscribed then message", got)
+	}
+	// A second subscriber joins at once, at the delivered position.
+	s2 := &fakeSession{id: "s2", keep: true}
+	h.Subscribe("remote", s2, subscribedReply, nil)
+	if got := frameKinds(t, s2); len(got) != 1 || got[0] != "subscribed@e1" {
+		t.Fatalf("second subscriber got %v", got)
+	}
+	// The last one out withdraws the interest.
+	h.Unsubscribe("remote", s, nil)
+	h.Unsubscribe("remote", s2, nil)
+	if len(fc.unreg) != 1 {
+		t.Fatalf("unregistrations %v", fc.unreg)
+	}
+}
+
+func TestHubFailsSubscriptionsWhenTheOwnerIsSilent(t *testing.T) {
+	fc := &fakeCluster{owned: map[string]bool{}}
+	h := NewHub(HubConfig{Cluster: fc, RegisterTimeout: 20 * time.Millisecond})
+	s := &fakeSession{id: "s", keep: true}
+	fail := protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Error{Error: &protocols.Error{Code: 108}}})
+	h.Subscribe("remote", s, subscribedReply, fail)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(frameKinds(t, s)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no failure after the register timeout")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := frameKinds(t, s); got[0] != "error" {
+		t.Fatalf("got %v", got)
+	}
+	// A late answer admits nobody; a new subscribe asks again.
+	h.Registered("remote", "e", 1)
+	h.Subscribe("remote", s, subscribedReply, fail)
+	fc.mu.Lock()
+	n := len(fc.registered)
+	fc.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d registrations, want 2", n)
+	}
+}
+
+func TestHubOwnerForwardsAndNewOwnerStartsNewEpoch(t *testing.T) {
+	fc := &fakeCluster{owned: map[string]bool{"c": true}}
+	h := NewHub(HubConfig{Cluster: fc})
+	s := &fakeSession{id: "s", keep: true}
+	h.Subscribe("c", s, subscribedReply, nil)
+	p1, _ := h.Publish(context.Background(), "c", []byte("a"))
+	if len(fc.forwarded) != 1 || fc.forwarded[0] != p1 {
+		t.Fatalf("forwarded %v, want %v", fc.forwarded, p1)
+	}
+	// Ownership moves away: publications go to the owner...
+	fc.mu.Lock()
+	fc.owned["c"] = false
+	fc.mu.Unlock()
+	if p, err := h.Publish(context.Background(), "c", []byte("b")); err != nil || p.Epoch != "remote" {
+		t.Fatalf("remote publish %v %v", p, err)
+	}
+	fc.publishErr = errors.New("owner gone")
+	if _, err := h.Publish(context.Background(), "c", []byte("b")); err == nil {
+		t.Fatal("owner failure not reported")
+	}
+	h.Deliver("c", "theirs", 9, protocols.EncodeMessage("c", "theirs", 9, nil))
+	// ...and back: this node starts a new epoch rather than reuse theirs.
+	fc.mu.Lock()
+	fc.owned["c"] = true
+	fc.mu.Unlock()
+	p3, _ := h.Publish(context.Background(), "c", []byte("c"))
+	if p3.Epoch == p1.Epoch || p3.Epoch == "theirs" || p3.Offset != 1 {
+		t.Fatalf("new owner published at %+v (before: %+v)", p3, p1)
+	}
+}
+
+func TestHubHoldGivesTheNextEpoch(t *testing.T) {
+	fc := &fakeCluster{owned: map[string]bool{"c": true}}
+	h := NewHub(HubConfig{Cluster: fc})
+	var held Position
+	h.Hold("c", func(e string, o uint64) { held = Position{e, o} })
+	p := h.Sequence("c", []byte("x"))
+	if p.Epoch != held.Epoch || p.Offset != held.Offset+1 {
+		t.Fatalf("held %+v, then published %+v", held, p)
+	}
+}
