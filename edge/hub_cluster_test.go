@@ -33,7 +33,11 @@ func (f *fakeCluster) Register(ch string) {
 	f.registered = append(f.registered, ch)
 	f.mu.Unlock()
 }
-func (f *fakeCluster) Unregister(ch string) { f.mu.Lock(); f.unreg = append(f.unreg, ch); f.mu.Unlock() }
+func (f *fakeCluster) Unregister(ch string) {
+	f.mu.Lock()
+	f.unreg = append(f.unreg, ch)
+	f.mu.Unlock()
+}
 func (f *fakeCluster) Forward(ch, epoch string, offset uint64, frame []byte) {
 	f.mu.Lock()
 	f.forwarded = append(f.forwarded, Position{epoch, offset})
