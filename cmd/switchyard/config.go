@@ -122,11 +122,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		o.pingInterval = time.Duration(fc.PingInterval)
 		o.pongTimeout = time.Duration(fc.PongTimeout)
 	}
-	for _, s := range strings.Split(origins, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			o.allowedOrigins = append(o.allowedOrigins, s)
-		}
-	}
+	o.allowedOrigins = splitList(origins)
 	return o, o.validate()
 }
 

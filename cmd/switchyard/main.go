@@ -38,8 +38,12 @@ func main() {
 	}
 }
 
-// run starts a node and blocks until ctx ends, then shuts it down.
+// run starts a node and blocks until ctx ends, then shuts it down; or runs
+// a subcommand.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "certs" {
+		return runCerts(args[1:], stdout, stderr)
+	}
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/certs"
 	"github.com/switchyard/switchyard/client"
 	"github.com/switchyard/switchyard/protocols"
 )
@@ -159,5 +160,29 @@ func TestConfigFile(t *testing.T) {
 	}
 	if o.listen != "" || o.http != "127.0.0.1:0" || o.apiKey != "k" || o.region != "us" || o.pingInterval != 5*time.Second {
 		t.Fatalf("options %+v", o)
+	}
+}
+
+func TestCertsSubcommand(t *testing.T) {
+	dir := t.TempDir()
+	if err := run(context.Background(), []string{"certs", "init", "--dir", dir, "--nodes", "a,b"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"certs", "node", "--dir", dir, "--name", "c"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		cf, kf := meshNodeFiles(dir, n)
+		if _, err := certs.LoadMeshTLS(filepath.Join(dir, meshCAFile), cf, kf); err != nil {
+			t.Fatalf("node %s: %v", n, err)
+		}
+	}
+	if err := run(context.Background(), []string{"certs", "init", "--dir", dir, "--nodes", "x"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("init over an existing CA succeeded")
+	}
+	for _, args := range [][]string{{"certs"}, {"certs", "bogus", "--dir", dir}, {"certs", "node", "--dir", dir}, {"certs", "init"}} {
+		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("%v succeeded", args)
+		}
 	}
 }
