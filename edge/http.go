@@ -19,9 +19,9 @@ import (
 
 func (n *Node) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("/ws", n.ws)
+	mux.Handle("/ws", n.unlessStopping(n.ws))
 	if n.wt != nil {
-		mux.Handle("/wt", n.wt)
+		mux.Handle("/wt", n.unlessStopping(n.wt))
 	}
 	mux.HandleFunc("/api/publish", n.apiPublish)
 	mux.HandleFunc("/api/nodes", n.apiNodes)
@@ -51,6 +51,23 @@ func (n *Node) routes() *http.ServeMux {
 		}
 	}
 	return mux
+}
+
+// unlessStopping answers 503 instead of opening a session once the node
+// is shutting down, so that reconnecting clients back off and go elsewhere
+// rather than loop on a closing node.
+func (n *Node) unlessStopping(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		stopping := n.stopping
+		n.mu.Unlock()
+		if stopping {
+			w.Header().Set("Retry-After", "1")
+			protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; connect to another")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // certHash serves {"algorithm","value","notAfter"} of the current leaf, with

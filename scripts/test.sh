@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README: `make test`; CI: .ci/run).
 # It installs what it needs when missing, then checks formatting, vet,
-# staticcheck, generated code, the race-enabled test suite, a short fuzz run and the
+# staticcheck, generated code, the browser SDK (npm ci, bundle check, node
+# unit tests), the race-enabled test suite (with headless Chromium), a short fuzz run and the
 # benchmarks (one iteration each, so that they keep working).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,16 @@ if need_apt protoc protobuf-compiler; then
 else
   echo "protoc unavailable and not installable here: generated code not re-checked"
 fi
+
+step "browser SDK: npm ci, committed bundle matches a fresh build, unit tests"
+if ! command -v npm >/dev/null; then
+  need_apt npm npm || { echo "npm is missing and could not be installed"; exit 1; }
+fi
+(cd client/js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && npm test --silent)
+
+step "chromium for the browser tests"
+need_apt chromium chromium || { echo "chromium is missing and could not be installed"; exit 1; }
+export SWITCHYARD_REQUIRE_BROWSER=1
 
 step "tests (race, shuffled)"
 go test -race -shuffle=on -count=1 -timeout 10m ./...

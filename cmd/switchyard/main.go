@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/certs"
+	"github.com/switchyard/switchyard/client/js"
 	"github.com/switchyard/switchyard/edge"
+	"github.com/switchyard/switchyard/examples/chat/web"
 	"github.com/switchyard/switchyard/protocols"
 )
 
@@ -87,7 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			PongTimeout:  o.pongTimeout,
 			Logger:       logger,
 		},
-		Extra:  map[string]http.Handler{"/": demoPage()},
+		// The demo page is the chat example; the browser SDK is embedded.
+		Extra:  map[string]http.Handler{"/": web.Handler(), "/switchyard.js": js.Handler(), "/switchyard.d.ts": js.Handler()},
 		Logger: logger,
 	}
 	if store != nil {
@@ -131,7 +134,8 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
 	}
 	if a.HTTP != nil {
 		fmt.Fprintf(w, "  WebSocket     ws://%s/ws (plain HTTP, for local browsers)\n", a.HTTP)
-		fmt.Fprintf(w, "  Demo page     http://%s/\n", a.HTTP)
+		fmt.Fprintf(w, "  Demo chat     http://%s/?url=https://%s\n", a.HTTP, a.QUIC)
+		fmt.Fprintf(w, "  Browser SDK   http://%s/switchyard.js\n", a.HTTP)
 		fmt.Fprintf(w, "  API           http://%s/api/publish\n", a.HTTP)
 		fmt.Fprintf(w, "  Cert hash     http://%s/certhash\n", a.HTTP)
 	}

@@ -41,7 +41,7 @@ func startBinary(t *testing.T, args ...string) map[string]string {
 		}
 	})
 	banner := map[string]string{}
-	line := regexp.MustCompile(`^\s+(WebSocket|WebTransport|API key|API|Demo page|Cert hash|cert sha-256)\s+(\S+)`)
+	line := regexp.MustCompile(`^\s+(WebSocket|WebTransport|API key|API|Demo chat|Browser SDK|Cert hash|cert sha-256)\s+(\S+)`)
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "try:") {
@@ -61,7 +61,7 @@ func startBinary(t *testing.T, args ...string) map[string]string {
 
 func TestDevNodeServesWhatItPrints(t *testing.T) {
 	b := startBinary(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0")
-	for _, k := range []string{"WebTransport", "WebSocket plain", "cert sha-256", "API key", "Cert hash"} {
+	for _, k := range []string{"WebTransport", "WebSocket plain", "cert sha-256", "API key", "Cert hash", "Demo chat", "Browser SDK"} {
 		if b[k] == "" {
 			t.Fatalf("banner lacks %q: %v", k, b)
 		}
@@ -74,6 +74,18 @@ func TestDevNodeServesWhatItPrints(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("healthz: %d", resp.StatusCode)
+	}
+
+	for _, page := range []string{b["Demo chat"], b["Browser SDK"]} {
+		resp, err := http.Get(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(body) < 1000 {
+			t.Fatalf("%s: %d, %d bytes", page, resp.StatusCode, len(body))
+		}
 	}
 
 	var ch struct{ Algorithm, Value string }

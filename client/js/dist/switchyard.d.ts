@@ -1,0 +1,181 @@
+/** The two transports. */
+export type TransportName = "webtransport" | "websocket";
+/**
+ * Where the client is: connecting (the first time), connected,
+ * reconnecting (after losing a connection: waiting or trying), closed
+ * (by close(), a terminal close code, or a failed connect()).
+ */
+export type ClientState = "connecting" | "connected" | "reconnecting" | "closed";
+/** Options of connect(). Every field is optional. */
+export interface ConnectOptions {
+    /** Transports to use, in order of preference. Default ["webtransport", "websocket"]. */
+    transports?: TransportName[];
+    /**
+     * The server certificate's SHA-256 as base64, for a self-signed
+     * certificate (passed to WebTransport as serverCertificateHashes); or
+     * "auto" to fetch it from /certhash before each WebTransport attempt (see
+     * certHashUrl). Default: none (the certificate must be trusted).
+     */
+    certHash?: string;
+    /** Where "auto" fetches the hash. Default: /certhash on the HTTP origin of webSocketUrl (ws → http, wss → https). */
+    certHashUrl?: string;
+    /** WebSocket URL. Default: derived from the URL (https://h:p → wss://h:p/ws, http://h:p → ws://h:p/ws). */
+    webSocketUrl?: string;
+    /** WebTransport URL. Default: the URL itself, with path /wt when it has none. */
+    webTransportUrl?: string;
+    /** Sent in Connect; a function is called before each connection attempt. */
+    token?: string | (() => string | Promise<string>);
+    /** How long, in ms, a transport gets before the next one is started too. Default 500, at most 1000. */
+    fallbackDelay?: number;
+    /** Reconnect backoff bounds, in ms: full jitter in [0, min(max, min·2^(attempt−1))). Default {min: 500, max: 20000}. */
+    backoff?: {
+        min?: number;
+        max?: number;
+    };
+    /** How long, in ms, a connection must last for the backoff to start over. Default 10000. */
+    stableAfter?: number;
+    /**
+     * How long, in ms, connect() and each request (subscribe, publish,
+     * unsubscribe) may take, waiting for a connection included. Default 10000.
+     */
+    requestTimeout?: number;
+    /** How long, in ms, one connection attempt (all transports together) may take. Default 10000. */
+    connectTimeout?: number;
+    /**
+     * Event handlers registered before the first attempt, so that they also
+     * see what happens while connect() is pending (client.on() can only come
+     * after it resolves).
+     */
+    on?: {
+        [E in ClientEventName]?: (e: ClientEvents[E]) => void;
+    };
+}
+/** A position in a channel's stream. */
+export interface Position {
+    /** The stream's epoch: an opaque string; a new one means the stream restarted. */
+    epoch: string;
+    /** The offset within the epoch; each publication is the previous one + 1. */
+    offset: number;
+}
+/** One publication delivered to a subscription. */
+export interface Message extends Position {
+    channel: string;
+    /** The payload; it belongs to the handler, which may keep it. */
+    data: Uint8Array;
+}
+export type MessageHandler = (message: Message) => void;
+/** A live subscription to one channel. */
+export interface Subscription {
+    readonly channel: string;
+    /** The last position seen: from the server's confirmation, then from each message. */
+    readonly position: Position;
+    /** Whether the server currently delivers the channel's messages (false while reconnecting). */
+    readonly active: boolean;
+    /** Stops the subscription; resolves once the server confirms (or at once when disconnected). */
+    unsubscribe(): Promise<void>;
+}
+/** Payload of "connected": a session began. */
+export interface ConnectedEvent {
+    transport: TransportName;
+    sessionId: string;
+    node: string;
+    region: string;
+}
+/** Payload of "disconnected": a session ended, or a terminal code stopped the client. */
+export interface DisconnectedEvent {
+    code: number;
+    reason: string;
+    /** Whether the client reconnects (false: it is closed now). */
+    reconnect: boolean;
+}
+/** Payload of "reconnecting": the client waits delay ms before attempt number `attempt`. */
+export interface ReconnectingEvent {
+    attempt: number;
+    delay: number;
+}
+/** Payload of "subscribed": the server confirmed a subscription, first or again after a reconnect. */
+export interface SubscribedEvent {
+    channel: string;
+    epoch: string;
+    offset: number;
+    resubscribed: boolean;
+    /**
+     * Publications missed while disconnected: 0 on a first subscribe or when
+     * nothing was missed; null when the epoch changed (the stream restarted:
+     * resync the app's state).
+     */
+    missed: number | null;
+}
+/** Payload of "error": something failed that no promise reports (a resubscribe refused, a throwing handler). */
+export interface ClientErrorEvent {
+    error: Error;
+    channel?: string;
+}
+export interface ClientEvents {
+    connected: ConnectedEvent;
+    disconnected: DisconnectedEvent;
+    reconnecting: ReconnectingEvent;
+    subscribed: SubscribedEvent;
+    error: ClientErrorEvent;
+}
+export type ClientEventName = keyof ClientEvents;
+export interface Client {
+    /** The transport of the current (or last) connection. */
+    readonly transport: TransportName;
+    readonly state: ClientState;
+    /** The current (or last) session's id. */
+    readonly sessionId: string;
+    /**
+     * Subscribes to channel; resolves once the server confirms. The handler
+     * gets every message published after that, and keeps getting them across
+     * reconnects (the client resubscribes). Rejects with RequestError (e.g.
+     * 102 invalid channel, 103 too many, 104 already subscribed on this
+     * client), TimeoutError, or ClosedError.
+     */
+    subscribe(channel: string, handler: MessageHandler): Promise<Subscription>;
+    /**
+     * Publishes data (a string is sent as UTF-8) and resolves with its
+     * position once the server acknowledges. A publish made while
+     * disconnected waits for the next connection; one in flight when the
+     * connection drops rejects with ClosedError (it may or may not have been
+     * published). Rejects with RequestError (e.g. 102, 106 payload too
+     * large), TimeoutError, or ClosedError.
+     */
+    publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position>;
+    /** Adds an event handler; returns a function that removes it. */
+    on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
+    off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;
+    /** Closes the connection (code 1000) and stops reconnecting; pending requests reject with ClosedError. Idempotent. */
+    close(): void;
+}
+/** The server refused a request with an Error frame; code is its error code (docs/protocol.md §7). */
+export declare class RequestError extends Error {
+    readonly code: number;
+    constructor(code: number, message: string);
+}
+/**
+ * The client is closed, or the connection a request depended on ended:
+ * code and reason are the close code and reason (1000 "client closed"
+ * after close(); a terminal code such as 3503 from the server).
+ */
+export declare class ClosedError extends Error {
+    readonly code: number;
+    readonly reason: string;
+    constructor(code: number, reason: string);
+}
+/** connect() or a request did not complete within requestTimeout. */
+export declare class TimeoutError extends Error {
+    constructor(message: string, options?: {
+        cause?: unknown;
+    });
+}
+/** Decodes a message's data (or any bytes) as UTF-8 text. */
+export declare function decodeText(m: Message | Uint8Array): string;
+/**
+ * Connects to a Switchyard node and resolves with a Client once a session
+ * is established. It retries with backoff on failures that allow it, and
+ * rejects with ClosedError on a terminal close code (e.g. 3503 origin not
+ * allowed), with TimeoutError after requestTimeout, and with TypeError or
+ * RangeError on bad options.
+ */
+export declare function connect(url: string, options?: ConnectOptions): Promise<Client>;

@@ -1,0 +1,218 @@
+// Connection is one session over one transport: it sends Connect, waits for
+// Connected, answers pings, watches the server's heartbeat, and turns a
+// Disconnect frame or the transport's end into one CloseInfo. Replies and
+// messages go to the owner attached after the handshake.
+
+import type { Clock } from "./clock.js";
+import {
+  CLOSE_NORMAL,
+  CODE_BAD_PROTOCOL,
+  CODE_HEARTBEAT_TIMEOUT,
+  CODE_INTERNAL,
+  trimReason,
+} from "./codes.js";
+import { decodeFrame, encodeFrame, ProtocolError } from "./codec.js";
+import type { ConnectedBody, Frame, Kind, Kinds } from "./codec.js";
+import type { Transport, TransportFactory } from "./transport.js";
+import type { TransportName } from "./switchyard.js";
+
+export const PROTOCOL = "switchyard.v1";
+export const CLIENT_NAME = "switchyard-js/0.1";
+
+/** How a session ended (or why it never started). */
+export interface CloseInfo {
+  code: number;
+  reason: string;
+  /** The server's minimum wait before reconnecting, from Disconnect. */
+  reconnectAfterMs?: number;
+  /** Which transport it was. */
+  transport?: TransportName;
+}
+
+export interface ConnectionOwner {
+  /** A frame that is neither a ping, a pong nor a disconnect. */
+  frame(f: Frame): void;
+  /** The session ended by itself; not called after close(). */
+  closed(info: CloseInfo): void;
+}
+
+type State = "opening" | "handshake" | "open" | "closed";
+
+export class Connection {
+  /** Resolves with Connected; rejects with a CloseInfo. */
+  readonly ready: Promise<ConnectedBody>;
+  connected: ConnectedBody | undefined;
+  /** When Connected arrived, by the clock. */
+  connectedAt = 0;
+
+  private readonly transport: Transport;
+  private state: State = "opening";
+  private resolveReady!: (c: ConnectedBody) => void;
+  private rejectReady!: (info: CloseInfo) => void;
+  private owner: ConnectionOwner | undefined;
+  private early: Frame[] = []; // frames before attach
+  private endInfo: CloseInfo | undefined; // an end before attach
+  private lastSeen = 0;
+  private heartbeatMs = 0;
+  private heartbeatTimer: unknown;
+  private lastId = 1; // Connect is 1
+
+  constructor(
+    readonly name: TransportName,
+    factory: TransportFactory,
+    private readonly token: string,
+    private readonly clock: Clock,
+  ) {
+    this.ready = new Promise<ConnectedBody>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // the racer reads it; never an unhandled rejection
+    this.transport = factory(name, {
+      open: () => this.opened(),
+      frame: (b) => this.receive(b),
+      close: (code, reason) => this.end({ code, reason, transport: name }, false),
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.state === "open";
+  }
+
+  /** Takes over the session after the handshake; frames and an end that came first are delivered now. */
+  attach(owner: ConnectionOwner): void {
+    this.owner = owner;
+    const early = this.early;
+    this.early = [];
+    for (const f of early) {
+      if (this.owner !== owner) return;
+      owner.frame(f);
+    }
+    if (this.endInfo) owner.closed(this.endInfo);
+  }
+
+  /** A request id not used on this session, never 0 or 1. */
+  nextId(busy?: (id: number) => boolean): number {
+    for (;;) {
+      this.lastId = this.lastId >= 0xffffffff ? 2 : this.lastId + 1;
+      if (!busy?.(this.lastId)) return this.lastId;
+    }
+  }
+
+  /** Encodes and sends a frame. */
+  send<K extends Kind>(id: number, kind: K, body: Partial<Kinds[K]> = {}): void {
+    this.sendRaw(encodeFrame(id, kind, body));
+  }
+
+  sendRaw(frame: Uint8Array): void {
+    if (this.state === "closed") return;
+    this.transport.send(frame);
+  }
+
+  /** Ends the session from this side: no callback follows. */
+  close(code = CLOSE_NORMAL, reason = ""): void {
+    if (this.state === "closed") return;
+    this.stop();
+    this.transport.close(code, reason);
+    this.rejectReady({ code, reason, transport: this.name });
+  }
+
+  private stop(): void {
+    this.state = "closed";
+    if (this.heartbeatTimer !== undefined) this.clock.clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  private opened(): void {
+    if (this.state !== "opening") return;
+    this.state = "handshake";
+    this.transport.send(encodeFrame(1, "connect", { token: this.token, client: CLIENT_NAME, protocol: PROTOCOL }));
+  }
+
+  private receive(body: Uint8Array): void {
+    if (this.state === "closed") return;
+    this.lastSeen = this.clock.now();
+    let f: ReturnType<typeof decodeFrame>;
+    try {
+      f = decodeFrame(body);
+    } catch (e) {
+      const pe = e as ProtocolError;
+      this.end({ code: pe.code, reason: trimReason(`bad frame from the server: ${pe.message}`) }, true);
+      return;
+    }
+    switch (f.type) {
+      case "unknown": // a newer server's frame kind
+      case "pong":
+        return;
+      case "ping":
+        this.transport.send(encodeFrame(f.id, "pong"));
+        return;
+      case "disconnect":
+        // After Disconnect the client closes the transport with the same
+        // code (WebTransport: the server waits for that).
+        this.end({
+          code: f.code,
+          reason: f.reason,
+          reconnectAfterMs: f.reconnectAfterMs || undefined,
+        }, true);
+        return;
+    }
+    if (this.state === "handshake") {
+      if (f.type === "connected" && f.id === 1) {
+        this.handshakeDone(f);
+      } else if (f.type === "error" && f.id === 1) {
+        this.end({ code: CODE_INTERNAL, reason: trimReason(`connect refused: error ${f.code}: ${f.message}`) }, true);
+      }
+      return; // nothing else is expected before Connected
+    }
+    if (this.owner) this.owner.frame(f);
+    else this.early.push(f);
+  }
+
+  private handshakeDone(c: ConnectedBody): void {
+    if (c.protocol !== "" && c.protocol !== PROTOCOL) {
+      this.end({ code: CODE_BAD_PROTOCOL, reason: trimReason(`server speaks ${c.protocol}, client ${PROTOCOL}`) }, true);
+      return;
+    }
+    this.state = "open";
+    this.connected = c;
+    this.connectedAt = this.clock.now();
+    if (c.pingIntervalMs > 0) {
+      this.heartbeatMs = c.pingIntervalMs + c.pongTimeoutMs;
+      this.armHeartbeat(this.heartbeatMs);
+    }
+    this.resolveReady(c);
+  }
+
+  /** Dead-connection detection: nothing at all from the server for ping + pong timeout. */
+  private armHeartbeat(ms: number): void {
+    this.heartbeatTimer = this.clock.setTimeout(() => {
+      this.heartbeatTimer = undefined;
+      if (this.state !== "open") return;
+      const idle = this.clock.now() - this.lastSeen;
+      if (idle < this.heartbeatMs) {
+        this.armHeartbeat(this.heartbeatMs - idle);
+        return;
+      }
+      this.end({
+        code: CODE_HEARTBEAT_TIMEOUT,
+        reason: `heartbeat timeout: nothing from the server for ${Math.round(idle)} ms`,
+      }, true);
+    }, ms);
+  }
+
+  /** The session ended; closeTransport: this side ends it, with info.code. */
+  private end(info: CloseInfo, closeTransport: boolean): void {
+    if (this.state === "closed") return;
+    const wasOpen = this.state === "open";
+    this.stop();
+    info.transport = this.name;
+    if (closeTransport) this.transport.close(info.code, info.reason);
+    if (!wasOpen) {
+      this.rejectReady(info);
+      return;
+    }
+    if (this.owner) this.owner.closed(info);
+    else this.endInfo = info;
+  }
+}

@@ -1,0 +1,846 @@
+// Switchyard browser SDK: pub/sub over WebTransport, falling back to
+// WebSocket, with automatic reconnects and resubscription.
+//
+//   import { connect } from "/switchyard.js";
+//   const client = await connect("https://127.0.0.1:4433", { certHash: "auto", webSocketUrl: "ws://127.0.0.1:8080/ws" });
+//   const sub = await client.subscribe("room", (m) => console.log(decodeText(m)));
+//   await client.publish("room", "hello");
+//
+// This file is the public surface (dist/switchyard.d.ts is generated from it
+// alone) and the client itself. The other modules are internal:
+// codec (protobuf), framing (length prefixes), connection (one session),
+// dialer (happy eyeballs), backoff, and the two transports.
+//
+// Layers: ClientImpl owns subscriptions, requests and the reconnect loop;
+// each connection attempt races transports (dialer.race) and yields one
+// Connection, which owns one Transport until the session ends.
+
+import { Backoff } from "./backoff.js";
+import { realClock } from "./clock.js";
+import type { Clock } from "./clock.js";
+import { encodeFrame, frameBodyLength } from "./codec.js";
+import type { Frame } from "./codec.js";
+import {
+  CLOSE_NORMAL,
+  ERR_ALREADY_SUBSCRIBED,
+  ERR_NOT_SUBSCRIBED,
+  ERR_PAYLOAD_TOO_LARGE,
+  reconnectAllowed,
+} from "./codes.js";
+import { Connection } from "./connection.js";
+import type { CloseInfo } from "./connection.js";
+import { race } from "./dialer.js";
+import { decodeCertHash, resolveEndpoints } from "./endpoints.js";
+import { INTERNALS } from "./transport.js";
+import type { Internals, TransportFactory } from "./transport.js";
+import { WebSocketTransport } from "./websocket.js";
+import { WebTransportTransport } from "./webtransport.js";
+import type { CertHashSource } from "./webtransport.js";
+
+// ------------------------------------------------------------------ types
+
+/** The two transports. */
+export type TransportName = "webtransport" | "websocket";
+
+/**
+ * Where the client is: connecting (the first time), connected,
+ * reconnecting (after losing a connection: waiting or trying), closed
+ * (by close(), a terminal close code, or a failed connect()).
+ */
+export type ClientState = "connecting" | "connected" | "reconnecting" | "closed";
+
+/** Options of connect(). Every field is optional. */
+export interface ConnectOptions {
+  /** Transports to use, in order of preference. Default ["webtransport", "websocket"]. */
+  transports?: TransportName[];
+  /**
+   * The server certificate's SHA-256 as base64, for a self-signed
+   * certificate (passed to WebTransport as serverCertificateHashes); or
+   * "auto" to fetch it from /certhash before each WebTransport attempt (see
+   * certHashUrl). Default: none (the certificate must be trusted).
+   */
+  certHash?: string;
+  /** Where "auto" fetches the hash. Default: /certhash on the HTTP origin of webSocketUrl (ws → http, wss → https). */
+  certHashUrl?: string;
+  /** WebSocket URL. Default: derived from the URL (https://h:p → wss://h:p/ws, http://h:p → ws://h:p/ws). */
+  webSocketUrl?: string;
+  /** WebTransport URL. Default: the URL itself, with path /wt when it has none. */
+  webTransportUrl?: string;
+  /** Sent in Connect; a function is called before each connection attempt. */
+  token?: string | (() => string | Promise<string>);
+  /** How long, in ms, a transport gets before the next one is started too. Default 500, at most 1000. */
+  fallbackDelay?: number;
+  /** Reconnect backoff bounds, in ms: full jitter in [0, min(max, min·2^(attempt−1))). Default {min: 500, max: 20000}. */
+  backoff?: { min?: number; max?: number };
+  /** How long, in ms, a connection must last for the backoff to start over. Default 10000. */
+  stableAfter?: number;
+  /**
+   * How long, in ms, connect() and each request (subscribe, publish,
+   * unsubscribe) may take, waiting for a connection included. Default 10000.
+   */
+  requestTimeout?: number;
+  /** How long, in ms, one connection attempt (all transports together) may take. Default 10000. */
+  connectTimeout?: number;
+  /**
+   * Event handlers registered before the first attempt, so that they also
+   * see what happens while connect() is pending (client.on() can only come
+   * after it resolves).
+   */
+  on?: { [E in ClientEventName]?: (e: ClientEvents[E]) => void };
+}
+
+/** A position in a channel's stream. */
+export interface Position {
+  /** The stream's epoch: an opaque string; a new one means the stream restarted. */
+  epoch: string;
+  /** The offset within the epoch; each publication is the previous one + 1. */
+  offset: number;
+}
+
+/** One publication delivered to a subscription. */
+export interface Message extends Position {
+  channel: string;
+  /** The payload; it belongs to the handler, which may keep it. */
+  data: Uint8Array;
+}
+
+export type MessageHandler = (message: Message) => void;
+
+/** A live subscription to one channel. */
+export interface Subscription {
+  readonly channel: string;
+  /** The last position seen: from the server's confirmation, then from each message. */
+  readonly position: Position;
+  /** Whether the server currently delivers the channel's messages (false while reconnecting). */
+  readonly active: boolean;
+  /** Stops the subscription; resolves once the server confirms (or at once when disconnected). */
+  unsubscribe(): Promise<void>;
+}
+
+/** Payload of "connected": a session began. */
+export interface ConnectedEvent {
+  transport: TransportName;
+  sessionId: string;
+  node: string;
+  region: string;
+}
+
+/** Payload of "disconnected": a session ended, or a terminal code stopped the client. */
+export interface DisconnectedEvent {
+  code: number;
+  reason: string;
+  /** Whether the client reconnects (false: it is closed now). */
+  reconnect: boolean;
+}
+
+/** Payload of "reconnecting": the client waits delay ms before attempt number `attempt`. */
+export interface ReconnectingEvent {
+  attempt: number;
+  delay: number;
+}
+
+/** Payload of "subscribed": the server confirmed a subscription, first or again after a reconnect. */
+export interface SubscribedEvent {
+  channel: string;
+  epoch: string;
+  offset: number;
+  resubscribed: boolean;
+  /**
+   * Publications missed while disconnected: 0 on a first subscribe or when
+   * nothing was missed; null when the epoch changed (the stream restarted:
+   * resync the app's state).
+   */
+  missed: number | null;
+}
+
+/** Payload of "error": something failed that no promise reports (a resubscribe refused, a throwing handler). */
+export interface ClientErrorEvent {
+  error: Error;
+  channel?: string;
+}
+
+export interface ClientEvents {
+  connected: ConnectedEvent;
+  disconnected: DisconnectedEvent;
+  reconnecting: ReconnectingEvent;
+  subscribed: SubscribedEvent;
+  error: ClientErrorEvent;
+}
+
+export type ClientEventName = keyof ClientEvents;
+
+export interface Client {
+  /** The transport of the current (or last) connection. */
+  readonly transport: TransportName;
+  readonly state: ClientState;
+  /** The current (or last) session's id. */
+  readonly sessionId: string;
+  /**
+   * Subscribes to channel; resolves once the server confirms. The handler
+   * gets every message published after that, and keeps getting them across
+   * reconnects (the client resubscribes). Rejects with RequestError (e.g.
+   * 102 invalid channel, 103 too many, 104 already subscribed on this
+   * client), TimeoutError, or ClosedError.
+   */
+  subscribe(channel: string, handler: MessageHandler): Promise<Subscription>;
+  /**
+   * Publishes data (a string is sent as UTF-8) and resolves with its
+   * position once the server acknowledges. A publish made while
+   * disconnected waits for the next connection; one in flight when the
+   * connection drops rejects with ClosedError (it may or may not have been
+   * published). Rejects with RequestError (e.g. 102, 106 payload too
+   * large), TimeoutError, or ClosedError.
+   */
+  publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position>;
+  /** Adds an event handler; returns a function that removes it. */
+  on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
+  off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;
+  /** Closes the connection (code 1000) and stops reconnecting; pending requests reject with ClosedError. Idempotent. */
+  close(): void;
+}
+
+// ----------------------------------------------------------------- errors
+
+/** The server refused a request with an Error frame; code is its error code (docs/protocol.md §7). */
+export class RequestError extends Error {
+  readonly code: number;
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = "RequestError";
+    this.code = code;
+  }
+}
+
+/**
+ * The client is closed, or the connection a request depended on ended:
+ * code and reason are the close code and reason (1000 "client closed"
+ * after close(); a terminal code such as 3503 from the server).
+ */
+export class ClosedError extends Error {
+  readonly code: number;
+  readonly reason: string;
+  constructor(code: number, reason: string) {
+    super(reason ? `closed: ${code} ${reason}` : `closed: ${code}`);
+    this.name = "ClosedError";
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+/** connect() or a request did not complete within requestTimeout. */
+export class TimeoutError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "TimeoutError";
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+const textDecoder = new TextDecoder();
+const textEncoder = new TextEncoder();
+
+/** Decodes a message's data (or any bytes) as UTF-8 text. */
+export function decodeText(m: Message | Uint8Array): string {
+  return textDecoder.decode(m instanceof Uint8Array ? m : m.data);
+}
+
+/**
+ * Connects to a Switchyard node and resolves with a Client once a session
+ * is established. It retries with backoff on failures that allow it, and
+ * rejects with ClosedError on a terminal close code (e.g. 3503 origin not
+ * allowed), with TimeoutError after requestTimeout, and with TypeError or
+ * RangeError on bad options.
+ */
+export function connect(url: string, options: ConnectOptions = {}): Promise<Client> {
+  let client: ClientImpl;
+  try {
+    client = new ClientImpl(url, options);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return client.start().then(() => client);
+}
+
+// ------------------------------------------------------------------ client
+
+const EVENTS: readonly ClientEventName[] = ["connected", "disconnected", "reconnecting", "subscribed", "error"];
+
+function rethrowLater(e: unknown): void {
+  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError;
+  if (typeof report === "function") report(e);
+  else globalThis.setTimeout(() => { throw e; }, 0);
+}
+
+function positiveNumber(name: string, v: number | undefined, def: number, min = 0, max = Infinity): number {
+  if (v === undefined) return def;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) {
+    throw new RangeError(`switchyard: ${name} must be a number in [${min}, ${max}], got ${String(v)}`);
+  }
+  return v;
+}
+
+interface Settings {
+  names: TransportName[];
+  token: ConnectOptions["token"];
+  fallbackDelay: number;
+  stableAfter: number;
+  requestTimeout: number;
+  connectTimeout: number;
+}
+
+function settings(url: string, o: ConnectOptions, hooks: Internals): { s: Settings; factory: TransportFactory; backoff: Backoff } {
+  const transports = o.transports ?? ["webtransport", "websocket"];
+  if (!Array.isArray(transports) || transports.length === 0 ||
+    transports.some((t) => t !== "webtransport" && t !== "websocket") || new Set(transports).size !== transports.length) {
+    throw new TypeError(`switchyard: transports must list "webtransport" and/or "websocket" once each, got ${JSON.stringify(transports)}`);
+  }
+  if (o.token !== undefined && typeof o.token !== "string" && typeof o.token !== "function") {
+    throw new TypeError("switchyard: token must be a string or a function returning one");
+  }
+  const ep = resolveEndpoints(url, o);
+  let hash: CertHashSource;
+  if (o.certHash === "auto") {
+    if (ep.certHash === undefined) throw new TypeError("switchyard: certHash \"auto\" needs a webSocketUrl or certHashUrl");
+    hash = { url: ep.certHash };
+  } else if (o.certHash !== undefined) {
+    hash = { bytes: decodeCertHash(o.certHash) };
+  }
+  const wtAvailable = hooks.webTransport ?? typeof (globalThis as { WebTransport?: unknown }).WebTransport === "function";
+  const names = transports.filter((t) =>
+    t === "websocket" ? ep.webSocket !== undefined : ep.webTransport !== undefined && wtAvailable);
+  if (names.length === 0) {
+    throw new TypeError(`switchyard: none of the transports ${JSON.stringify(transports)} can be used here` +
+      (wtAvailable ? " (WebTransport needs an https:// URL)" : " (this browser has no WebTransport)"));
+  }
+  const min = positiveNumber("backoff.min", o.backoff?.min, 500, 1);
+  const max = positiveNumber("backoff.max", o.backoff?.max, Math.max(20000, min), min);
+  const factory: TransportFactory = hooks.factory ?? ((name, h) =>
+    name === "webtransport" ? new WebTransportTransport(ep.webTransport!, hash, h) : new WebSocketTransport(ep.webSocket!, h));
+  return {
+    s: {
+      names,
+      token: o.token,
+      fallbackDelay: positiveNumber("fallbackDelay", o.fallbackDelay, 500, 0, 1000),
+      stableAfter: positiveNumber("stableAfter", o.stableAfter, 10000),
+      requestTimeout: positiveNumber("requestTimeout", o.requestTimeout, 10000, 1),
+      connectTimeout: positiveNumber("connectTimeout", o.connectTimeout, 10000, 1),
+    },
+    factory,
+    backoff: new Backoff(min, max, hooks.random),
+  };
+}
+
+/** A publish or unsubscribe waiting for its reply (or for a connection). */
+interface Req {
+  kind: "publish" | "unsubscribe";
+  channel: string;
+  data?: Uint8Array;
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  timer: unknown;
+  settled: boolean;
+}
+
+/** What a request id in flight on the current connection is for. */
+type Inflight =
+  | { kind: "subscribe"; sub: SubscriptionImpl }
+  | { kind: "request"; req: Req }
+  | { kind: "ignore" };
+
+class SubscriptionImpl implements Subscription {
+  /** pending: waiting for Subscribed (first time or after a reconnect). */
+  state: "pending" | "active" | "closed" = "pending";
+  /** The server confirmed it at least once. */
+  confirmed = false;
+  epoch = "";
+  offset = 0;
+  waiter: { resolve(s: Subscription): void; reject(e: Error): void; timer: unknown } | undefined;
+  /** The connection its Unsubscribe went out on. */
+  unsubscribedOn: Connection | undefined;
+
+  constructor(
+    private readonly client: ClientImpl,
+    readonly channel: string,
+    readonly handler: MessageHandler,
+  ) {}
+
+  get position(): Position {
+    return { epoch: this.epoch, offset: this.offset };
+  }
+
+  get active(): boolean {
+    return this.state === "active";
+  }
+
+  unsubscribe(): Promise<void> {
+    return this.client.unsubscribe(this);
+  }
+}
+
+class ClientImpl implements Client {
+  // immutable after the constructor
+  private readonly s: Settings;
+  private readonly factory: TransportFactory;
+  private readonly backoff: Backoff;
+  private readonly clock: Clock;
+  private readonly listeners = new Map<ClientEventName, Set<(e: never) => void>>();
+
+  transport: TransportName;
+  state: ClientState = "connecting";
+  sessionId = "";
+
+  private closed = false;
+  private endError: Error | undefined; // what requests fail with once closed
+  private readonly subs = new Map<string, SubscriptionImpl>(); // by channel: pending or active
+  private waiting: Req[] = []; // requests for the next connection
+  private conn: Connection | undefined; // the live session
+  private inflight = new Map<number, Inflight>(); // of conn
+  private cancel: AbortController | undefined; // the race or backoff wait under way
+  private serveDone: ((info: CloseInfo) => void) | undefined;
+  private lastFailure: CloseInfo | undefined;
+  private first: { resolve(): void; reject(e: Error): void } | undefined;
+
+  constructor(url: string, options: ConnectOptions) {
+    const hooks = (options as { [INTERNALS]?: Internals })[INTERNALS] ?? {};
+    const { s, factory, backoff } = settings(url, options, hooks);
+    this.s = s;
+    this.factory = factory;
+    this.backoff = backoff;
+    this.clock = hooks.clock ?? realClock;
+    this.transport = s.names[0]!;
+    if (options.on !== undefined) {
+      if (typeof options.on !== "object" || options.on === null) throw new TypeError("switchyard: on must map event names to handlers");
+      for (const [event, handler] of Object.entries(options.on)) {
+        if (handler !== undefined) this.on(event as ClientEventName, handler as (e: unknown) => void);
+      }
+    }
+  }
+
+  /** Runs the client; resolves on the first session, rejects when connect() fails. */
+  start(): Promise<void> {
+    const p = new Promise<void>((resolve, reject) => {
+      this.first = { resolve, reject };
+    });
+    const timer = this.clock.setTimeout(() => {
+      if (!this.first) return;
+      const last = this.lastFailure;
+      const cause = last ? new ClosedError(last.code, last.reason) : undefined;
+      this.shutdown(new TimeoutError(
+        `switchyard: not connected within ${this.s.requestTimeout} ms` + (last ? ` (last failure: ${last.code} ${last.reason})` : ""),
+        { cause },
+      ));
+    }, this.s.requestTimeout);
+    void this.run();
+    return p.finally(() => this.clock.clearTimeout(timer));
+  }
+
+  // ------------------------------------------------------ reconnect loop
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      let conn: Connection;
+      try {
+        conn = await this.attempt();
+      } catch (e) {
+        if (this.closed) return;
+        const info = e as CloseInfo;
+        this.lastFailure = info;
+        if (!reconnectAllowed(info.code)) {
+          this.terminate(info);
+          return;
+        }
+        if (!(await this.pause(info.reconnectAfterMs))) return;
+        continue;
+      }
+      if (this.closed) {
+        conn.close(CLOSE_NORMAL, "client closed");
+        return;
+      }
+      const info = await this.serve(conn);
+      if (this.closed) return;
+      this.lastFailure = info;
+      if (!reconnectAllowed(info.code)) {
+        this.terminate(info);
+        return;
+      }
+      this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: true });
+      if (this.closed) return;
+      if (this.clock.now() - conn.connectedAt >= this.s.stableAfter) this.backoff.reset();
+      if (!(await this.pause(info.reconnectAfterMs))) return;
+    }
+  }
+
+  /** One connection attempt: get the token, race the transports. Rejects with a CloseInfo. */
+  private async attempt(): Promise<Connection> {
+    const ac = new AbortController();
+    this.cancel = ac;
+    try {
+      let token = "";
+      if (typeof this.s.token === "function") {
+        try {
+          token = await this.within(Promise.resolve(this.s.token()), this.s.connectTimeout, ac.signal);
+        } catch (e) {
+          throw { code: 0, reason: `token: ${e instanceof Error ? e.message : String(e)}` } satisfies CloseInfo;
+        }
+        if (typeof token !== "string") throw { code: 0, reason: "token: the function did not return a string" } satisfies CloseInfo;
+      } else if (typeof this.s.token === "string") {
+        token = this.s.token;
+      }
+      return await race({
+        names: this.s.names,
+        fallbackDelay: this.s.fallbackDelay,
+        timeout: this.s.connectTimeout,
+        clock: this.clock,
+        start: (name) => new Connection(name, this.factory, token, this.clock),
+        signal: ac.signal,
+      });
+    } finally {
+      if (this.cancel === ac) this.cancel = undefined;
+    }
+  }
+
+  /** Resolves like p, or rejects after ms or on abort. */
+  private within<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const t = this.clock.setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      const onAbort = () => reject(new Error("aborted"));
+      signal.addEventListener("abort", onAbort, { once: true });
+      p.then(resolve, reject).finally(() => {
+        this.clock.clearTimeout(t);
+        signal.removeEventListener("abort", onAbort);
+      });
+    });
+  }
+
+  /** Waits out the next backoff delay; false if the client closed meanwhile. */
+  private async pause(hintMs?: number): Promise<boolean> {
+    this.state = "reconnecting";
+    const { attempt, delay: jittered } = this.backoff.next();
+    const delay = Math.max(jittered, hintMs ?? 0);
+    this.emit("reconnecting", { attempt, delay });
+    if (this.closed) return false;
+    const ac = new AbortController();
+    this.cancel = ac;
+    await new Promise<void>((resolve) => {
+      const t = this.clock.setTimeout(resolve, delay);
+      ac.signal.addEventListener("abort", () => {
+        this.clock.clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+    if (this.cancel === ac) this.cancel = undefined;
+    return !this.closed;
+  }
+
+  /** Runs a session until it ends; resolves with how it ended. */
+  private serve(conn: Connection): Promise<CloseInfo> {
+    return new Promise<CloseInfo>((resolve) => {
+      const c = conn.connected!;
+      this.conn = conn;
+      this.inflight = new Map();
+      this.state = "connected";
+      this.transport = conn.name;
+      this.sessionId = c.sessionId;
+      this.serveDone = resolve;
+      conn.attach({
+        frame: (f) => this.onFrame(conn, f),
+        closed: (info) => {
+          if (this.conn === conn) this.lost(info);
+          resolve(info);
+        },
+      });
+      if (this.conn !== conn) return; // it ended already
+      for (const sub of this.subs.values()) this.sendSubscribe(conn, sub);
+      const waiting = this.waiting;
+      this.waiting = [];
+      for (const req of waiting) this.sendRequest(conn, req);
+      this.emit("connected", { transport: conn.name, sessionId: c.sessionId, node: c.node, region: c.region });
+      const first = this.first;
+      this.first = undefined;
+      first?.resolve();
+    });
+  }
+
+  /** The live session ended: fail what was in flight on it, keep the rest for the next one. */
+  private lost(info: CloseInfo): void {
+    this.conn = undefined;
+    this.serveDone = undefined;
+    this.state = "reconnecting";
+    const inflight = this.inflight;
+    this.inflight = new Map();
+    for (const x of inflight.values()) {
+      if (x.kind !== "request") continue;
+      // Unsubscribing needs nothing more: the next session starts clean.
+      if (x.req.kind === "unsubscribe") this.settle(x.req);
+      else this.settle(x.req, new ClosedError(info.code, info.reason));
+    }
+    for (const sub of this.subs.values()) if (sub.state === "active") sub.state = "pending";
+  }
+
+  /** A terminal close code: stop for good. */
+  private terminate(info: CloseInfo): void {
+    this.shutdown(new ClosedError(info.code, info.reason), { code: info.code, reason: info.reason, reconnect: false });
+  }
+
+  /** Stops everything; err is what pending and later requests fail with. */
+  private shutdown(err: Error, event?: DisconnectedEvent, code = CLOSE_NORMAL, reason = "client closed"): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.endError = err;
+    this.state = "closed";
+    this.cancel?.abort();
+    const conn = this.conn;
+    this.conn = undefined;
+    conn?.close(code, reason);
+    const inflight = this.inflight;
+    this.inflight = new Map();
+    for (const x of inflight.values()) {
+      if (x.kind !== "request") continue;
+      if (x.req.kind === "unsubscribe") this.settle(x.req);
+      else this.settle(x.req, err);
+    }
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const req of waiting) this.settle(req, err);
+    for (const sub of this.subs.values()) {
+      sub.state = "closed";
+      const w = sub.waiter;
+      sub.waiter = undefined;
+      if (w) {
+        this.clock.clearTimeout(w.timer);
+        w.reject(err);
+      }
+    }
+    this.subs.clear();
+    const done = this.serveDone;
+    this.serveDone = undefined;
+    done?.({ code, reason });
+    const first = this.first;
+    this.first = undefined;
+    first?.reject(err);
+    if (event) this.emit("disconnected", event);
+  }
+
+  // ------------------------------------------------------------ frames
+
+  private onFrame(conn: Connection, f: Frame): void {
+    if (conn !== this.conn) return;
+    if (f.type === "message") {
+      const sub = this.subs.get(f.channel);
+      if (sub?.state !== "active") return; // not subscribed (any more)
+      sub.epoch = f.epoch;
+      sub.offset = f.offset;
+      try {
+        sub.handler({ channel: f.channel, data: f.data, epoch: f.epoch, offset: f.offset });
+      } catch (e) {
+        this.report(e, f.channel);
+      }
+      return;
+    }
+    if (f.id === 0) return; // an unexpected push
+    const x = this.inflight.get(f.id);
+    if (!x) return;
+    this.inflight.delete(f.id);
+    if (x.kind === "subscribe") this.onSubscribeReply(conn, x.sub, f);
+    else if (x.kind === "request") this.onRequestReply(x.req, f);
+  }
+
+  private onSubscribeReply(conn: Connection, sub: SubscriptionImpl, f: Frame): void {
+    if (sub.state === "closed" || this.subs.get(sub.channel) !== sub) {
+      // Unsubscribed meanwhile (its Unsubscribe follows on this session) or
+      // given up after a timeout: undo a subscription nobody wants.
+      if (f.type === "subscribed" && sub.unsubscribedOn !== conn) this.sendUnsubscribeNoWait(conn, sub.channel);
+      return;
+    }
+    if (f.type === "subscribed") {
+      const resubscribed = sub.confirmed;
+      const missed = !resubscribed ? 0 : f.epoch === sub.epoch ? Math.max(0, f.offset - sub.offset) : null;
+      sub.state = "active";
+      sub.confirmed = true;
+      sub.epoch = f.epoch;
+      sub.offset = f.offset;
+      const w = sub.waiter;
+      sub.waiter = undefined;
+      if (w) {
+        this.clock.clearTimeout(w.timer);
+        w.resolve(sub);
+      }
+      this.emit("subscribed", { channel: sub.channel, epoch: f.epoch, offset: f.offset, resubscribed, missed });
+      return;
+    }
+    this.subs.delete(sub.channel);
+    sub.state = "closed";
+    const err = f.type === "error"
+      ? new RequestError(f.code, f.message)
+      : new Error(`switchyard: unexpected reply ${f.type} to subscribe`);
+    const w = sub.waiter;
+    sub.waiter = undefined;
+    if (w) {
+      this.clock.clearTimeout(w.timer);
+      w.reject(err);
+    } else {
+      this.emit("error", { error: err, channel: sub.channel });
+    }
+  }
+
+  private onRequestReply(req: Req, f: Frame): void {
+    if (f.type === "error") {
+      if (req.kind === "unsubscribe" && f.code === ERR_NOT_SUBSCRIBED) this.settle(req);
+      else this.settle(req, new RequestError(f.code, f.message));
+    } else if (req.kind === "publish" && f.type === "publishAck") {
+      this.settle(req, undefined, { epoch: f.epoch, offset: f.offset } satisfies Position);
+    } else if (req.kind === "unsubscribe" && f.type === "unsubscribed") {
+      this.settle(req);
+    } else {
+      this.settle(req, new Error(`switchyard: unexpected reply ${f.type} to ${req.kind}`));
+    }
+  }
+
+  private nextId(conn: Connection): number {
+    return conn.nextId((id) => this.inflight.has(id));
+  }
+
+  private sendSubscribe(conn: Connection, sub: SubscriptionImpl): void {
+    const id = this.nextId(conn);
+    this.inflight.set(id, { kind: "subscribe", sub });
+    conn.send(id, "subscribe", { channel: sub.channel });
+  }
+
+  private sendUnsubscribeNoWait(conn: Connection, channel: string): void {
+    const id = this.nextId(conn);
+    this.inflight.set(id, { kind: "ignore" });
+    conn.send(id, "unsubscribe", { channel });
+  }
+
+  private sendRequest(conn: Connection, req: Req): void {
+    if (req.settled) return;
+    const id = this.nextId(conn);
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(id, req.kind, { channel: req.channel, data: req.data });
+    } catch (e) {
+      this.settle(req, e as Error);
+      return;
+    }
+    const max = conn.connected?.maxFrameSize ?? 0;
+    const size = frameBodyLength(frame);
+    if (max > 0 && size > max) {
+      this.settle(req, new RequestError(ERR_PAYLOAD_TOO_LARGE,
+        `publish frame of ${size} bytes exceeds the server's max_frame_size of ${max}`));
+      return;
+    }
+    this.inflight.set(id, { kind: "request", req });
+    conn.sendRaw(frame);
+  }
+
+  private settle(req: Req, err?: Error, value?: unknown): void {
+    if (req.settled) return;
+    req.settled = true;
+    this.clock.clearTimeout(req.timer);
+    if (err) req.reject(err);
+    else req.resolve(value);
+  }
+
+  // -------------------------------------------------------- public API
+
+  subscribe(channel: string, handler: MessageHandler): Promise<Subscription> {
+    if (this.closed) return Promise.reject(this.endError);
+    if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
+    if (typeof handler !== "function") return Promise.reject(new TypeError("switchyard: subscribe needs a handler function"));
+    if (this.subs.has(channel)) {
+      return Promise.reject(new RequestError(ERR_ALREADY_SUBSCRIBED, `already subscribed to ${channel}`));
+    }
+    const sub = new SubscriptionImpl(this, channel, handler);
+    this.subs.set(channel, sub);
+    return new Promise<Subscription>((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => {
+        if (sub.waiter === undefined) return;
+        sub.waiter = undefined;
+        if (this.subs.get(channel) === sub) this.subs.delete(channel);
+        sub.state = "closed";
+        reject(new TimeoutError(`switchyard: subscribe to ${channel} not confirmed within ${this.s.requestTimeout} ms`));
+      }, this.s.requestTimeout);
+      sub.waiter = { resolve, reject, timer };
+      if (this.conn) this.sendSubscribe(this.conn, sub);
+    });
+  }
+
+  /** Subscription.unsubscribe. */
+  unsubscribe(sub: SubscriptionImpl): Promise<void> {
+    if (sub.state === "closed") return Promise.resolve();
+    sub.state = "closed";
+    if (this.subs.get(sub.channel) === sub) this.subs.delete(sub.channel);
+    const conn = this.conn;
+    if (!conn) return Promise.resolve(); // the next session starts without it
+    sub.unsubscribedOn = conn;
+    return this.request("unsubscribe", sub.channel).then(() => {});
+  }
+
+  publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position> {
+    if (this.closed) return Promise.reject(this.endError);
+    if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
+    let bytes: Uint8Array;
+    if (typeof data === "string") bytes = textEncoder.encode(data);
+    else if (data instanceof ArrayBuffer) bytes = new Uint8Array(data.slice(0));
+    else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+    else return Promise.reject(new TypeError("switchyard: publish data must be a string, Uint8Array or ArrayBuffer"));
+    return this.request("publish", channel, bytes) as Promise<Position>;
+  }
+
+  private request(kind: Req["kind"], channel: string, data?: Uint8Array): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      const req: Req = { kind, channel, data, resolve, reject, timer: undefined, settled: false };
+      req.timer = this.clock.setTimeout(() => {
+        if (req.settled) return;
+        this.waiting = this.waiting.filter((r) => r !== req);
+        if (kind === "unsubscribe") {
+          this.settle(req); // locally it is gone already
+        } else {
+          this.settle(req, new TimeoutError(`switchyard: ${kind} to ${channel} not acknowledged within ${this.s.requestTimeout} ms`));
+        }
+      }, this.s.requestTimeout);
+      if (this.conn) this.sendRequest(this.conn, req);
+      else this.waiting.push(req);
+    });
+  }
+
+  on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void {
+    if (!EVENTS.includes(event)) throw new TypeError(`switchyard: unknown event ${JSON.stringify(event)}`);
+    if (typeof handler !== "function") throw new TypeError("switchyard: handler must be a function");
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(handler as (e: never) => void);
+    return () => this.off(event, handler);
+  }
+
+  off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void {
+    this.listeners.get(event)?.delete(handler as (e: never) => void);
+  }
+
+  private emit<E extends ClientEventName>(event: E, payload: ClientEvents[E]): void {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const h of [...set]) {
+      try {
+        (h as (e: ClientEvents[E]) => void)(payload);
+      } catch (e) {
+        rethrowLater(e);
+      }
+    }
+  }
+
+  /** An exception from a message handler: to "error" listeners, else reported as uncaught. */
+  private report(e: unknown, channel: string): void {
+    if (this.listeners.get("error")?.size) {
+      this.emit("error", { error: e instanceof Error ? e : new Error(String(e)), channel });
+    } else {
+      rethrowLater(e);
+    }
+  }
+
+  close(): void {
+    this.shutdown(new ClosedError(CLOSE_NORMAL, "client closed"),
+      this.conn ? { code: CLOSE_NORMAL, reason: "client closed", reconnect: false } : undefined);
+  }
+}

@@ -1,0 +1,294 @@
+// Test doubles: a fake clock whose timers run only when the test advances
+// time, and fake transports driven by a small in-memory Switchyard node.
+
+import { decodeFrame, encodeFrame } from "../src/codec.js";
+import type { Frame, Kind, Kinds } from "../src/codec.js";
+import type { Clock } from "../src/clock.js";
+import { splitMessage } from "../src/framing.js";
+import { INTERNALS } from "../src/transport.js";
+import type { Internals, Transport, TransportHandlers } from "../src/transport.js";
+import type { ConnectOptions, TransportName } from "../src/switchyard.js";
+
+/** Lets every pending promise callback run. */
+export async function flush(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+interface Timer { id: number; due: number; fn: () => void }
+
+export class FakeClock implements Clock {
+  private t = 0;
+  private seq = 0;
+  private timers: Timer[] = [];
+
+  now(): number {
+    return this.t;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.seq;
+    this.timers.push({ id, due: this.t + Math.max(0, ms), fn });
+    return id;
+  }
+
+  clearTimeout(h: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== h);
+  }
+
+  get pending(): number {
+    return this.timers.length;
+  }
+
+  /** Moves time forward by ms, running due timers in order and settling promises between them. */
+  async advance(ms: number): Promise<void> {
+    const target = this.t + ms;
+    await flush();
+    for (;;) {
+      let next: Timer | undefined;
+      for (const x of this.timers) if (x.due <= target && (!next || x.due < next.due || (x.due === next.due && x.id < next.id))) next = x;
+      if (!next) break;
+      this.timers = this.timers.filter((x) => x !== next);
+      this.t = next.due;
+      next.fn();
+      await flush();
+    }
+    this.t = target;
+    await flush();
+  }
+
+  /** Advances in steps of ms until cond holds; fails after limit ms. */
+  async until(cond: () => boolean, limit = 60_000, step = 10): Promise<void> {
+    const end = this.t + limit;
+    while (!cond()) {
+      if (this.t >= end) throw new Error(`condition not met within ${limit} ms of fake time`);
+      await this.advance(step);
+    }
+  }
+}
+
+/** What a fake transport does when created. */
+export type Behavior =
+  | { kind: "serve"; openAfter?: number } // opens (after ms) and serves like a node
+  | { kind: "hang" } // never opens
+  | { kind: "fail"; after?: number; code?: number; reason?: string } // closes before opening
+  | { kind: "refuse"; code: number; reason: string }; // opens, then Disconnect + close with code
+
+export class FakeTransport implements Transport {
+  /** Client frames the server received. */
+  readonly received: Frame[] = [];
+  closedBy: { code: number; reason: string } | undefined; // the client closed it
+  ended = false; // the server side ended it
+  readonly createdAt: number;
+  private open = false;
+
+  constructor(
+    readonly name: TransportName,
+    private readonly h: TransportHandlers,
+    readonly net: FakeNet,
+    readonly behavior: Behavior,
+  ) {
+    this.createdAt = net.clock.now();
+    const c = net.clock;
+    switch (behavior.kind) {
+      case "serve":
+        c.setTimeout(() => this.accept(), behavior.openAfter ?? 1);
+        break;
+      case "fail":
+        c.setTimeout(() => this.drop(behavior.code ?? (name === "websocket" ? 1006 : 0), behavior.reason ?? "unreachable"), behavior.after ?? 1);
+        break;
+      case "refuse":
+        c.setTimeout(() => this.accept(), 1);
+        break;
+      case "hang":
+        break;
+    }
+  }
+
+  get live(): boolean {
+    return this.open && !this.closedBy && !this.ended;
+  }
+
+  /** The server accepts the transport: the client may send. */
+  accept(): void {
+    if (this.closedBy || this.ended) return;
+    this.open = true;
+    this.h.open();
+  }
+
+  /** The server pushes a frame. */
+  push<K extends Kind>(id: number, kind: K, body: Partial<Kinds[K]> = {}): void {
+    this.pushRaw(encodeFrame(id, kind, body));
+  }
+
+  /** The server pushes raw bytes as one message (frames are cut out of it). */
+  pushRaw(bytes: Uint8Array): void {
+    if (!this.live) return;
+    for (const b of splitMessage(bytes)) {
+      if (!this.live) return;
+      this.h.frame(b);
+    }
+  }
+
+  /** The transport ends from the server's side (or the network's). */
+  drop(code: number, reason: string): void {
+    if (this.closedBy || this.ended) return;
+    this.ended = true;
+    this.net.onLeave(this);
+    this.h.close(code, reason);
+  }
+
+  /** The server ends the session: Disconnect then the transport close. */
+  disconnect(code: number, reason: string): void {
+    this.push(0, "disconnect", { code, reason, reconnect: !(code >= 3500 && code < 4000) && !(code >= 4500) });
+    this.drop(code, reason);
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.closedBy || this.ended) throw new Error("send on a closed transport");
+    if (!this.open) throw new Error("send before open");
+    for (const b of splitMessage(frame)) {
+      const f = decodeFrame(b);
+      if (f.type === "unknown") throw new Error("client sent an unknown frame");
+      this.received.push(f);
+      // The node answers asynchronously, as a real one would.
+      queueMicrotask(() => {
+        if (!this.closedBy && !this.ended) this.net.serve(this, f);
+      });
+    }
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closedBy || this.ended) return;
+    this.closedBy = { code, reason };
+    this.net.onLeave(this);
+  }
+
+  /** Client frames of one kind. */
+  sent<K extends Kind>(kind: K): Extract<Frame, { type: K }>[] {
+    return this.received.filter((f) => f.type === kind) as Extract<Frame, { type: K }>[];
+  }
+}
+
+/**
+ * FakeNet creates fake transports and plays a single Switchyard node
+ * behind them: channels with epochs and offsets, subscriptions per
+ * transport, publish acks and fan-out.
+ */
+export class FakeNet {
+  readonly clock = new FakeClock();
+  readonly transports: FakeTransport[] = [];
+  /** Decides what each new transport does; default: serve at once. */
+  behave: (name: TransportName, n: number) => Behavior = () => ({ kind: "serve" });
+  /** Connected fields the node announces. */
+  connected: Partial<Kinds["connected"]> = { pingIntervalMs: 0, pongTimeoutMs: 0, maxFrameSize: 65536, node: "n1", region: "local", protocol: "switchyard.v1" };
+  /** When false the node does not answer requests (replies are left to the test). */
+  answer = true;
+  private channels = new Map<string, { epoch: string; offset: number; subs: Set<FakeTransport> }>();
+  private sessions = 0;
+  private epochs = 0;
+
+  readonly factory = (name: TransportName, h: TransportHandlers): Transport => {
+    const t = new FakeTransport(name, h, this, this.behave(name, this.transports.length));
+    this.transports.push(t);
+    return t;
+  };
+
+  /** ConnectOptions with these fakes injected. */
+  options(o: ConnectOptions = {}, hooks: Partial<Internals> = {}): ConnectOptions {
+    return { ...o, [INTERNALS]: { factory: this.factory, clock: this.clock, random: () => 0.5, webTransport: true, ...hooks } } as ConnectOptions;
+  }
+
+  /** Transports of one name, oldest first. */
+  of(name: TransportName): FakeTransport[] {
+    return this.transports.filter((t) => t.name === name);
+  }
+
+  get last(): FakeTransport {
+    const t = this.transports[this.transports.length - 1];
+    if (!t) throw new Error("no transport yet");
+    return t;
+  }
+
+  /** The transport the client is connected over. */
+  get current(): FakeTransport {
+    const live = this.transports.filter((t) => t.live && t.sent("connect").length > 0);
+    if (live.length !== 1) throw new Error(`${live.length} live sessions`);
+    return live[0]!;
+  }
+
+  /** Publishes from the server side (like POST /api/publish). */
+  publish(channel: string, data: string): { epoch: string; offset: number } {
+    const ch = this.channel(channel);
+    ch.offset++;
+    for (const t of ch.subs) t.push(0, "message", { channel, epoch: ch.epoch, offset: ch.offset, data: new TextEncoder().encode(data) });
+    return { epoch: ch.epoch, offset: ch.offset };
+  }
+
+  /** Drops a channel so that its next use starts a new epoch. */
+  reset(channel: string): void {
+    this.channels.delete(channel);
+  }
+
+  subscribers(channel: string): number {
+    return this.channels.get(channel)?.subs.size ?? 0;
+  }
+
+  private channel(name: string) {
+    let ch = this.channels.get(name);
+    if (!ch) {
+      ch = { epoch: `epoch${++this.epochs}`, offset: 0, subs: new Set() };
+      this.channels.set(name, ch);
+    }
+    return ch;
+  }
+
+  onLeave(t: FakeTransport): void {
+    for (const ch of this.channels.values()) ch.subs.delete(t);
+  }
+
+  serve(t: FakeTransport, f: Frame): void {
+    const b = t.behavior;
+    if (f.type === "connect") {
+      if (b.kind === "refuse") {
+        t.disconnect(b.code, b.reason);
+        return;
+      }
+      t.push(f.id, "connected", { sessionId: `s${++this.sessions}`, ...this.connected });
+      return;
+    }
+    if (!this.answer) return;
+    switch (f.type) {
+      case "subscribe": {
+        const ch = this.channel(f.channel);
+        if (ch.subs.has(t)) {
+          t.push(f.id, "error", { code: 104, message: "already subscribed to " + f.channel });
+          return;
+        }
+        ch.subs.add(t);
+        t.push(f.id, "subscribed", { channel: f.channel, epoch: ch.epoch, offset: ch.offset });
+        return;
+      }
+      case "unsubscribe": {
+        const ch = this.channels.get(f.channel);
+        if (!ch?.subs.has(t)) {
+          t.push(f.id, "error", { code: 105, message: "not subscribed to " + f.channel });
+          return;
+        }
+        ch.subs.delete(t);
+        t.push(f.id, "unsubscribed", { channel: f.channel });
+        return;
+      }
+      case "publish": {
+        if (f.channel === "" || f.channel.includes(" ")) {
+          t.push(f.id, "error", { code: 102, message: "invalid channel" });
+          return;
+        }
+        const ch = this.channel(f.channel);
+        ch.offset++;
+        for (const s of ch.subs) s.push(0, "message", { channel: f.channel, epoch: ch.epoch, offset: ch.offset, data: f.data });
+        t.push(f.id, "publishAck", { epoch: ch.epoch, offset: ch.offset });
+        return;
+      }
+    }
+  }
+}
