@@ -14,6 +14,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net/http"
@@ -35,12 +36,12 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *plain); err != nil {
+	if err := run(ctx, *listen, *plain, os.Stdout); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, listen, plain string) error {
+func run(ctx context.Context, listen, plain string, out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := certs.NewDev(certs.DevConfig{Logger: logger})
 	if err != nil {
@@ -66,7 +67,7 @@ func run(ctx context.Context, listen, plain string) error {
 	defer wg.Wait()
 	wg.Go(func() { _ = store.Run(ctx) })
 	a := node.Addrs()
-	fmt.Printf("chat: open http://%s/?url=https://%s in two browser windows (Ctrl-C to stop)\n", a.HTTP, a.QUIC)
+	fmt.Fprintf(out, "chat: open http://%s/?url=https://%s in two browser windows (Ctrl-C to stop)\n", a.HTTP, a.QUIC)
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
