@@ -26,6 +26,12 @@ type fileConfig struct {
 	Region         string   `json:"region"`
 	LogLevel       string   `json:"log_level"`
 	MaxFrameSize   int      `json:"max_frame_size"`
+	MeshBind       string   `json:"mesh_bind"`
+	MeshForward    string   `json:"mesh_forward"`
+	Join           []string `json:"join"`
+	MeshKey        string   `json:"mesh_key"`
+	MeshTLS        string   `json:"mesh_tls"`
+	MeshProfile    string   `json:"mesh_profile"`
 	PingInterval   duration `json:"ping_interval"`
 	PongTimeout    duration `json:"pong_timeout"`
 }
@@ -57,6 +63,12 @@ type options struct {
 	node, region   string
 	logLevel       string
 	maxFrameSize   int
+	meshBind       string
+	meshForward    string
+	join           []string
+	meshKey        string
+	meshTLS        string
+	meshProfile    string
 	pingInterval   time.Duration
 	pongTimeout    time.Duration
 }
@@ -78,6 +90,13 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
 	fs.StringVar(&o.region, "region", "", "`region` this node runs in (default: local)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	var join string
+	fs.StringVar(&o.meshBind, "mesh-bind", "", "gossip `address` (UDP and TCP) to join a cluster; empty: a node on its own")
+	fs.StringVar(&o.meshForward, "mesh-forward", "", "forwarding-link `address` (TLS over TCP) for publications between nodes; default: the mesh-bind host, any port")
+	fs.StringVar(&join, "join", "", "comma-separated gossip `addresses` of seed nodes")
+	fs.StringVar(&o.meshKey, "mesh-key", "", "gossip encryption `key`: base64 of 16, 24 or 32 bytes, or @FILE")
+	fs.StringVar(&o.meshTLS, "mesh-tls", "", "`directory` with ca.pem, NODE.pem and NODE.key for the forwarding links (switchyard certs init)")
+	fs.StringVar(&o.meshProfile, "mesh-profile", "lan", "gossip timings: lan or wan")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -119,10 +138,21 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 			origins = strings.Join(fc.AllowedOrigins, ",")
 		}
 		o.maxFrameSize = fc.MaxFrameSize
+		apply("mesh-bind", &o.meshBind, fc.MeshBind)
+		apply("mesh-forward", &o.meshForward, fc.MeshForward)
+		apply("mesh-key", &o.meshKey, fc.MeshKey)
+		apply("mesh-tls", &o.meshTLS, fc.MeshTLS)
+		apply("mesh-profile", &o.meshProfile, fc.MeshProfile)
+		if !set["join"] && len(fc.Join) > 0 {
+			join = strings.Join(fc.Join, ",")
+		}
 		o.pingInterval = time.Duration(fc.PingInterval)
 		o.pongTimeout = time.Duration(fc.PongTimeout)
 	}
 	o.allowedOrigins = splitList(origins)
+	if set["join"] || join != "" {
+		o.join = splitList(join)
+	}
 	return o, o.validate()
 }
 
@@ -149,6 +179,20 @@ func (o *options) validate() error {
 	}
 	if o.maxFrameSize < 0 || o.maxFrameSize > 16<<20 {
 		errs = append(errs, fmt.Errorf("max_frame_size %d: want 0 (default) to 16 MiB", o.maxFrameSize))
+	}
+	if o.meshBind == "" && (len(o.join) > 0 || o.meshTLS != "" || o.meshKey != "") {
+		errs = append(errs, errors.New("--join, --mesh-tls and --mesh-key need --mesh-bind"))
+	}
+	if o.meshBind != "" {
+		if _, _, err := net.SplitHostPort(o.meshBind); err != nil {
+			errs = append(errs, fmt.Errorf("--mesh-bind %q: want host:port", o.meshBind))
+		}
+		if o.meshTLS == "" {
+			errs = append(errs, errors.New("--mesh-bind needs --mesh-tls DIR (create it with `switchyard certs init`)"))
+		}
+	}
+	if o.meshProfile != "lan" && o.meshProfile != "wan" {
+		errs = append(errs, fmt.Errorf("--mesh-profile %q: want lan or wan", o.meshProfile))
 	}
 	if o.pingInterval < 0 || o.pongTimeout < 0 {
 		errs = append(errs, errors.New("ping_interval and pong_timeout must not be negative"))

@@ -76,6 +76,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	if o.meshBind != "" && o.node == "" {
+		o.node, _ = os.Hostname()
+	}
+	cluster, local, err := newCluster(o, logger)
+	if err != nil {
+		return err
+	}
 	cfg := edge.Config{
 		Name:           o.node,
 		Region:         o.region,
@@ -96,12 +103,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if store != nil {
 		cfg.Certs = store
 	}
+	if cluster != nil {
+		cfg.Cluster = cluster
+		cfg.Nodes = nodesOf(cluster)
+	}
 	node, err := edge.New(cfg)
 	if err != nil {
 		return err
 	}
 	if err := node.Start(); err != nil {
 		return err
+	}
+	if cluster != nil {
+		local.node = node
+		if err := cluster.Start(); err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = node.Shutdown(sctx)
+			return fmt.Errorf("mesh: %w", err)
+		}
 	}
 
 	var bg sync.WaitGroup
@@ -110,11 +130,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bg.Go(func() { _ = store.Run(runCtx) })
 	}
 	printBanner(stdout, node, store, o)
+	if cluster != nil {
+		fmt.Fprintf(stdout, "  mesh          node %s (region %s), gossip %s, links %s\n", cluster.Name(), o.region, cluster.Addr(), cluster.ForwardAddr())
+	}
 
 	<-ctx.Done()
 	logger.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if cluster != nil {
+		// Tell the cluster first, so channels move to other owners while
+		// the clients reconnect elsewhere; leave once they are gone.
+		cluster.SetDraining(true)
+	}
 	err = node.Shutdown(sctx)
+	if cluster != nil {
+		if cerr := cluster.Shutdown(sctx); err == nil {
+			err = cerr
+		}
+	}
 	scancel()
 	cancel()
 	bg.Wait()

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/switchyard/switchyard/certs"
+	"github.com/switchyard/switchyard/edge"
+	"github.com/switchyard/switchyard/mesh"
+)
+
+// localProxy hands the mesh's calls to the node, which is built after the
+// cluster (the node needs the cluster, the cluster needs the node).
+type localProxy struct{ node *edge.Node }
+
+func (l *localProxy) Sequence(ch string, data []byte) (string, uint64, error) {
+	return l.node.Sequence(ch, data)
+}
+func (l *localProxy) Deliver(ch, epoch string, offset uint64, frame []byte) {
+	l.node.Deliver(ch, epoch, offset, frame)
+}
+func (l *localProxy) Hold(ch string, fn func(string, uint64)) { l.node.Hold(ch, fn) }
+func (l *localProxy) Registered(ch, epoch string, offset uint64) {
+	l.node.Registered(ch, epoch, offset)
+}
+func (l *localProxy) Channels() []string { return l.node.Channels() }
+
+var _ mesh.Local = (*localProxy)(nil)
+
+// newCluster builds the mesh from the options; nil when --mesh-bind is
+// empty (a node on its own).
+func newCluster(o options, logger *slog.Logger) (*mesh.Cluster, *localProxy, error) {
+	if o.meshBind == "" {
+		return nil, nil, nil
+	}
+	cf, kf := meshNodeFiles(o.meshTLS, o.node)
+	tlsConf, err := certs.LoadMeshTLS(filepath.Join(o.meshTLS, meshCAFile), cf, kf)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := gossipKey(o.meshKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	forward := o.meshForward
+	if forward == "" {
+		host, _, _ := net.SplitHostPort(o.meshBind)
+		forward = net.JoinHostPort(host, "0")
+	}
+	local := &localProxy{}
+	c, err := mesh.New(mesh.Config{
+		Name:        o.node,
+		Region:      o.region,
+		Bind:        o.meshBind,
+		Join:        o.join,
+		Key:         key,
+		Profile:     o.meshProfile,
+		ForwardBind: forward,
+		TLS:         tlsConf,
+		PublicURLs:  publicURLs(o),
+		Logger:      logger,
+	}, local)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, local, nil
+}
+
+// gossipKey reads --mesh-key: base64 of 16, 24 or 32 bytes, or @FILE
+// holding that.
+func gossipKey(v string) ([]byte, error) {
+	if v == "" {
+		return nil, nil
+	}
+	if strings.HasPrefix(v, "@") {
+		b, err := os.ReadFile(v[1:])
+		if err != nil {
+			return nil, fmt.Errorf("--mesh-key: %w", err)
+		}
+		v = string(b)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+	if err != nil {
+		return nil, fmt.Errorf("--mesh-key: not base64: %w", err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("--mesh-key: %d bytes, want 16, 24 or 32", len(key))
+}
+
+// publicURLs are the addresses clients use, advertised to the cluster.
+func publicURLs(o options) map[string]string {
+	urls := map[string]string{}
+	if o.listen != "" {
+		urls["wt"] = "https://" + o.listen + "/wt"
+		urls["wss"] = "wss://" + o.listen + "/ws"
+	}
+	if o.http != "" {
+		urls["ws"] = "ws://" + o.http + "/ws"
+	}
+	return urls
+}
+
+// nodesOf adapts the mesh's member list for /api/nodes.
+func nodesOf(c *mesh.Cluster) func() []edge.NodeInfo {
+	return func() []edge.NodeInfo {
+		var out []edge.NodeInfo
+		for _, m := range c.Members() {
+			out = append(out, edge.NodeInfo{Name: m.Name, Region: m.Region, URLs: m.PublicURLs, Draining: m.Draining, Self: m.Name == c.Name()})
+		}
+		return out
+	}
+}

@@ -1,0 +1,191 @@
+package mesh
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// ErrInvalidConfig wraps every error New returns for a bad Config.
+var ErrInvalidConfig = errors.New("mesh: invalid config")
+
+// Config configures a Cluster. The zero value of each optional field is
+// documented beside it; New fills them in (withDefaults) and validates.
+type Config struct {
+	// Name is the node's unique name; required. It is the memberlist node
+	// name and must be a DNS name (SAN) of the node's link certificate,
+	// because peers dial with ServerName = Name.
+	Name string
+	// Region is the node's region; zero: "local".
+	Region string
+	// Bind is the memberlist bind address "host:port" (UDP and TCP); port 0
+	// picks one. Required unless Transport is set.
+	Bind string
+	// Advertise is the memberlist address other nodes use, "host:port";
+	// zero: the bound address.
+	Advertise string
+	// Join lists seed addresses (memberlist addresses, "host:port").
+	Join []string
+	// Key is the gossip encryption key: 16, 24 or 32 bytes (AES-128/192/256).
+	// Zero: no encryption (tests only; New logs a warning).
+	Key []byte
+	// Profile is the memberlist timing preset: "lan" (zero) or "wan". A
+	// cluster that spans regions must use "wan" on every node: memberlist
+	// timings are per cluster, not per peer (see presets.go).
+	Profile string
+	// Regions is reserved (maps region to a description); unused.
+	Regions map[string]string
+	// ForwardBind is the link listener "host:port"; port 0 picks one;
+	// required. An unspecified host (0.0.0.0, ::) advertises the memberlist
+	// address's host.
+	ForwardBind string
+	// TLS is the mutual-TLS config of the links (certs.MeshTLS); required.
+	// It must carry the node certificate and the mesh CA as both RootCAs
+	// and ClientCAs. Links dial with a Clone whose ServerName is the peer's
+	// node name and accept only RequireAndVerifyClientCert.
+	TLS *tls.Config
+	// PublicURLs are advertised in metadata, e.g. {"wt": "https://...",
+	// "ws": "wss://..."}. Metadata is capped at 512 bytes: New rejects
+	// URLs that do not fit.
+	PublicURLs map[string]string
+	// RejoinInterval is how often seeds that are not members are joined
+	// again (heals partitions); zero: 10 s.
+	RejoinInterval time.Duration
+	// LinkQueue is the per-peer outbound queue in messages; zero: 65536.
+	// The queue is also capped at 64 MiB of payload. On overflow the link
+	// is dropped and re-dialled (logged and counted); the caller never
+	// blocks.
+	LinkQueue int
+	// RequestTimeout bounds Publish and registration round trips; zero: 5 s.
+	RequestTimeout time.Duration
+	// Transport is the memberlist transport, for tests (fault injection,
+	// delay); zero: memberlist's NetTransport on Bind.
+	Transport memberlist.Transport
+	// Logger receives the mesh's logs and memberlist's (at debug level,
+	// errors at warn); zero: slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultRegion         = "local"
+	defaultRejoinInterval = 10 * time.Second
+	defaultLinkQueue      = 65536
+	defaultRequestTimeout = 5 * time.Second
+	maxLinkQueueBytes     = 64 << 20
+	maxNameLen            = 253 // a DNS name
+)
+
+// withDefaults returns cfg with zero values replaced by their defaults.
+func (cfg Config) withDefaults() Config {
+	if cfg.Region == "" {
+		cfg.Region = defaultRegion
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = ProfileLAN
+	}
+	if cfg.RejoinInterval == 0 {
+		cfg.RejoinInterval = defaultRejoinInterval
+	}
+	if cfg.LinkQueue == 0 {
+		cfg.LinkQueue = defaultLinkQueue
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = defaultRequestTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// validate checks a Config that went through withDefaults.
+func (cfg *Config) validate() error {
+	switch {
+	case cfg.Name == "":
+		return invalid("Name is required")
+	case len(cfg.Name) > maxNameLen || strings.ContainsAny(cfg.Name, " \t\r\n\x00/"):
+		return invalid("Name %q must be a DNS name of at most %d bytes", cfg.Name, maxNameLen)
+	case len(cfg.Region) > 64:
+		return invalid("Region %q is longer than 64 bytes", cfg.Region)
+	}
+	if cfg.Transport == nil {
+		if cfg.Bind == "" {
+			return invalid("Bind is required (or a Transport)")
+		}
+		if _, _, err := splitHostPort(cfg.Bind); err != nil {
+			return invalid("Bind %q: %v", cfg.Bind, err)
+		}
+	}
+	if cfg.Advertise != "" {
+		if _, _, err := splitHostPort(cfg.Advertise); err != nil {
+			return invalid("Advertise %q: %v", cfg.Advertise, err)
+		}
+	}
+	for _, s := range cfg.Join {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return invalid("Join seed %q: %v", s, err)
+		}
+	}
+	switch len(cfg.Key) {
+	case 0, 16, 24, 32:
+	default:
+		return invalid("Key must be 16, 24 or 32 bytes, not %d", len(cfg.Key))
+	}
+	if cfg.Profile != ProfileLAN && cfg.Profile != ProfileWAN {
+		return invalid("Profile %q: want %q or %q", cfg.Profile, ProfileLAN, ProfileWAN)
+	}
+	if cfg.ForwardBind == "" {
+		return invalid("ForwardBind is required")
+	}
+	if _, _, err := splitHostPort(cfg.ForwardBind); err != nil {
+		return invalid("ForwardBind %q: %v", cfg.ForwardBind, err)
+	}
+	if cfg.TLS == nil {
+		return invalid("TLS is required (mutual TLS for links, see certs.MeshTLS)")
+	}
+	if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil && cfg.TLS.GetClientCertificate == nil {
+		return invalid("TLS has no node certificate")
+	}
+	if cfg.TLS.RootCAs == nil || cfg.TLS.ClientCAs == nil {
+		return invalid("TLS must set RootCAs and ClientCAs to the mesh CA")
+	}
+	if cfg.RejoinInterval < 0 || cfg.RequestTimeout < 0 || cfg.LinkQueue < 0 {
+		return invalid("RejoinInterval, RequestTimeout and LinkQueue must not be negative")
+	}
+	// The forward address is known only once the listener is bound: check
+	// the metadata size with the longest address it can be.
+	probe := nodeMeta{
+		Region:  cfg.Region,
+		Forward: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+		URLs:    cfg.PublicURLs,
+		Drain:   true,
+	}
+	if n := len(probe.encode()); n > memberlist.MetaMaxSize {
+		return invalid("node metadata is %d bytes, memberlist allows %d: shorten PublicURLs or Region", n, memberlist.MetaMaxSize)
+	}
+	return nil
+}
+
+// splitHostPort parses "host:port" with a numeric port.
+func splitHostPort(s string) (host string, port int, err error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,188 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// Measurements. They log (t.Log) or report (b.ReportMetric) numbers and
+// assert only what does not depend on timing.
+
+// TestIdleGossipTraffic measures what an idle 5-node cluster (encrypted
+// gossip, some interest) sends per node: memberlist probes, acks and
+// push/pull, all counted in the transport.
+func TestIdleGossipTraffic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("6 s measurement")
+	}
+	tn := newTestNet()
+	nodes := startCluster(t, tn, 5, nodeOpts{key: testKey})
+	for i, n := range nodes {
+		for j := range 20 {
+			n.c.Register(fmt.Sprintf("room-%d-%d", i, j))
+		}
+	}
+	waitFor(t, 5*time.Second, "interest everywhere", interestedEverywhere(nodes, "room-4-19", "n5", true))
+	// Let the interest broadcasts run out (each is sent a few times).
+	waitFor(t, 10*time.Second, "broadcast queues drain", func() bool {
+		for _, n := range nodes {
+			if queuedDeltas(n.c.bcast) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	before := make([]int64, len(nodes))
+	for i, n := range nodes {
+		before[i] = n.tr.sent.Load()
+	}
+	const window = 6 * time.Second
+	start := time.Now()
+	holds(t, window, "the cluster stays whole", func() bool { return len(nodes[0].c.Members()) == 5 })
+	secs := time.Since(start).Seconds()
+	var worst float64
+	for i, n := range nodes {
+		bps := float64(n.tr.sent.Load()-before[i]) / secs
+		worst = max(worst, bps)
+		t.Logf("%s: %.0f bytes/s = %.1f kbit/s", n.name, bps, bps*8/1000)
+	}
+	t.Logf("idle gossip, 5 nodes, LAN preset, encrypted: worst node %.1f kbit/s (target ≤ 50)", worst*8/1000)
+	// A push/pull (every 15 s per node, so maybe not in the window) sends
+	// both states, each the interest state plus ~60 bytes per member.
+	state := len(encodeState(nodes[0].c.interest.state())) + 60*len(nodes)
+	t.Logf("push/pull: %d bytes of state each way with 100 channels: ≈ %.1f kbit/s per node averaged over the 15 s interval",
+		state, float64(2*state*8)/15/1000)
+	if worst*8 > 50_000 {
+		t.Errorf("idle gossip traffic %.1f kbit/s per node, target ≤ 50", worst*8/1000)
+	}
+}
+
+// forwardLatencies measures owner Forward → peer Deliver over a loopback
+// link, one frame at a time.
+func forwardLatencies(t testing.TB, n int, size int) []time.Duration {
+	tn := newTestNet()
+	got := make(chan struct{}, 1)
+	nodes := startCluster(t, tn, 2, nodeOpts{})
+	owner, peer := nodes[0], nodes[1]
+	ch := channelOwnedBy(t, owner.c, owner.name, "latency")
+	peer.register(ch)
+	peer.l.mu.Lock()
+	peer.l.onDeliver = func(string, uint64) { got <- struct{}{} }
+	peer.l.mu.Unlock()
+	frame := protocols.EncodeMessage(ch, "e", 1, make([]byte, size))
+	out := make([]time.Duration, 0, n)
+	for i := range n + 100 {
+		start := time.Now()
+		owner.c.Forward(ch, "e", uint64(i+1), frame)
+		<-got
+		if i >= 100 { // warm-up
+			out = append(out, time.Since(start))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func pct(d []time.Duration, p float64) time.Duration { return d[int(float64(len(d)-1)*p)] }
+
+func TestForwardLatency(t *testing.T) {
+	d := forwardLatencies(t, 2000, 256)
+	t.Logf("Forward → Deliver over a loopback TLS link, 256 B payload, 2000 frames one at a time: p50 %v, p99 %v, max %v (target p99 ≤ 1 ms; -race slows this)",
+		pct(d, 0.5), pct(d, 0.99), d[len(d)-1])
+}
+
+// BenchmarkForwardDeliver reports the latency of owner Forward → peer
+// Deliver; run it without -race:
+//
+//	go test -run='^$' -bench=ForwardDeliver ./mesh/
+func BenchmarkForwardDeliver(b *testing.B) {
+	d := forwardLatencies(b, max(b.N, 1000), 256)
+	b.ReportMetric(float64(pct(d, 0.5).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(pct(d, 0.99).Microseconds()), "p99-µs")
+}
+
+// BenchmarkForwardThroughput measures Forward to two peers, pipelined.
+func BenchmarkForwardThroughput(b *testing.B) {
+	tn := newTestNet()
+	nodes := startCluster(b, tn, 3, nodeOpts{})
+	owner := nodes[0]
+	ch := channelOwnedBy(b, owner.c, owner.name, "tput")
+	nodes[1].register(ch)
+	nodes[2].register(ch)
+	frame := protocols.EncodeMessage(ch, "e", 1, make([]byte, 256))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		owner.c.Forward(ch, "e", uint64(i+1), frame)
+	}
+	waitFor(b, 60*time.Second, "all delivered", func() bool {
+		return nodes[1].l.count(ch) == b.N && nodes[2].l.count(ch) == b.N
+	})
+}
+
+// TestWANDelay runs a two-region cluster (eu: n1, n2; us: n3) on the WAN
+// preset with 50 ms one-way delay between the regions, on gossip and on
+// links: delivery, registration and failure detection still work; the
+// test logs what the delay costs.
+func TestWANDelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("WAN failure detection takes several seconds")
+	}
+	const delay = 50 * time.Millisecond
+	tn := newTestNet()
+	tn.wanDelay = delay
+	eu := nodeOpts{profile: ProfileWAN, region: "eu", key: testKey, urls: map[string]string{"ws": "wss://eu.example.test/ws"}}
+	n1 := startNode(t, tn, "n1", eu)
+	eu.seeds = []string{n1.c.Addr()}
+	n2 := startNode(t, tn, "n2", eu)
+	us := eu
+	us.region, us.urls = "us", map[string]string{"ws": "wss://us.example.test/ws"}
+	n3 := startNode(t, tn, "n3", us)
+	nodes := []*testNode{n1, n2, n3}
+	waitConverged(t, nodes, 10*time.Second)
+
+	byRegion := map[string][]string{}
+	for _, m := range n1.c.Members() {
+		byRegion[m.Region] = append(byRegion[m.Region], m.PublicURLs["ws"])
+	}
+	if len(byRegion["eu"]) != 2 || len(byRegion["us"]) != 1 || byRegion["us"][0] != "wss://us.example.test/ws" {
+		t.Fatalf("public URLs by region: %v", byRegion)
+	}
+
+	// n3 (us) subscribes to a channel owned in eu; n2 (eu) publishes.
+	ch := channelOwnedBy(t, n1.c, "n1", "wan")
+	start := time.Now()
+	n3.register(ch)
+	t.Logf("WAN: cross-region registration answered in %v", time.Since(start).Round(time.Millisecond))
+	var lat []time.Duration
+	for i := range 10 {
+		start := time.Now()
+		if _, _, err := n2.c.Publish(context.Background(), ch, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "n3 got it", func() bool { return n3.l.count(ch) == i+1 })
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	t.Logf("WAN: publish in eu → delivery in us (one 50 ms hop): median %v", lat[len(lat)/2].Round(time.Millisecond))
+	lat = lat[:0]
+	for range 10 {
+		start := time.Now()
+		if _, _, err := n3.c.Publish(context.Background(), ch, []byte("y")); err != nil {
+			t.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	t.Logf("WAN: publish from us to the eu owner, answered (two 50 ms hops): median %v", lat[len(lat)/2].Round(time.Millisecond))
+
+	// Failure detection across regions, WAN preset.
+	n2.c.Kill()
+	took := waitConverged(t, []*testNode{n1, n3}, 20*time.Second)
+	t.Logf("WAN preset, 50 ms between regions: killed node declared dead by all in %v", took.Round(time.Millisecond))
+}

@@ -1,0 +1,176 @@
+package mesh
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+func TestOwnerSpread(t *testing.T) {
+	members := map[string]Member{}
+	for i := range 5 {
+		name := fmt.Sprintf("node-%d", i)
+		members[name] = Member{Name: name}
+	}
+	v := newOwnerView(members)
+	counts := map[string]int{}
+	const n = 50000
+	for i := range n {
+		counts[v.owner(fmt.Sprintf("channel-%d", i))]++
+	}
+	for name, c := range counts {
+		if math.Abs(float64(c)-n/5) > n/5*0.05 {
+			t.Fatalf("%s owns %d of %d channels: uneven %v", name, c, n, counts)
+		}
+	}
+	// Removing a member moves only its channels.
+	delete(members, "node-2")
+	v2 := newOwnerView(members)
+	for i := range 2000 {
+		ch := fmt.Sprintf("channel-%d", i)
+		if o := v.owner(ch); o != "node-2" && v2.owner(ch) != o {
+			t.Fatalf("%s moved from %s to %s", ch, o, v2.owner(ch))
+		}
+	}
+	// Draining members own nothing while others exist; all drain: all own.
+	for name, m := range members {
+		m.Draining = name != "node-0"
+		members[name] = m
+	}
+	if o := newOwnerView(members).owner("anything"); o != "node-0" {
+		t.Fatalf("owner %s, want the only non-draining node", o)
+	}
+	m := members["node-0"]
+	m.Draining = true
+	members["node-0"] = m
+	if o := newOwnerView(members).owner("anything"); o == "" {
+		t.Fatal("all draining: no owner")
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	good := Config{Name: "n1", Bind: "127.0.0.1:0", ForwardBind: "127.0.0.1:0", TLS: meshTLS(t, nil, "n1"), Logger: slog.New(slog.DiscardHandler)}
+	if _, err := New(good, newFakeLocal("n1")); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	cases := map[string]func(*Config){
+		"Name is required":        func(c *Config) { c.Name = "" },
+		"DNS name":                func(c *Config) { c.Name = "bad name" },
+		"Bind is required":        func(c *Config) { c.Bind = "" },
+		"Bind":                    func(c *Config) { c.Bind = "nope" },
+		"Key must be":             func(c *Config) { c.Key = []byte("short") },
+		"Profile":                 func(c *Config) { c.Profile = "moon" },
+		"ForwardBind is required": func(c *Config) { c.ForwardBind = "" },
+		"TLS is required":         func(c *Config) { c.TLS = nil },
+		"RootCAs and ClientCAs":   func(c *Config) { c.TLS = c.TLS.Clone(); c.TLS.ClientCAs = nil },
+		"no node certificate":     func(c *Config) { c.TLS = c.TLS.Clone(); c.TLS.Certificates = nil },
+		"Join seed":               func(c *Config) { c.Join = []string{"no-port"} },
+		"must not be negative":    func(c *Config) { c.LinkQueue = -1 },
+		"metadata is":             func(c *Config) { c.PublicURLs = map[string]string{"ws": strings.Repeat("x", 500)} },
+	}
+	for want, mutate := range cases {
+		cfg := good
+		mutate(&cfg)
+		_, err := New(cfg, newFakeLocal("n1"))
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v", want, err)
+		}
+	}
+	if _, err := New(good, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("nil Local: %v", err)
+	}
+	d := good.withDefaults()
+	if d.Region != "local" || d.Profile != ProfileLAN || d.LinkQueue != 65536 || d.RejoinInterval.Seconds() != 10 || d.RequestTimeout.Seconds() != 5 || d.Logger == nil {
+		t.Errorf("defaults: %+v", d)
+	}
+}
+
+func TestMeta(t *testing.T) {
+	m := nodeMeta{Region: "eu", Forward: "10.0.0.1:7000", URLs: map[string]string{"ws": "wss://a/ws"}, Drain: true}
+	got, err := decodeMeta(m.encode())
+	if err != nil || got.Region != "eu" || got.Forward != m.Forward || got.URLs["ws"] != "wss://a/ws" || !got.Drain || got.Version != metaVersion {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	if _, err := decodeMeta(nil); err == nil {
+		t.Fatal("empty metadata decoded")
+	}
+}
+
+// TestLinkMessages round-trips every message type through the stream
+// reader, with the deliver frame passed through byte for byte.
+func TestLinkMessages(t *testing.T) {
+	frame := protocols.EncodeMessage("room", "ep", 42, []byte("payload"))
+	var buf bytes.Buffer
+	its := []item{
+		helloMsg("n1"),
+		{hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
+		publishMsg(7, "room", []byte("data")),
+		publishReplyMsg(7, "ep", 43, "boom"),
+		registerMsg(8, "room"),
+		registerReplyMsg(8, "room", "ep", 43),
+		unregisterMsg("room"),
+	}
+	for _, it := range its {
+		buf.Write(it.hdr)
+		buf.Write(it.body)
+	}
+	br := bufio.NewReader(&buf)
+	var scratch []byte
+	want := []message{
+		{typ: msgHello, version: linkVersion, name: "n1"},
+		{typ: msgDeliver, channel: "room", epoch: "ep", offset: 42, rest: frame},
+		{typ: msgPublish, id: 7, channel: "room", rest: []byte("data")},
+		{typ: msgPublishReply, id: 7, epoch: "ep", offset: 43, errText: "boom"},
+		{typ: msgRegister, id: 8, channel: "room"},
+		{typ: msgRegisterReply, id: 8, channel: "room", epoch: "ep", offset: 43},
+		{typ: msgUnregister, channel: "room"},
+	}
+	for i, w := range want {
+		m, err := readMessage(br, &scratch)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if m.typ != w.typ || m.id != w.id || m.name != w.name || m.version != w.version || m.channel != w.channel ||
+			m.epoch != w.epoch || m.offset != w.offset || m.errText != w.errText || !bytes.Equal(m.rest, w.rest) {
+			t.Fatalf("message %d: %+v, want %+v", i, m, w)
+		}
+	}
+	if _, err := readMessage(br, &scratch); err != io.EOF {
+		t.Fatalf("at the end: %v, want io.EOF", err)
+	}
+	if _, err := readMessage(bufio.NewReader(bytes.NewReader([]byte{msgDeliver, 0xff, 0xff, 0xff, 0xff, 0x7f})), &scratch); err == nil {
+		t.Fatal("oversized message accepted")
+	}
+	if _, err := readMessage(bufio.NewReader(bytes.NewReader([]byte{99, 0})), &scratch); err == nil {
+		t.Fatal("unknown type accepted")
+	}
+}
+
+func FuzzLinkMessages(f *testing.F) {
+	frame := protocols.EncodeMessage("room", "ep", 42, []byte("payload"))
+	var seed bytes.Buffer
+	for _, it := range []item{helloMsg("n1"), {hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
+		publishMsg(1, "c", []byte("d")), publishReplyMsg(1, "e", 2, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4), unregisterMsg("c")} {
+		seed.Write(it.hdr)
+		seed.Write(it.body)
+	}
+	f.Add(seed.Bytes())
+	f.Add(seed.Bytes()[:7]) // split input
+	f.Fuzz(func(t *testing.T, b []byte) {
+		br := bufio.NewReader(bytes.NewReader(b))
+		var scratch []byte
+		for range 1000 {
+			if _, err := readMessage(br, &scratch); err != nil {
+				return
+			}
+		}
+	})
+}
