@@ -248,9 +248,7 @@ func exchangeConnect(tr transport, token string) (*protocols.Connected, error) {
 			}
 			return k.Connected, nil
 		case *protocols.Frame_Disconnect:
-			ce := &protocols.CloseError{
-				Code: protocols.CloseCode(k.Disconnect.GetCode()), Reason: k.Disconnect.GetReason(), Remote: true,
-			}
+			ce := protocols.CloseErrorOf(k.Disconnect)
 			tr.finish(ce.Code, ce.Reason)
 			return nil, ce
 		case *protocols.Frame_Error:
@@ -586,7 +584,7 @@ func (c *Client) dispatch(f *protocols.Frame) {
 		c.deliver(k.Message)
 	case *protocols.Frame_Disconnect:
 		d := k.Disconnect
-		ce := &protocols.CloseError{Code: protocols.CloseCode(d.GetCode()), Reason: d.GetReason(), Remote: true}
+		ce := protocols.CloseErrorOf(d)
 		c.log.Debug("client: server disconnects", "code", uint32(ce.Code), "reason", ce.Reason,
 			"reconnect", d.GetReconnect(), "reconnect_url", d.GetReconnectUrl())
 		c.setErr(ce)

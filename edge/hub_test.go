@@ -27,6 +27,7 @@ func (f *fakeSession) ID() string                        { return f.id }
 func (f *fakeSession) Protocol() string                  { return "fake" }
 func (f *fakeSession) Context() context.Context          { return context.Background() }
 func (f *fakeSession) Close(protocols.CloseCode, string) {}
+func (f *fakeSession) CloseWith(*protocols.CloseError)   {}
 func (f *fakeSession) Send(b []byte) error {
 	f.mu.Lock()
 	f.n++

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -332,8 +333,16 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	servers := n.servers
 	n.mu.Unlock()
 
-	for _, c := range clients {
-		c.session.Close(protocols.CodeGoingAway, "node shutting down")
+	advice := n.reconnectAdvice()
+	for i, c := range clients {
+		ce := &protocols.CloseError{Code: protocols.CodeGoingAway, Reason: "node shutting down"}
+		if url := advice(c, i); url != "" {
+			// Spread the reconnects over a second so that the next node
+			// does not take them all at once.
+			ce.ReconnectURL = url
+			ce.ReconnectAfter = time.Duration(rand.Int64N(int64(time.Second)))
+		}
+		c.session.CloseWith(ce)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -372,6 +381,46 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		<-done
 	}
 	return err
+}
+
+// reconnectAdvice picks, for a closing session, a node to reconnect to:
+// another live, non-draining node of the cluster, of this node's region
+// when there is one, spread round-robin; "" when there is none.
+func (n *Node) reconnectAdvice() func(c *client, i int) string {
+	if n.cfg.Nodes == nil {
+		return func(*client, int) string { return "" }
+	}
+	var near, far []NodeInfo
+	for _, ni := range n.cfg.Nodes() {
+		if ni.Self || ni.Draining || ni.Name == n.cfg.Name {
+			continue
+		}
+		if ni.Region == n.cfg.Region {
+			near = append(near, ni)
+		} else {
+			far = append(far, ni)
+		}
+	}
+	candidates := near
+	if len(candidates) == 0 {
+		candidates = far
+	}
+	return func(c *client, i int) string {
+		if len(candidates) == 0 {
+			return ""
+		}
+		urls := candidates[i%len(candidates)].URLs
+		switch {
+		case c.session.Protocol() == protocols.WebTransport:
+			return urls["wt"]
+		case c.secure:
+			return urls["wss"]
+		}
+		if u := urls["ws"]; u != "" {
+			return u
+		}
+		return urls["wss"]
+	}
 }
 
 // sweepLoop drops idle channels until Shutdown.

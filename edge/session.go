@@ -18,6 +18,7 @@ type client struct {
 
 	connected bool
 	subs      map[string]struct{}
+	secure    bool // came over TLS: reconnect advice names wss:// or WebTransport
 }
 
 var _ protocols.Handler = (*client)(nil)
@@ -149,7 +150,7 @@ func (n *Node) accept(s protocols.Session, r *http.Request) (*client, error) {
 		n.cfg.Logger.Debug("origin rejected", "origin", r.Header.Get("Origin"), "protocol", s.Protocol())
 		return nil, protocols.Closef(protocols.CodeOriginNotAllowed, "origin %.60q not allowed", r.Header.Get("Origin"))
 	}
-	c := &client{node: n, session: s, subs: make(map[string]struct{})}
+	c := &client{node: n, session: s, subs: make(map[string]struct{}), secure: r.TLS != nil || s.Protocol() == protocols.WebTransport}
 	c.timer = time.AfterFunc(n.cfg.ConnectTimeout, func() {
 		s.Close(protocols.CodeHandshakeTimeout, "no connect frame in time")
 	})

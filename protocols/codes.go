@@ -3,6 +3,7 @@ package protocols
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // CloseCode ends a session. The same number travels in the WebSocket close
@@ -96,6 +97,22 @@ type CloseError struct {
 	Reason string
 	// Remote is true when the peer closed the session.
 	Remote bool
+	// ReconnectURL, when set, names the node the client should reconnect
+	// to (a drain's advice), and ReconnectAfter how long to wait first.
+	// Both travel in the Disconnect frame.
+	ReconnectURL   string
+	ReconnectAfter time.Duration
+}
+
+// CloseErrorOf reads the close that a Disconnect frame announces.
+func CloseErrorOf(d *Disconnect) *CloseError {
+	return &CloseError{
+		Code:           CloseCode(d.GetCode()),
+		Reason:         d.GetReason(),
+		Remote:         true,
+		ReconnectURL:   d.GetReconnectUrl(),
+		ReconnectAfter: time.Duration(d.GetReconnectAfterMs()) * time.Millisecond,
+	}
 }
 
 // Closef returns a *CloseError with a formatted reason.

@@ -218,8 +218,15 @@ func (c *conn) signal() {
 }
 
 func (c *conn) Close(code CloseCode, reason string) {
+	c.CloseWith(&CloseError{Code: code, Reason: reason})
+}
+
+func (c *conn) CloseWith(ce *CloseError) {
 	c.closeOnce.Do(func() {
-		c.closeErr.Store(&CloseError{Code: code, Reason: TrimReason(reason)})
+		stored := *ce
+		stored.Reason = TrimReason(ce.Reason)
+		stored.Remote = false
+		c.closeErr.Store(&stored)
 		c.signal()
 	})
 }
@@ -323,6 +330,7 @@ func (c *conn) finish(batch [][]byte) {
 	}
 	c.q.push(MustEncode(&Frame{Kind: &Frame_Disconnect{Disconnect: &Disconnect{
 		Code: uint32(ce.Code), Reason: ce.Reason, Reconnect: ce.Code.Reconnect(),
+		ReconnectUrl: ce.ReconnectURL, ReconnectAfterMs: uint32(ce.ReconnectAfter / time.Millisecond),
 	}}}))
 	c.mu.Unlock()
 

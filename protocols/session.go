@@ -28,8 +28,11 @@ type Session interface {
 	Send(frame []byte) error
 	// Close sends a Disconnect frame with code and reason, closes the
 	// transport with the same code and reason, and returns at once. Only the
-	// first call has an effect.
+	// first Close or CloseWith has an effect.
 	Close(code CloseCode, reason string)
+	// CloseWith is Close with reconnect advice (ReconnectURL,
+	// ReconnectAfter) for the Disconnect frame.
+	CloseWith(ce *CloseError)
 }
 
 // Handler receives the frames of one session, on the session's read loop:

@@ -62,7 +62,6 @@ func newCluster(o options, logger *slog.Logger) (*mesh.Cluster, *localProxy, err
 		Profile:     o.meshProfile,
 		ForwardBind: forward,
 		TLS:         tlsConf,
-		PublicURLs:  publicURLs(o),
 		Logger:      logger,
 	}, local)
 	if err != nil {
@@ -96,14 +95,16 @@ func gossipKey(v string) ([]byte, error) {
 }
 
 // publicURLs are the addresses clients use, advertised to the cluster.
-func publicURLs(o options) map[string]string {
+func publicURLs(a edge.Addrs) map[string]string {
 	urls := map[string]string{}
-	if o.listen != "" {
-		urls["wt"] = "https://" + o.listen + "/wt"
-		urls["wss"] = "wss://" + o.listen + "/ws"
+	if a.QUIC != nil {
+		urls["wt"] = "https://" + a.QUIC.String() + "/wt"
 	}
-	if o.http != "" {
-		urls["ws"] = "ws://" + o.http + "/ws"
+	if a.TLS != nil {
+		urls["wss"] = "wss://" + a.TLS.String() + "/ws"
+	}
+	if a.HTTP != nil {
+		urls["ws"] = "ws://" + a.HTTP.String() + "/ws"
 	}
 	return urls
 }

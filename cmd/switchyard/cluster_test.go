@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/client"
+	"github.com/switchyard/switchyard/protocols"
 )
 
 // proc is one switchyard process of a multi-process cluster test.
@@ -188,15 +189,16 @@ func TestThreeProcessCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	meshDir := t.TempDir()
-	if err := runCerts([]string{"init", "--dir", meshDir, "--nodes", "a,b,c"}, io.Discard, io.Discard); err != nil {
+	if err := runCerts([]string{"init", "--dir", meshDir, "--nodes", "a,b,c,d"}, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	a := startProc(t, bin, "a", "eu", meshDir, "")
 	b := startProc(t, bin, "b", "eu", meshDir, a.gossip)
 	c := startProc(t, bin, "c", "us", meshDir, a.gossip)
+	d := startProc(t, bin, "d", "us", meshDir, a.gossip)
 	procs := []*proc{a, b, c}
-	for _, p := range procs {
-		waitUntil(t, 10*time.Second, p.name+" sees 3 nodes", func() bool { return len(p.nodes(t)) == 3 })
+	for _, p := range append(procs, d) {
+		waitUntil(t, 10*time.Second, p.name+" sees 4 nodes", func() bool { return len(p.nodes(t)) == 4 })
 	}
 
 	// A subscriber on c and one on b; publishers: a client on a and the API
@@ -261,7 +263,7 @@ func TestThreeProcessCluster(t *testing.T) {
 	a.cmd.Process.Kill()
 	a.cmd.Wait()
 	detect := waitUntil(t, 15*time.Second, "a declared dead", func() bool {
-		return len(b.nodes(t)) == 2 && len(c.nodes(t)) == 2
+		return len(b.nodes(t)) == 3 && len(c.nodes(t)) == 3
 	})
 	t.Logf("a killed: b and c dropped it after %v", detect.Round(10*time.Millisecond))
 	for i := range 10 {
@@ -282,5 +284,22 @@ func TestThreeProcessCluster(t *testing.T) {
 		if got := recvN(t, sub, 1); got[0] != "still here" {
 			t.Fatalf("%s: got %v", ch, got)
 		}
+	}
+
+	// A graceful stop of d (us) tells its clients to reconnect to c, the
+	// other node of its region, rather than b in eu.
+	onD := d.dial(t)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-onD.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("d's client was not closed")
+	}
+	ce, ok := onD.Err().(*protocols.CloseError)
+	if !ok || ce.Code != protocols.CodeGoingAway || ce.ReconnectURL != c.ws {
+		t.Fatalf("d closed its client with %#v, want going away with advice %s", onD.Err(), c.ws)
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("d exited with %v", err)
 	}
 }

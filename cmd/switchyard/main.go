@@ -116,7 +116,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cluster != nil {
 		local.node = node
-		if err := cluster.Start(); err != nil {
+		err := cluster.SetPublicURLs(publicURLs(node.Addrs()))
+		if err == nil {
+			err = cluster.Start()
+		}
+		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = node.Shutdown(sctx)
