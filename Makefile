@@ -9,8 +9,15 @@ test:
 race:
 	$(GO) test -race -shuffle=on -count=1 ./...
 
+# fuzz runs every fuzzer for FUZZTIME each.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./protocols/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./protocols/
+	$(GO) test -run='^$$' -fuzz='^FuzzAPIPublish$$' -fuzztime=$(FUZZTIME) ./edge/
+	$(GO) test -run='^$$' -fuzz='^FuzzConfigFile$$' -fuzztime=$(FUZZTIME) ./cmd/switchyard/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeGossip$$' -fuzztime=$(FUZZTIME) ./mesh/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeMeta$$' -fuzztime=$(FUZZTIME) ./mesh/
+	$(GO) test -run='^$$' -fuzz='^FuzzLinkMessages$$' -fuzztime=$(FUZZTIME) ./mesh/
 
 lint:
 	$(GO) vet ./...

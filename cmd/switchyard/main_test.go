@@ -198,3 +198,20 @@ func TestCertsSubcommand(t *testing.T) {
 		}
 	}
 }
+
+// FuzzConfigFile: any --config file is either accepted or refused with an
+// error, never a panic.
+func FuzzConfigFile(f *testing.F) {
+	f.Add([]byte(`{"listen": "", "http": "127.0.0.1:0", "api_key": "k", "region": "eu", "ping_interval": "5s"}`))
+	f.Add([]byte(`{"mesh_bind": "127.0.0.1:0", "join": ["a:1"], "mesh_tls": "x"}`))
+	f.Add([]byte(`{"max_frame_size": -1}`))
+	f.Add([]byte(`[`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "c.json")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = parseOptions([]string{"--config", p}, io.Discard)
+	})
+}
