@@ -133,7 +133,11 @@ func (o Options) endpoints(raw string) (endpoints, error) {
 			ep.webSocket = (&url.URL{Scheme: "wss", Host: u.Host, Path: "/ws"}).String()
 		}
 	case "ws", "wss":
-		ep.webSocket = raw
+		if u.Path == "" || u.Path == "/" {
+			// The node's WebSocket endpoint; "/" is its demo page.
+			u.Path, u.RawPath = "/ws", ""
+		}
+		ep.webSocket = u.String()
 	default:
 		return endpoints{}, fmt.Errorf("client: URL %q: scheme must be https, wss or ws", raw)
 	}

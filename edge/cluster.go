@@ -11,6 +11,23 @@ type NodeInfo struct {
 	Self     bool              `json:"self,omitempty"`
 }
 
+// PublicURLs are the URLs clients use to reach this node, once started:
+// "wt" (WebTransport), "wss" (WebSocket over TLS), "ws" (plain WebSocket).
+func (n *Node) PublicURLs() map[string]string {
+	a := n.Addrs()
+	urls := map[string]string{}
+	if a.QUIC != nil {
+		urls["wt"] = "https://" + a.QUIC.String() + "/wt"
+	}
+	if a.TLS != nil {
+		urls["wss"] = "wss://" + a.TLS.String() + "/ws"
+	}
+	if a.HTTP != nil {
+		urls["ws"] = "ws://" + a.HTTP.String() + "/ws"
+	}
+	return urls
+}
+
 // The methods below are what the mesh calls on its node (they satisfy
 // mesh.Local, which edge does not import).
 

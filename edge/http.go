@@ -187,7 +187,7 @@ func (n *Node) apiNodes(w http.ResponseWriter, r *http.Request) {
 		protocols.WriteHTTPError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
 		return
 	}
-	nodes := []NodeInfo{{Name: n.cfg.Name, Region: n.cfg.Region, Self: true}}
+	nodes := []NodeInfo{{Name: n.cfg.Name, Region: n.cfg.Region, URLs: n.PublicURLs(), Self: true}}
 	if n.cfg.Nodes != nil {
 		nodes = n.cfg.Nodes()
 	}

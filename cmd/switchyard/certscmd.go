@@ -46,11 +46,19 @@ are read; keep ca.key away from the nodes) and --mesh-key @DIR/gossip.key.`)
 		usage()
 		return errors.New("certs: missing subcommand")
 	}
+	if args[0] != "init" && args[0] != "node" {
+		usage()
+		return fmt.Errorf("certs: unknown subcommand %q", args[0])
+	}
 	fs := flag.NewFlagSet("switchyard certs "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "`directory` for the mesh credentials")
-	nodes := fs.String("nodes", "", "comma-separated node `names` (init)")
-	name := fs.String("name", "", "node `name` (node)")
+	var nodes, name *string
+	if args[0] == "init" {
+		nodes = fs.String("nodes", "", "comma-separated node `names`")
+	} else {
+		name = fs.String("name", "", "node `name`")
+	}
 	hosts := fs.String("hosts", "", "extra comma-separated DNS names or IPs for the node certificates")
 	validity := fs.Duration("validity", 365*24*time.Hour, "node certificate `validity`")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -60,56 +68,61 @@ are read; keep ca.key away from the nodes) and --mesh-key @DIR/gossip.key.`)
 		return errors.New("certs: --dir is required")
 	}
 	extra := splitList(*hosts)
-	switch args[0] {
-	case "init":
-		names := splitList(*nodes)
-		if len(names) == 0 {
-			return errors.New("certs init: --nodes is required")
-		}
-		if err := os.MkdirAll(*dir, 0o700); err != nil {
-			return err
-		}
-		caCert := filepath.Join(*dir, meshCAFile)
-		if _, err := os.Stat(caCert); err == nil {
-			return fmt.Errorf("certs init: %s exists; use `switchyard certs node` to add nodes", caCert)
-		}
-		ca, err := certs.NewCA("switchyard mesh CA", 0)
-		if err != nil {
-			return err
-		}
-		if err := ca.WriteFiles(caCert, filepath.Join(*dir, meshCAKeyFile)); err != nil {
-			return err
-		}
-		var key [32]byte
-		if _, err := rand.Read(key[:]); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(*dir, meshGossipFile), []byte(base64.StdEncoding.EncodeToString(key[:])+"\n"), 0o600); err != nil {
-			return err
-		}
-		for _, n := range names {
-			if err := issueNode(ca, *dir, n, extra, *validity); err != nil {
-				return err
-			}
-		}
-		fmt.Fprintf(stdout, "mesh credentials for %s in %s\n", strings.Join(names, ", "), *dir)
-		return nil
-	case "node":
-		if *name == "" {
-			return errors.New("certs node: --name is required")
-		}
-		ca, err := certs.LoadCA(filepath.Join(*dir, meshCAFile), filepath.Join(*dir, meshCAKeyFile))
-		if err != nil {
-			return err
-		}
-		if err := issueNode(ca, *dir, *name, extra, *validity); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "certificate for %s in %s\n", *name, *dir)
-		return nil
+	if args[0] == "init" {
+		return initMesh(stdout, *dir, splitList(*nodes), extra, *validity)
 	}
-	usage()
-	return fmt.Errorf("certs: unknown subcommand %q", args[0])
+	return addNode(stdout, *dir, *name, extra, *validity)
+}
+
+// initMesh creates a CA, node certificates and a gossip key in dir.
+func initMesh(stdout io.Writer, dir string, names, hosts []string, validity time.Duration) error {
+	if len(names) == 0 {
+		return errors.New("certs init: --nodes is required")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	caCert := filepath.Join(dir, meshCAFile)
+	if _, err := os.Stat(caCert); err == nil {
+		return fmt.Errorf("certs init: %s exists; use `switchyard certs node` to add nodes", caCert)
+	}
+	ca, err := certs.NewCA("switchyard mesh CA", 0)
+	if err != nil {
+		return err
+	}
+	if err := ca.WriteFiles(caCert, filepath.Join(dir, meshCAKeyFile)); err != nil {
+		return err
+	}
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, meshGossipFile), []byte(base64.StdEncoding.EncodeToString(key[:])+"\n"), 0o600); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := issueNode(ca, dir, n, hosts, validity); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "mesh credentials for %s in %s\n", strings.Join(names, ", "), dir)
+	return nil
+}
+
+// addNode issues one more node certificate from dir's CA.
+func addNode(stdout io.Writer, dir, name string, hosts []string, validity time.Duration) error {
+	if name == "" {
+		return errors.New("certs node: --name is required")
+	}
+	ca, err := certs.LoadCA(filepath.Join(dir, meshCAFile), filepath.Join(dir, meshCAKeyFile))
+	if err != nil {
+		return err
+	}
+	if err := issueNode(ca, dir, name, hosts, validity); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "certificate for %s in %s\n", name, dir)
+	return nil
 }
 
 func issueNode(ca *certs.CA, dir, name string, hosts []string, validity time.Duration) error {

@@ -94,21 +94,6 @@ func gossipKey(v string) ([]byte, error) {
 	return nil, fmt.Errorf("--mesh-key: %d bytes, want 16, 24 or 32", len(key))
 }
 
-// publicURLs are the addresses clients use, advertised to the cluster.
-func publicURLs(a edge.Addrs) map[string]string {
-	urls := map[string]string{}
-	if a.QUIC != nil {
-		urls["wt"] = "https://" + a.QUIC.String() + "/wt"
-	}
-	if a.TLS != nil {
-		urls["wss"] = "wss://" + a.TLS.String() + "/ws"
-	}
-	if a.HTTP != nil {
-		urls["ws"] = "ws://" + a.HTTP.String() + "/ws"
-	}
-	return urls
-}
-
 // nodesOf adapts the mesh's member list for /api/nodes.
 func nodesOf(c *mesh.Cluster) func() []edge.NodeInfo {
 	return func() []edge.NodeInfo {

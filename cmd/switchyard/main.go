@@ -79,6 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.meshBind != "" && o.node == "" {
 		o.node, _ = os.Hostname()
 	}
+	if o.region == "" {
+		o.region = "local"
+	}
 	cluster, local, err := newCluster(o, logger)
 	if err != nil {
 		return err
@@ -116,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cluster != nil {
 		local.node = node
-		err := cluster.SetPublicURLs(publicURLs(node.Addrs()))
+		err := cluster.SetPublicURLs(node.PublicURLs())
 		if err == nil {
 			err = cluster.Start()
 		}
@@ -171,10 +174,16 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
 	}
 	if a.HTTP != nil {
 		fmt.Fprintf(w, "  WebSocket     ws://%s/ws (plain HTTP, for local browsers)\n", a.HTTP)
-		fmt.Fprintf(w, "  Demo chat     http://%s/?url=https://%s\n", a.HTTP, a.QUIC)
+		if a.QUIC != nil {
+			fmt.Fprintf(w, "  Demo chat     http://%s/?url=https://%s\n", a.HTTP, a.QUIC)
+		} else {
+			fmt.Fprintf(w, "  Demo chat     http://%s/?transports=websocket\n", a.HTTP)
+		}
 		fmt.Fprintf(w, "  Browser SDK   http://%s/switchyard.js\n", a.HTTP)
 		fmt.Fprintf(w, "  API           http://%s/api/publish\n", a.HTTP)
-		fmt.Fprintf(w, "  Cert hash     http://%s/certhash\n", a.HTTP)
+		if a.TLS != nil {
+			fmt.Fprintf(w, "  Cert hash     http://%s/certhash\n", a.HTTP)
+		}
 	}
 	if store != nil {
 		h := store.Hash()
@@ -184,6 +193,10 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
 		fmt.Fprintf(w, "  API key       %s (default; set --api-key)\n", o.apiKey)
 	}
 	if a.HTTP != nil {
-		fmt.Fprintf(w, "try: curl -s -H 'X-API-Key: %s' -d '{\"channel\":\"news\",\"data\":\"hello\"}' http://%s/api/publish\n", o.apiKey, a.HTTP)
+		key := "$API_KEY" // a key the operator chose is not echoed
+		if o.apiKeyDefault {
+			key = o.apiKey
+		}
+		fmt.Fprintf(w, "try: curl -s -H 'X-API-Key: %s' -d '{\"channel\":\"news\",\"data\":\"hello\"}' http://%s/api/publish\n", key, a.HTTP)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/client"
@@ -27,7 +28,7 @@ import (
 
 func main() {
 	url := flag.String("url", "https://127.0.0.1:4433", "node URL (https:// for WebTransport with WebSocket fallback, ws:// for WebSocket only)")
-	certhash := flag.String("certhash", "http://127.0.0.1:8080/certhash", "where to fetch the dev certificate's hash (empty: trust the system roots)")
+	certhash := flag.String("certhash", "http://127.0.0.1:8080/certhash", "where to fetch the node's dev certificate hash: its plain-HTTP /certhash (empty: trust the system roots; not needed for ws:// URLs)")
 	transport := flag.String("transport", "auto", "auto, webtransport or websocket")
 	channel := flag.String("channel", "news", "channel to use")
 	count := flag.Int("n", 3, "messages to publish (0: only print what arrives, until interrupted)")
@@ -47,7 +48,7 @@ func run(url, certhash, transport, channel string, count int) error {
 	}
 
 	opts := client.Options{Transport: transport}
-	if certhash != "" {
+	if certhash != "" && !strings.HasPrefix(url, "ws://") {
 		hash, err := fetchHash(ctx, certhash)
 		if err != nil {
 			return fmt.Errorf("fetch cert hash (is a dev node running?): %w", err)
@@ -74,7 +75,10 @@ func run(url, certhash, transport, channel string, count int) error {
 	}
 	for i := 0; count == 0 || i < count; i++ {
 		select {
-		case m := <-sub.Messages():
+		case m, ok := <-sub.Messages():
+			if !ok {
+				return fmt.Errorf("connection ended: %v (this example does not reconnect)", c.Err())
+			}
 			fmt.Printf("received %q (epoch %s, offset %d)\n", m.Data, m.Epoch, m.Offset)
 		case <-c.Done():
 			return fmt.Errorf("connection ended: %v", c.Err())
