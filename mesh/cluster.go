@@ -49,9 +49,11 @@ type Local interface {
 // Lock order. Never call Local or memberlist while holding any of these;
 // memberlist calls the event handlers with its own node lock held, and its
 // broadcast queue calls numMembers (memberMu) with the queue's lock held.
+// The handlers of both pools take eventMu, so that the membership changes
+// they decide and carry out (links, interest, requests) never interleave.
 //
 //	regMu → linkMu → outLink.mu → {pendMu, resetMu}
-//	memberlist's locks → {memberMu, interest.mu, linkMu, ...}
+//	memberlist's locks → eventMu → {memberMu, interest.mu, linkMu, ...}
 //	memberMu, interest.mu, lifeMu: taken alone (lifeMu around the others)
 type Cluster struct {
 	// immutable after New
@@ -63,15 +65,18 @@ type Cluster struct {
 	interest  *interest
 	bcast     *memberlist.TransmitLimitedQueue
 	mlConfig  *memberlist.Config
-	kick      chan struct{} // wakes the worker; cap 1
-	syncs     chan string   // memberlist addresses to push/pull with; for the rejoin loop
-	done      chan struct{} // closed when shutdown starts
+	lanConfig *memberlist.Config // nil: no LAN pool (Config.runsLAN)
+	lanJoins  chan string        // LAN pool addresses to join; for the LAN loop
+	kick      chan struct{}      // wakes the worker; cap 1
+	syncs     chan string        // memberlist addresses to push/pull with; for the rejoin loop
+	done      chan struct{}      // closed when shutdown starts
 	ctx       context.Context
 	cancel    context.CancelFunc // cancels ctx when shutdown starts
 	rate      rateLog
 
 	// set by Start before any goroutine or event handler runs
-	ml      *memberlist.Memberlist
+	ml      *memberlist.Memberlist // the cluster-wide (WAN) pool
+	lanML   *memberlist.Memberlist // the LAN pool of our region; nil if none
 	ln      net.Listener
 	fwdAddr string
 	addr    string
@@ -85,9 +90,15 @@ type Cluster struct {
 	view    atomic.Pointer[ownerView]
 	running atomic.Bool // Start succeeded and stop has not begun
 
-	memberMu sync.RWMutex
-	members  map[string]Member // live members, self included
-	meta     nodeMeta          // our own metadata
+	eventMu sync.Mutex // serialises the membership handlers of both pools
+
+	memberMu   sync.RWMutex
+	members    map[string]Member    // live members, self included: wan minus lanDown
+	wan        map[string]Member    // members of the cluster-wide pool, self included
+	lanMembers map[string]struct{}  // members of the LAN pool, self excluded
+	lanDown    map[string]time.Time // nodes the LAN pool declared dead, until it sees them alive
+	lanAddr    string               // our LAN pool address; "" if none
+	meta       nodeMeta             // our own metadata
 
 	linkMu  sync.RWMutex
 	closing bool                  // no new links or goroutines
@@ -140,33 +151,41 @@ func New(cfg Config, local Local) (*Cluster, error) {
 	}
 	mc := memberlistConfig(cfg.Profile)
 	c := &Cluster{
-		cfg:       cfg,
-		name:      cfg.Name,
-		local:     local,
-		log:       cfg.Logger.With("component", "mesh", "node", cfg.Name),
-		serverTLS: srv,
-		interest:  newInterest(cfg.Name, time.Now()),
-		mlConfig:  mc,
-		kick:      make(chan struct{}, 1),
-		syncs:     make(chan string, 16),
-		done:      make(chan struct{}),
-		members:   make(map[string]Member),
-		meta:      nodeMeta{Region: cfg.Region, URLs: cfg.PublicURLs},
-		out:       make(map[string]*outLink),
-		in:        make(map[string]*inLink),
-		conns:     make(map[net.Conn]struct{}),
-		calls:     make(map[uint64]*call),
-		regs:      make(map[string]*regState),
-		dirty:     make(map[string]struct{}),
-		resets:    make(map[string]struct{}),
+		cfg:        cfg,
+		name:       cfg.Name,
+		local:      local,
+		log:        cfg.Logger.With("component", "mesh", "node", cfg.Name),
+		serverTLS:  srv,
+		interest:   newInterest(cfg.Name, time.Now()),
+		mlConfig:   mc,
+		kick:       make(chan struct{}, 1),
+		syncs:      make(chan string, 16),
+		lanJoins:   make(chan string, 16),
+		done:       make(chan struct{}),
+		members:    make(map[string]Member),
+		wan:        make(map[string]Member),
+		lanMembers: make(map[string]struct{}),
+		lanDown:    make(map[string]time.Time),
+		meta:       nodeMeta{Region: cfg.Region, URLs: cfg.PublicURLs},
+		out:        make(map[string]*outLink),
+		in:         make(map[string]*inLink),
+		conns:      make(map[net.Conn]struct{}),
+		calls:      make(map[uint64]*call),
+		regs:       make(map[string]*regState),
+		dirty:      make(map[string]struct{}),
+		resets:     make(map[string]struct{}),
 	}
 	c.dial = func(ctx context.Context, addr string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if cfg.runsLAN() {
+		c.lanConfig = memberlistConfig(ProfileLAN)
+	}
 	c.bcast = newBroadcastQueue(c.numMembers, deltaRetransmitMult*mc.RetransmitMult)
 	c.members[c.name] = c.meta.member(c.name, "")
+	c.wan[c.name] = c.members[c.name]
 	c.view.Store(newOwnerView(c.members))
 	if len(cfg.Key) == 0 {
 		c.log.Warn("gossip encryption is off (Config.Key is empty): use only in tests")
@@ -174,10 +193,11 @@ func New(cfg Config, local Local) (*Cluster, error) {
 	return c, nil
 }
 
-// Start opens the link listener, creates the memberlist and joins the
-// seeds. A failed join is logged, not returned: seeds may come later and
-// the rejoin loop retries. Start then registers the channels
-// Local.Channels lists.
+// Start opens the link listener, creates the LAN pool (with Profile "wan")
+// and the cluster-wide memberlist and joins the seeds. A failed join is
+// logged, not returned: seeds may come later and the rejoin loop retries.
+// The LAN pool is joined through the same-region members the cluster-wide
+// pool reports. Start then registers the channels Local.Channels lists.
 func (c *Cluster) Start() error {
 	c.lifeMu.Lock()
 	defer c.lifeMu.Unlock()
@@ -195,6 +215,13 @@ func (c *Cluster) Start() error {
 	fwd := ln.Addr().(*net.TCPAddr)
 	unspecified := fwd.IP.IsUnspecified()
 	c.setForwardAddr(net.JoinHostPort(fwd.IP.String(), strconv.Itoa(fwd.Port)))
+	if c.lanConfig != nil {
+		// First, so that the first metadata we advertise carries its address.
+		if err := c.startLAN(); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 
 	mc := c.mlConfig
 	mc.Name = c.name
@@ -216,6 +243,9 @@ func (c *Cluster) Start() error {
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		ln.Close()
+		if c.lanML != nil {
+			c.lanML.Shutdown()
+		}
 		return fmt.Errorf("mesh: create memberlist: %w", err)
 	}
 	c.ml = ml
@@ -237,6 +267,10 @@ func (c *Cluster) Start() error {
 	go c.acceptLoop()
 	go c.worker()
 	go c.rejoinLoop()
+	if c.lanML != nil {
+		c.wg.Add(1)
+		go c.lanLoop()
+	}
 
 	if seeds := c.seedsToJoin(c.cfg.Join, false); len(seeds) > 0 {
 		if n, err := ml.Join(seeds); err != nil {
@@ -248,7 +282,7 @@ func (c *Cluster) Start() error {
 	for _, ch := range c.local.Channels() {
 		c.Register(ch)
 	}
-	c.log.Info("mesh started", "addr", c.Addr(), "forward", c.ForwardAddr(), "region", c.cfg.Region, "profile", c.cfg.Profile)
+	c.log.Info("mesh started", "addr", c.Addr(), "lan", c.LANAddr(), "forward", c.ForwardAddr(), "region", c.cfg.Region, "profile", c.cfg.Profile)
 	return nil
 }
 
@@ -262,16 +296,17 @@ func (c *Cluster) setForwardAddr(addr string) {
 // leaveTimeout bounds the wait for the leave broadcast in Shutdown.
 const leaveTimeout = 2 * time.Second
 
-// Shutdown leaves the cluster gracefully: it broadcasts a leave (bounded),
+// Shutdown leaves the cluster gracefully: it broadcasts a leave in each
+// pool (bounded, both at once),
 // shuts memberlist down, flushes and closes the links and waits for every
 // goroutine. It is idempotent. If ctx ends first, it closes everything at
 // once and returns ctx.Err() without waiting for callbacks into Local that
 // are still running.
 func (c *Cluster) Shutdown(ctx context.Context) error { return c.stop(ctx, true) }
 
-// Kill stops the node as a crash would, for tests: memberlist shuts down
-// without a leave, so peers must detect the failure, and links are dropped
-// unflushed.
+// Kill stops the node as a crash would, for tests: both memberlist pools
+// shut down without a leave, so peers must detect the failure, and links
+// are dropped unflushed.
 func (c *Cluster) Kill() { _ = c.stop(context.Background(), false) }
 
 func (c *Cluster) stop(ctx context.Context, graceful bool) error {
@@ -291,13 +326,29 @@ func (c *Cluster) stop(ctx context.Context, graceful bool) error {
 			timeout = min(timeout, time.Until(dl)/2)
 		}
 		if timeout > 0 {
+			var wg sync.WaitGroup
+			if c.lanML != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := c.lanML.Leave(timeout); err != nil {
+						c.log.Warn("leave the LAN pool", "err", err)
+					}
+				}()
+			}
 			if err := c.ml.Leave(timeout); err != nil {
 				c.log.Warn("leave", "err", err)
 			}
+			wg.Wait()
 		}
 	}
 	if err := c.ml.Shutdown(); err != nil {
 		c.log.Warn("memberlist shutdown", "err", err)
+	}
+	if c.lanML != nil {
+		if err := c.lanML.Shutdown(); err != nil {
+			c.log.Warn("LAN pool shutdown", "err", err)
+		}
 	}
 
 	c.linkMu.Lock()
@@ -344,6 +395,14 @@ func (c *Cluster) Addr() string {
 	return c.addr
 }
 
+// LANAddr returns the LAN pool's address ("host:port"); empty before
+// Start and when the node runs no LAN pool (Profile "lan").
+func (c *Cluster) LANAddr() string {
+	c.memberMu.RLock()
+	defer c.memberMu.RUnlock()
+	return c.lanAddr
+}
+
 // ForwardAddr returns the link listener's advertised address; empty
 // before Start.
 func (c *Cluster) ForwardAddr() string {
@@ -353,8 +412,9 @@ func (c *Cluster) ForwardAddr() string {
 }
 
 // Members lists the live members (alive or suspect), this node included,
-// sorted by name. Group them by Region to list the cluster's public URLs
-// by region.
+// sorted by name: the members of the cluster-wide pool, less the nodes of
+// our region that the LAN pool declared dead (see doc.go). Group them by
+// Region to list the cluster's public URLs by region.
 func (c *Cluster) Members() []Member {
 	c.memberMu.RLock()
 	out := make([]Member, 0, len(c.members))
@@ -375,6 +435,7 @@ func (c *Cluster) SetDraining(draining bool) {
 	self := c.members[c.name]
 	self.Draining = draining
 	c.members[c.name] = self
+	c.wan[c.name] = self
 	c.view.Store(newOwnerView(c.members))
 	c.memberMu.Unlock()
 	if c.running.Load() {
@@ -397,7 +458,8 @@ func (c *Cluster) Owner(channel string) string {
 	return c.name
 }
 
-// memberUp records a node that joined or changed its metadata.
+// memberUp records a node that joined the cluster-wide pool or changed its
+// metadata. It is live unless the LAN pool declared it dead.
 func (c *Cluster) memberUp(n *memberlist.Node) {
 	meta, err := decodeMeta(n.Meta)
 	if err != nil {
@@ -407,49 +469,85 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 		return
 	}
 	m := meta.member(n.Name, n.Address())
+	c.eventMu.Lock()
+	defer c.eventMu.Unlock()
 	c.memberMu.Lock()
-	old, known := c.members[n.Name]
 	if n.Name == c.name {
 		m.Draining = c.meta.Drain // ours is the truth
 	}
-	c.members[n.Name] = m
-	changed := !known || old.Draining != m.Draining
-	if changed {
-		c.view.Store(newOwnerView(c.members))
+	_, known := c.wan[n.Name]
+	c.wan[n.Name] = m
+	lan := c.inOurLAN(m)
+	if !lan {
+		delete(c.lanDown, n.Name) // it runs no LAN pool with us (any more)
+	}
+	_, down := c.lanDown[n.Name]
+	old, wasLive := c.members[n.Name]
+	changed := false
+	if !down {
+		c.members[n.Name] = m
+		changed = !wasLive || old.Draining != m.Draining
+		if changed {
+			c.view.Store(newOwnerView(c.members))
+		}
+	}
+	lanJoin := ""
+	if _, ok := c.lanMembers[n.Name]; lan && !ok && n.Name != c.name {
+		lanJoin = m.LANAddr
 	}
 	c.memberMu.Unlock()
 	if n.Name == c.name {
 		return
 	}
 	if !known {
-		c.log.Info("member joined", "member", n.Name, "region", m.Region, "addr", m.Addr)
+		c.log.Info("member joined", "member", n.Name, "region", m.Region, "addr", m.Addr, "lan", m.LANAddr, "live", !down)
 	}
-	if c.interest.joined(n.Name) {
+	if lanJoin != "" {
+		c.queueLANJoin(lanJoin)
+	}
+	if !down {
+		c.liveUp(n.Name, m, changed)
+	}
+}
+
+// memberDown forgets a node that died or left the cluster-wide pool.
+func (c *Cluster) memberDown(name string) {
+	if name == c.name {
+		return
+	}
+	c.eventMu.Lock()
+	defer c.eventMu.Unlock()
+	c.memberMu.Lock()
+	delete(c.wan, name)
+	_, wasLive := c.members[name]
+	delete(c.members, name)
+	c.view.Store(newOwnerView(c.members))
+	c.memberMu.Unlock()
+	if wasLive {
+		c.log.Info("member left or failed", "member", name)
+	}
+	c.liveDown(name)
+}
+
+// liveUp starts using a node that became live (or changed): its link, and
+// its interest if we had dropped it. Called with eventMu.
+func (c *Cluster) liveUp(name string, m Member, changed bool) {
+	if c.interest.joined(name) {
 		// Back from the dead (a healed partition, a restart): we dropped its
 		// interest and ignored what others said of it since, so fetch its
 		// state from itself.
-		c.requestSync(n.Name)
+		c.requestSync(name)
 	}
-	c.ensureLink(n.Name, m.ForwardAddr)
+	c.ensureLink(name, m.ForwardAddr)
 	if changed {
 		c.kickWorker()
 	}
 }
 
-// memberDown forgets a node that died or left: ownership moves, its links
-// close, its interest is dropped and requests to it fail.
-func (c *Cluster) memberDown(name string) {
-	if name == c.name {
-		return
-	}
-	c.memberMu.Lock()
-	_, known := c.members[name]
-	delete(c.members, name)
-	c.view.Store(newOwnerView(c.members))
-	c.memberMu.Unlock()
-	if known {
-		c.log.Info("member left or failed", "member", name)
-	}
+// liveDown stops using a node that is no longer live: ownership moves (the
+// caller swapped the view), its links close, its interest is dropped and
+// requests to it fail. Called with eventMu.
+func (c *Cluster) liveDown(name string) {
 	c.interest.dropNode(name, time.Now())
 	c.dropLinks(name)
 	c.failPeer(name, ErrPeerGone)
@@ -463,18 +561,20 @@ func (c *Cluster) isMember(name string) bool {
 	return ok
 }
 
+// numMembers is the size of the cluster-wide pool (interest gossip's).
 func (c *Cluster) numMembers() int {
 	c.memberMu.RLock()
 	defer c.memberMu.RUnlock()
-	return len(c.members)
+	return len(c.wan)
 }
 
-// memberAddrs returns the memberlist addresses of the live members.
+// memberAddrs returns the memberlist addresses of the members of the
+// cluster-wide pool.
 func (c *Cluster) memberAddrs() []string {
 	c.memberMu.RLock()
 	defer c.memberMu.RUnlock()
-	out := make([]string, 0, len(c.members))
-	for _, m := range c.members {
+	out := make([]string, 0, len(c.wan))
+	for _, m := range c.wan {
 		out = append(out, m.Addr)
 	}
 	return out

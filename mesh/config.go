@@ -36,10 +36,26 @@ type Config struct {
 	// Key is the gossip encryption key: 16, 24 or 32 bytes (AES-128/192/256).
 	// Zero: no encryption (tests only; New logs a warning).
 	Key []byte
-	// Profile is the memberlist timing preset: "lan" (zero) or "wan". A
-	// cluster that spans regions must use "wan" on every node: memberlist
-	// timings are per cluster, not per peer (see presets.go).
+	// Profile is the memberlist timing preset of the cluster-wide pool:
+	// "lan" (zero) or "wan". "lan" is a single-region cluster: one pool, LAN
+	// timings. "wan" is a cluster that spans regions, and every node of it
+	// must use "wan": the cluster-wide (WAN) pool runs WAN timings, and each
+	// node also runs a LAN pool with LAN timings whose members are the nodes
+	// of its own region, so that a same-region failure is detected at LAN
+	// speed (see "Two pools" in doc.go and presets.go).
 	Profile string
+	// LANBind is the LAN pool's bind address "host:port" (UDP and TCP),
+	// used only with Profile "wan"; port 0 picks one. Zero: Bind's host,
+	// port 0. The bound (or LANAdvertise) address travels in the node's
+	// metadata: same-region nodes must be able to reach it.
+	LANBind string
+	// LANAdvertise is the LAN pool address the other nodes of the region
+	// use, "host:port"; zero: the bound address (with an unspecified host,
+	// memberlist picks a private address of the machine).
+	LANAdvertise string
+	// LANTransport is the LAN pool's memberlist transport, for tests; zero:
+	// memberlist's NetTransport on LANBind.
+	LANTransport memberlist.Transport
 	// Regions is reserved (maps region to a description); unused.
 	Regions map[string]string
 	// ForwardBind is the link listener "host:port"; port 0 picks one;
@@ -65,8 +81,9 @@ type Config struct {
 	LinkQueue int
 	// RequestTimeout bounds Publish and registration round trips; zero: 5 s.
 	RequestTimeout time.Duration
-	// Transport is the memberlist transport, for tests (fault injection,
-	// delay); zero: memberlist's NetTransport on Bind.
+	// Transport is the memberlist transport of the cluster-wide pool, for
+	// tests (fault injection, delay); zero: memberlist's NetTransport on
+	// Bind.
 	Transport memberlist.Transport
 	// Logger receives the mesh's logs and memberlist's (at debug level,
 	// errors at warn); zero: slog.Default().
@@ -89,6 +106,11 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Profile == "" {
 		cfg.Profile = ProfileLAN
+	}
+	if cfg.Profile == ProfileWAN && cfg.LANBind == "" && cfg.LANTransport == nil && cfg.Bind != "" {
+		if host, _, err := net.SplitHostPort(cfg.Bind); err == nil {
+			cfg.LANBind = net.JoinHostPort(host, "0")
+		}
 	}
 	if cfg.RejoinInterval == 0 {
 		cfg.RejoinInterval = defaultRejoinInterval
@@ -145,6 +167,21 @@ func (cfg *Config) validate() error {
 	if cfg.Profile != ProfileLAN && cfg.Profile != ProfileWAN {
 		return invalid("Profile %q: want %q or %q", cfg.Profile, ProfileLAN, ProfileWAN)
 	}
+	if cfg.runsLAN() {
+		if cfg.LANTransport == nil {
+			if cfg.LANBind == "" {
+				return invalid("LANBind is required with Profile %q and a Transport (or a LANTransport)", ProfileWAN)
+			}
+			if _, _, err := splitHostPort(cfg.LANBind); err != nil {
+				return invalid("LANBind %q: %v", cfg.LANBind, err)
+			}
+		}
+		if cfg.LANAdvertise != "" {
+			if _, _, err := splitHostPort(cfg.LANAdvertise); err != nil {
+				return invalid("LANAdvertise %q: %v", cfg.LANAdvertise, err)
+			}
+		}
+	}
 	if cfg.ForwardBind == "" {
 		return invalid("ForwardBind is required")
 	}
@@ -165,17 +202,25 @@ func (cfg *Config) validate() error {
 	}
 	// The forward address is known only once the listener is bound: check
 	// the metadata size with the longest address it can be.
+	const longestAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
 	probe := nodeMeta{
 		Region:  cfg.Region,
-		Forward: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+		Forward: longestAddr,
 		URLs:    cfg.PublicURLs,
 		Drain:   true,
+	}
+	if cfg.runsLAN() {
+		probe.LAN = longestAddr
 	}
 	if n := len(probe.encode()); n > memberlist.MetaMaxSize {
 		return invalid("node metadata is %d bytes, memberlist allows %d: shorten PublicURLs or Region", n, memberlist.MetaMaxSize)
 	}
 	return nil
 }
+
+// runsLAN reports whether the node runs a LAN pool besides the
+// cluster-wide one: with Profile "wan" (a cluster that spans regions).
+func (cfg *Config) runsLAN() bool { return cfg.Profile == ProfileWAN }
 
 // splitHostPort parses "host:port" with a numeric port.
 func splitHostPort(s string) (host string, port int, err error) {

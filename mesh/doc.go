@@ -3,9 +3,10 @@
 //
 //   - Membership and failure detection: hashicorp/memberlist with LAN and
 //     WAN presets (presets.go), gossip encryption (Config.Key), node
-//     metadata (region, public URLs, forward address, draining), join by
-//     seed list and a periodic re-join of seeds that are not members, so
-//     that a healed partition merges again (rejoin.go).
+//     metadata (region, public URLs, forward address, LAN pool address,
+//     draining), join by seed list and a periodic re-join of seeds that are
+//     not members, so that a healed partition merges again (rejoin.go). A
+//     cluster that spans regions runs two pools (below, and lan.go).
 //   - Interest gossip (interest.go): every node gossips the channels it has
 //     local subscribers for, as versioned deltas by broadcast and full state
 //     by push/pull, and keeps a routing table channel → interested nodes.
@@ -20,6 +21,37 @@
 //     travels on the same ordered streams as the deliveries, so a subscriber
 //     misses nothing published after its registration was answered, however
 //     far gossip has converged (register.go).
+//
+// Two pools. With Profile "lan" (the default: one region) a node runs one
+// memberlist pool with LAN timings. With Profile "wan" (a cluster that
+// spans regions; every node must use it) a node runs, as Consul does, two:
+//
+//   - the WAN pool: the cluster-wide pool of every node of every region,
+//     with WAN timings (a crashed node is declared dead in ≈ 4–6 s). It
+//     carries the metadata and the interest gossip, and its members are
+//     the cluster's: Members, ownership, routing and links start from it.
+//   - the LAN pool: a second memberlist with LAN timings (≈ 2 s) whose
+//     members are the nodes of the node's own region only (Config.LANBind;
+//     its packets are labelled with the region, so pools of different
+//     regions never merge). Nodes find it through the WAN pool: each
+//     advertises its LAN pool address in its WAN metadata, and a node joins
+//     the LAN pool addresses of the same-region members the WAN pool
+//     reports, at once and again every second while one is missing (a
+//     healed LAN partition, a restart).
+//
+// Liveness, for Members, Owner/IsOwner, routing and links, is the WAN
+// pool's, except that a node of our region that the LAN pool declared dead
+// is dead at once, even while the WAN pool still lists it; it is live again
+// once both pools see it alive. Same-region failures are thus detected at
+// LAN speed and other regions' at WAN speed. Between the two verdicts (≈ 2
+// to 4 s after a crash) the crashed node's region and the other regions
+// disagree on the members, as any two nodes may while membership changes;
+// once both pools converge, every node has the same members and owners.
+// A LAN-only fault (the LAN pool of a region cut while the WAN pool still
+// connects its nodes) makes the region drop a node the other regions keep
+// until the LAN pool heals. Interest gossip stays on the WAN pool: a
+// subscriber's registration with the owner is synchronous, so gossip speed
+// is off the critical path.
 //
 // The edge reaches the mesh through an interface of its own that *Cluster
 // satisfies, and the mesh reaches the edge through Local; mesh never imports

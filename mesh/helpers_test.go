@@ -274,6 +274,14 @@ func (tn *testNet) blocked(from, toAddr string) bool {
 	return ok && tn.partitioned && tn.group[from] != tn.group[to]
 }
 
+// crossRegion reports whether toAddr belongs to a node of another region.
+func (tn *testNet) crossRegion(from, toAddr string) bool {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	to, ok := tn.names[toAddr]
+	return ok && tn.region[from] != tn.region[to]
+}
+
 func (tn *testNet) delay(from, toAddr string) time.Duration {
 	tn.mu.Lock()
 	defer tn.mu.Unlock()
@@ -285,11 +293,14 @@ func (tn *testNet) delay(from, toAddr string) time.Duration {
 }
 
 // testTransport wraps memberlist's NetTransport: it drops traffic across
-// a partition, delays traffic between regions and counts bytes sent.
+// a partition (or all of it while cut), delays traffic between regions and
+// counts bytes sent.
 type testTransport struct {
 	*memberlist.NetTransport
 	tn      *testNet
 	name    string
+	cut     atomic.Bool  // drop every packet and refuse every dial
+	cross   atomic.Int64 // packets and dials to other regions
 	sent    atomic.Int64
 	packets atomic.Int64
 	plain   []byte      // if set, count packets that contain it
@@ -355,8 +366,11 @@ func (tt *testTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 }
 
 func (tt *testTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if tt.tn.blocked(tt.name, a.Addr) {
+	if tt.tn.blocked(tt.name, a.Addr) || tt.cut.Load() {
 		return time.Now(), nil
+	}
+	if tt.tn.crossRegion(tt.name, a.Addr) {
+		tt.cross.Add(1)
 	}
 	tt.sent.Add(int64(len(b)))
 	tt.packets.Add(1)
@@ -376,8 +390,11 @@ func (tt *testTransport) DialTimeout(addr string, timeout time.Duration) (net.Co
 }
 
 func (tt *testTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if tt.tn.blocked(tt.name, a.Addr) {
+	if tt.tn.blocked(tt.name, a.Addr) || tt.cut.Load() {
 		return nil, fmt.Errorf("test partition: %s cannot reach %s", tt.name, a.Addr)
+	}
+	if tt.tn.crossRegion(tt.name, a.Addr) {
+		tt.cross.Add(1)
 	}
 	c, err := tt.NetTransport.DialAddressTimeout(a, timeout)
 	if err != nil {
@@ -424,6 +441,7 @@ type testNode struct {
 	c     *Cluster
 	l     *fakeLocal
 	tr    *testTransport
+	lanTr *testTransport // the LAN pool's (Profile "wan"); nil if none
 	tn    *testNet
 	logs  *logBuffer
 	delay *delayDialer
@@ -447,6 +465,12 @@ func startNode(t testing.TB, tn *testNet, name string, o nodeOpts) *testNode {
 	}
 	l := newFakeLocal(name)
 	l.channels = o.channels
+	var lanTr *testTransport
+	var lanTransport memberlist.Transport
+	if o.profile == ProfileWAN {
+		lanTr = newTestTransport(t, tn, name)
+		lanTransport = lanTr
+	}
 	cfg := Config{
 		Name:           name,
 		Region:         o.region,
@@ -460,16 +484,23 @@ func startNode(t testing.TB, tn *testNet, name string, o nodeOpts) *testNode {
 		LinkQueue:      o.queue,
 		RequestTimeout: o.timeout,
 		Transport:      tr,
+		LANTransport:   lanTransport,
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: logLevel()})),
 	}
 	c, err := New(cfg, l)
 	if err != nil {
 		tr.Shutdown()
+		if lanTr != nil {
+			lanTr.Shutdown()
+		}
 		t.Fatal(err)
 	}
 	l.c.Store(c)
-	n := &testNode{t: t, name: name, c: c, l: l, tr: tr, tn: tn, logs: logs}
+	n := &testNode{t: t, name: name, c: c, l: l, tr: tr, lanTr: lanTr, tn: tn, logs: logs}
 	tn.add(name, o.region, tr.addr())
+	if lanTr != nil {
+		tn.add(name, o.region, lanTr.addr())
+	}
 	dd := &delayDialer{tn: tn, from: name}
 	n.delay = dd
 	c.dial = dd.dial
@@ -479,6 +510,9 @@ func startNode(t testing.TB, tn *testNet, name string, o nodeOpts) *testNode {
 	t.Cleanup(func() {
 		c.Kill()
 		tr.Shutdown() // memberlist shut it down; this is for a node that never started
+		if lanTr != nil {
+			lanTr.Shutdown()
+		}
 		dd.wait()
 	})
 	if !o.noStart {

@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -123,66 +122,4 @@ func BenchmarkForwardThroughput(b *testing.B) {
 	waitFor(b, 60*time.Second, "all delivered", func() bool {
 		return nodes[1].l.count(ch) == b.N && nodes[2].l.count(ch) == b.N
 	})
-}
-
-// TestWANDelay runs a two-region cluster (eu: n1, n2; us: n3) on the WAN
-// preset with 50 ms one-way delay between the regions, on gossip and on
-// links: delivery, registration and failure detection still work; the
-// test logs what the delay costs.
-func TestWANDelay(t *testing.T) {
-	if testing.Short() {
-		t.Skip("WAN failure detection takes several seconds")
-	}
-	const delay = 50 * time.Millisecond
-	tn := newTestNet()
-	tn.wanDelay = delay
-	eu := nodeOpts{profile: ProfileWAN, region: "eu", key: testKey, urls: map[string]string{"ws": "wss://eu.example.test/ws"}}
-	n1 := startNode(t, tn, "n1", eu)
-	eu.seeds = []string{n1.c.Addr()}
-	n2 := startNode(t, tn, "n2", eu)
-	us := eu
-	us.region, us.urls = "us", map[string]string{"ws": "wss://us.example.test/ws"}
-	n3 := startNode(t, tn, "n3", us)
-	nodes := []*testNode{n1, n2, n3}
-	waitConverged(t, nodes, 10*time.Second)
-
-	byRegion := map[string][]string{}
-	for _, m := range n1.c.Members() {
-		byRegion[m.Region] = append(byRegion[m.Region], m.PublicURLs["ws"])
-	}
-	if len(byRegion["eu"]) != 2 || len(byRegion["us"]) != 1 || byRegion["us"][0] != "wss://us.example.test/ws" {
-		t.Fatalf("public URLs by region: %v", byRegion)
-	}
-
-	// n3 (us) subscribes to a channel owned in eu; n2 (eu) publishes.
-	ch := channelOwnedBy(t, n1.c, "n1", "wan")
-	start := time.Now()
-	n3.register(ch)
-	t.Logf("WAN: cross-region registration answered in %v", time.Since(start).Round(time.Millisecond))
-	var lat []time.Duration
-	for i := range 10 {
-		start := time.Now()
-		if _, _, err := n2.c.Publish(context.Background(), ch, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, 5*time.Second, "n3 got it", func() bool { return n3.l.count(ch) == i+1 })
-		lat = append(lat, time.Since(start))
-	}
-	slices.Sort(lat)
-	t.Logf("WAN: publish in eu → delivery in us (one 50 ms hop): median %v", lat[len(lat)/2].Round(time.Millisecond))
-	lat = lat[:0]
-	for range 10 {
-		start := time.Now()
-		if _, _, err := n3.c.Publish(context.Background(), ch, []byte("y")); err != nil {
-			t.Fatal(err)
-		}
-		lat = append(lat, time.Since(start))
-	}
-	slices.Sort(lat)
-	t.Logf("WAN: publish from us to the eu owner, answered (two 50 ms hops): median %v", lat[len(lat)/2].Round(time.Millisecond))
-
-	// Failure detection across regions, WAN preset.
-	n2.c.Kill()
-	took := waitConverged(t, []*testNode{n1, n3}, 20*time.Second)
-	t.Logf("WAN preset, 50 ms between regions: killed node declared dead by all in %v", took.Round(time.Millisecond))
 }

@@ -11,6 +11,7 @@ type Member struct {
 	Name        string            // unique node name
 	Region      string            // the node's region
 	Addr        string            // memberlist address "host:port" (a seed)
+	LANAddr     string            // LAN pool address "host:port"; "" if the node runs none
 	ForwardAddr string            // link listener "host:port"
 	PublicURLs  map[string]string // e.g. {"wt": "https://...", "ws": "wss://..."}
 	Draining    bool              // the node is draining: it owns no channel while others can
@@ -22,6 +23,7 @@ type nodeMeta struct {
 	Version int               `json:"v"`
 	Region  string            `json:"r,omitempty"`
 	Forward string            `json:"f,omitempty"`
+	LAN     string            `json:"l,omitempty"` // LAN pool address
 	URLs    map[string]string `json:"u,omitempty"`
 	Drain   bool              `json:"d,omitempty"`
 }
@@ -54,6 +56,7 @@ func (m nodeMeta) member(name, addr string) Member {
 		Name:        name,
 		Region:      m.Region,
 		Addr:        addr,
+		LANAddr:     m.LAN,
 		ForwardAddr: m.Forward,
 		PublicURLs:  maps.Clone(m.URLs),
 		Draining:    m.Drain,

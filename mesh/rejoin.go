@@ -95,9 +95,15 @@ func (c *Cluster) resolveSeed(seed string) []string {
 // the membership disagrees with ours (it refused our link because we are
 // not a member in its view). Memberlist alone would fix this only at the
 // next periodic push/pull between the two, 15 s or more later.
+//
+// A peer of our region that the LAN pool does not list is joined in the LAN
+// pool as well: it may be refusing us because its LAN pool declared us
+// dead.
 func (c *Cluster) requestSync(peer string) {
 	c.memberMu.RLock()
-	m, ok := c.members[peer]
+	m, ok := c.wan[peer]
+	_, inLAN := c.lanMembers[peer]
+	lan := ok && !inLAN && c.inOurLAN(m)
 	c.memberMu.RUnlock()
 	if !ok || m.Addr == "" {
 		return
@@ -105,5 +111,8 @@ func (c *Cluster) requestSync(peer string) {
 	select {
 	case c.syncs <- m.Addr:
 	default:
+	}
+	if lan {
+		c.queueLANJoin(m.LANAddr)
 	}
 }

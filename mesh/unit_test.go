@@ -75,6 +75,11 @@ func TestConfigValidation(t *testing.T) {
 		"Join seed":               func(c *Config) { c.Join = []string{"no-port"} },
 		"must not be negative":    func(c *Config) { c.LinkQueue = -1 },
 		"metadata is":             func(c *Config) { c.PublicURLs = map[string]string{"ws": strings.Repeat("x", 500)} },
+		"LANBind is required": func(c *Config) {
+			c.Profile, c.Bind, c.Transport = ProfileWAN, "", (*testTransport)(nil)
+		},
+		"LANBind \"nope\"":     func(c *Config) { c.Profile, c.LANBind = ProfileWAN, "nope" },
+		"LANAdvertise \"x:y\"": func(c *Config) { c.Profile, c.LANAdvertise = ProfileWAN, "x:y" },
 	}
 	for want, mutate := range cases {
 		cfg := good
@@ -87,6 +92,30 @@ func TestConfigValidation(t *testing.T) {
 	if _, err := New(good, nil); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("nil Local: %v", err)
 	}
+	// With Profile "wan", the LAN pool's address takes room in the metadata.
+	fits := good
+	for n := 300; ; n++ {
+		fits.PublicURLs = map[string]string{"ws": strings.Repeat("x", n)}
+		wan := fits
+		wan.Profile = ProfileWAN
+		if _, err := New(wan, newFakeLocal("n1")); err != nil {
+			if !strings.Contains(err.Error(), "metadata is") {
+				t.Fatalf("wan profile: %v", err)
+			}
+			break
+		}
+	}
+	if _, err := New(fits, newFakeLocal("n1")); err != nil {
+		t.Errorf("metadata without a LAN pool address: %v", err)
+	}
+	w := good
+	w.Profile = ProfileWAN
+	if d := w.withDefaults(); d.LANBind != "127.0.0.1:0" {
+		t.Errorf("LANBind default with Bind %q: %q", w.Bind, d.LANBind)
+	}
+	if d := good.withDefaults(); d.LANBind != "" {
+		t.Errorf("LANBind default with Profile lan: %q", d.LANBind)
+	}
 	d := good.withDefaults()
 	if d.Region != "local" || d.Profile != ProfileLAN || d.LinkQueue != 65536 || d.RejoinInterval.Seconds() != 10 || d.RequestTimeout.Seconds() != 5 || d.Logger == nil {
 		t.Errorf("defaults: %+v", d)
@@ -94,9 +123,9 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestMeta(t *testing.T) {
-	m := nodeMeta{Region: "eu", Forward: "10.0.0.1:7000", URLs: map[string]string{"ws": "wss://a/ws"}, Drain: true}
+	m := nodeMeta{Region: "eu", Forward: "10.0.0.1:7000", LAN: "10.0.0.1:7001", URLs: map[string]string{"ws": "wss://a/ws"}, Drain: true}
 	got, err := decodeMeta(m.encode())
-	if err != nil || got.Region != "eu" || got.Forward != m.Forward || got.URLs["ws"] != "wss://a/ws" || !got.Drain || got.Version != metaVersion {
+	if err != nil || got.Region != "eu" || got.Forward != m.Forward || got.member("n", "").LANAddr != m.LAN || got.URLs["ws"] != "wss://a/ws" || !got.Drain || got.Version != metaVersion {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	if _, err := decodeMeta(nil); err == nil {

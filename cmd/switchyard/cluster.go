@@ -60,6 +60,7 @@ func newCluster(o options, logger *slog.Logger) (*mesh.Cluster, *localProxy, err
 		Join:        o.join,
 		Key:         key,
 		Profile:     o.meshProfile,
+		LANBind:     o.meshLANBind,
 		ForwardBind: forward,
 		TLS:         tlsConf,
 		Logger:      logger,

@@ -32,6 +32,7 @@ type fileConfig struct {
 	MeshKey        string   `json:"mesh_key"`
 	MeshTLS        string   `json:"mesh_tls"`
 	MeshProfile    string   `json:"mesh_profile"`
+	MeshLANBind    string   `json:"mesh_lan_bind"`
 	PingInterval   duration `json:"ping_interval"`
 	PongTimeout    duration `json:"pong_timeout"`
 }
@@ -69,6 +70,7 @@ type options struct {
 	meshKey        string
 	meshTLS        string
 	meshProfile    string
+	meshLANBind    string
 	pingInterval   time.Duration
 	pongTimeout    time.Duration
 }
@@ -96,7 +98,8 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&join, "join", "", "comma-separated gossip `addresses` of seed nodes")
 	fs.StringVar(&o.meshKey, "mesh-key", "", "gossip encryption `key`: base64 of 16, 24 or 32 bytes, or @FILE")
 	fs.StringVar(&o.meshTLS, "mesh-tls", "", "`directory` with ca.pem, NODE.pem and NODE.key for the forwarding links (switchyard certs init)")
-	fs.StringVar(&o.meshProfile, "mesh-profile", "lan", "gossip timings: lan or wan")
+	fs.StringVar(&o.meshProfile, "mesh-profile", "lan", "gossip timings: lan (one region) or wan (a cluster across regions: WAN timings between regions plus a LAN pool within this node's region)")
+	fs.StringVar(&o.meshLANBind, "mesh-lan-bind", "", "with --mesh-profile wan: the region's LAN gossip `address`; default: the mesh-bind host, any port")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -143,6 +146,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		apply("mesh-key", &o.meshKey, fc.MeshKey)
 		apply("mesh-tls", &o.meshTLS, fc.MeshTLS)
 		apply("mesh-profile", &o.meshProfile, fc.MeshProfile)
+		apply("mesh-lan-bind", &o.meshLANBind, fc.MeshLANBind)
 		if !set["join"] && len(fc.Join) > 0 {
 			join = strings.Join(fc.Join, ",")
 		}
