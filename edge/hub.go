@@ -247,6 +247,18 @@ func (h *Hub) Subscribe(name string, s protocols.Session, reply func(Position) [
 	return true
 }
 
+// dropSubscribers closes every local subscriber's session: publications of
+// the channel were lost before reaching this node. The sessions leave the
+// channel as they end.
+func (ch *channel) dropSubscribers() {
+	for _, s := range ch.subs {
+		s.CloseWith(&protocols.CloseError{
+			Code:   protocols.CodeMissedMessages,
+			Reason: "publications of " + ch.name + " were lost on the way to this node; resubscribe",
+		})
+	}
+}
+
 func (ch *channel) isPending(s protocols.Session) bool {
 	for _, p := range ch.pending {
 		if p.s == s {
@@ -309,6 +321,11 @@ func (h *Hub) Registered(name, epoch string, offset uint64) {
 	ch := h.lookup(name)
 	if ch == nil {
 		return // everyone left before the owner answered
+	}
+	if ch.registered && !ch.sequencer && epoch == ch.epoch && offset > ch.offset {
+		// A new registration with the same owner starts past what was
+		// delivered here: the publications between were lost.
+		ch.dropSubscribers()
 	}
 	ch.registered, ch.registering = true, false
 	if !(ch.sequencer && h.owns(name)) {
@@ -386,11 +403,23 @@ func (h *Hub) Sequence(name string, data []byte) Position {
 }
 
 // Deliver hands a publication sequenced by the channel's owner on another
-// node to the local subscribers.
+// node to the local subscribers. A publication that skips offsets of the
+// current epoch means some were lost on the way (a link reset): the local
+// subscribers are closed with CodeMissedMessages, to resubscribe, rather
+// than silently miss them.
 func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 	ch := h.lookup(name)
 	if ch == nil {
 		return
+	}
+	if epoch == ch.epoch && !ch.sequencer {
+		if offset <= ch.offset {
+			ch.mu.Unlock() // already delivered (or before our registration)
+			return
+		}
+		if offset != ch.offset+1 {
+			ch.dropSubscribers()
+		}
 	}
 	ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
 	for _, s := range ch.subs {

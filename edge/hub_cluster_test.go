@@ -172,3 +172,35 @@ func TestHubHoldGivesTheNextEpoch(t *testing.T) {
 		t.Fatalf("held %+v, then published %+v", held, p)
 	}
 }
+
+func TestHubClosesSubscribersOnAGap(t *testing.T) {
+	fc := &fakeCluster{owned: map[string]bool{}}
+	h := NewHub(HubConfig{Cluster: fc})
+	s := &fakeSession{id: "s", keep: true}
+	h.Subscribe("c", s, subscribedReply, nil)
+	h.Registered("c", "e", 5)
+	h.Deliver("c", "e", 6, protocols.EncodeMessage("c", "e", 6, nil))
+	h.Deliver("c", "e", 6, protocols.EncodeMessage("c", "e", 6, nil)) // a duplicate is dropped
+	if got := frameKinds(t, s); len(got) != 2 {
+		t.Fatalf("frames %v, want subscribed and one message", got)
+	}
+	if s.closed != nil {
+		t.Fatalf("closed with %v before any gap", s.closed)
+	}
+	h.Deliver("c", "e", 8, protocols.EncodeMessage("c", "e", 8, nil)) // 7 was lost
+	if s.closed == nil || s.closed.Code != protocols.CodeMissedMessages {
+		t.Fatalf("after a gap the subscriber was closed with %v, want %d", s.closed, protocols.CodeMissedMessages)
+	}
+	// A new epoch (new owner) is a new stream, not a gap.
+	s2 := &fakeSession{id: "s2", keep: true}
+	h.Subscribe("c", s2, subscribedReply, nil)
+	h.Deliver("c", "f", 1, protocols.EncodeMessage("c", "f", 1, nil))
+	if s2.closed != nil {
+		t.Fatalf("a new epoch closed the subscriber: %v", s2.closed)
+	}
+	// A re-registration with the same owner that starts further on is a gap.
+	h.Registered("c", "f", 4)
+	if s2.closed == nil || s2.closed.Code != protocols.CodeMissedMessages {
+		t.Fatalf("re-registration past the delivered offset: closed with %v", s2.closed)
+	}
+}

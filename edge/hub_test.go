@@ -21,13 +21,18 @@ type fakeSession struct {
 	frames [][]byte
 	keep   bool
 	n      int
+	closed *protocols.CloseError
 }
 
 func (f *fakeSession) ID() string                        { return f.id }
 func (f *fakeSession) Protocol() string                  { return "fake" }
 func (f *fakeSession) Context() context.Context          { return context.Background() }
 func (f *fakeSession) Close(protocols.CloseCode, string) {}
-func (f *fakeSession) CloseWith(*protocols.CloseError)   {}
+func (f *fakeSession) CloseWith(ce *protocols.CloseError) {
+	f.mu.Lock()
+	f.closed = ce
+	f.mu.Unlock()
+}
 func (f *fakeSession) Send(b []byte) error {
 	f.mu.Lock()
 	f.n++

@@ -26,6 +26,7 @@ const (
 	CodeHeartbeatTimeout CloseCode = 3002 // no pong within the pong timeout
 	CodeInternalError    CloseCode = 3003 // the node failed; try again
 	CodeHandshakeTimeout CloseCode = 3004 // no Connect frame in time
+	CodeMissedMessages   CloseCode = 3005 // publications were lost on the way to this node: resubscribe
 )
 
 // Terminal codes.
@@ -72,6 +73,8 @@ func (c CloseCode) String() string {
 		return "internal error"
 	case CodeHandshakeTimeout:
 		return "handshake timeout"
+	case CodeMissedMessages:
+		return "missed messages"
 	case CodeBadFrame:
 		return "bad frame"
 	case CodeFrameTooLarge:
