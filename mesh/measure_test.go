@@ -17,7 +17,7 @@ import (
 // push/pull, all counted in the transport.
 func TestIdleGossipTraffic(t *testing.T) {
 	if testing.Short() {
-		t.Skip("6 s measurement")
+		t.Skip("a 6 s measurement; skipped with -short")
 	}
 	tn := newTestNet()
 	nodes := startCluster(t, tn, 5, nodeOpts{key: testKey})

@@ -84,7 +84,7 @@ func median(d []time.Duration) time.Duration {
 // the other region at WAN speed. The test logs what the delay costs.
 func TestRegions(t *testing.T) {
 	if testing.Short() {
-		t.Skip("WAN failure detection takes several seconds")
+		t.Skip("WAN failure detection takes several seconds; skipped with -short")
 	}
 	tn := newTestNet()
 	tn.wanDelay = regionDelay
@@ -256,7 +256,7 @@ func TestRegions(t *testing.T) {
 // owners agree and delivery across regions works again.
 func TestRegionPartitions(t *testing.T) {
 	if testing.Short() {
-		t.Skip("WAN failure detection takes several seconds")
+		t.Skip("WAN failure detection takes several seconds; skipped with -short")
 	}
 	tn := newTestNet()
 	tn.wanDelay = regionDelay
