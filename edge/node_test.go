@@ -668,3 +668,37 @@ func TestShutdownSaysGoingAway(t *testing.T) {
 		t.Fatal("dial after shutdown succeeded")
 	}
 }
+
+// The same over WebTransport: a client that stops reading (its Messages
+// buffer full, its read loop blocked, then QUIC flow control) must not hold
+// up anyone; its session is closed as a slow consumer.
+func TestFrozenWebTransportReader(t *testing.T) {
+	n := startNode(t, func(c *edge.Config) {
+		c.Session.SendQueueFrames = 64
+		c.Session.SendQueueBytes = 1 << 20
+		// The frozen session's writer is stuck in a write until this
+		// deadline; only then does its close go out.
+		c.Session.WriteTimeout = time.Second
+	})
+	frozen := n.dial(t, protocols.WebTransport, func(o *client.Options) { o.MessageBuffer = 1 })
+	if _, err := frozen.Subscribe(ctxT(t), "firehose"); err != nil {
+		t.Fatal(err)
+	}
+	healthy := n.dial(t, protocols.WebSocket)
+	sub, err := healthy.Subscribe(ctxT(t), "firehose")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := n.Sessions()
+	payload := bytes.Repeat([]byte("z"), 16<<10)
+	for range 40 {
+		for range 50 {
+			n.Hub().Sequence("firehose", payload)
+		}
+		receive(t, sub, 50)
+	}
+	waitFor(t, 10*time.Second, "the frozen session to be closed", func() bool { return n.Sessions() == before-1 })
+	if got := n.Hub().Subscribers("firehose"); got != 1 {
+		t.Fatalf("%d subscribers left, want the healthy one", got)
+	}
+}
