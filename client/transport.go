@@ -1,11 +1,9 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +17,8 @@ import (
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/switchyard/switchyard/protocols"
+	wsadapter "github.com/switchyard/switchyard/protocols/websocket"
+	wtadapter "github.com/switchyard/switchyard/protocols/webtransport"
 )
 
 // transport is one connection to a server. The client's read loop alone
@@ -51,11 +51,8 @@ var (
 // wsTransport is a WebSocket connection: each binary message carries one
 // or more whole frames.
 type wsTransport struct {
-	c *websocket.Conn
-
-	// owned by the read loop
-	msg  bytes.Buffer // the current message
-	rest []byte       // frames of msg not yet returned
+	c  *websocket.Conn
+	fr *wsadapter.FrameReader // owned by the read loop
 
 	abortOnce sync.Once
 }
@@ -81,7 +78,7 @@ func dialWebSocket(ctx context.Context, rawURL string, tlsConf *tls.Config, orig
 		return nil, err
 	}
 	c.SetReadLimit(maxMessageSize)
-	return &wsTransport{c: c}, nil
+	return &wsTransport{c: c, fr: wsadapter.NewFrameReader(c, maxFrameSize, maxMessageSize, 1<<20)}, nil
 }
 
 // handshakeError describes a refused WebSocket upgrade, with the server's
@@ -99,46 +96,7 @@ func handshakeError(rsp *http.Response, err error) error {
 
 func (t *wsTransport) name() string { return protocols.WebSocket }
 
-func (t *wsTransport) readFrame() ([]byte, error) {
-	if len(t.rest) == 0 {
-		if err := t.readMessage(); err != nil {
-			return nil, err
-		}
-	}
-	body, rest, err := protocols.NextFrame(t.rest, maxFrameSize)
-	if err != nil {
-		return nil, err
-	}
-	t.rest = rest
-	return body, nil
-}
-
-func (t *wsTransport) readMessage() error {
-	typ, r, err := t.c.NextReader()
-	if err != nil {
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			return &protocols.CloseError{Code: protocols.CloseCode(ce.Code), Reason: ce.Text, Remote: true}
-		}
-		return err
-	}
-	if typ != websocket.BinaryMessage {
-		return fmt.Errorf("%w: text message from the server", protocols.ErrMalformed)
-	}
-	// Keep a modest buffer for the next message; let a rare big one go.
-	if t.msg.Cap() > 1<<20 {
-		t.msg = bytes.Buffer{}
-	}
-	t.msg.Reset()
-	if _, err := t.msg.ReadFrom(r); err != nil {
-		return err
-	}
-	t.rest = t.msg.Bytes()
-	if len(t.rest) == 0 {
-		return fmt.Errorf("%w: empty message", protocols.ErrMalformed)
-	}
-	return nil
-}
+func (t *wsTransport) readFrame() ([]byte, error) { return t.fr.Next() }
 
 func (t *wsTransport) writeFrames(frames [][]byte, deadline time.Time) error {
 	if err := t.c.SetWriteDeadline(deadline); err != nil {
@@ -241,17 +199,7 @@ func dialWebTransport(ctx context.Context, rawURL string, tlsConf *tls.Config, o
 
 func (t *wtTransport) name() string { return protocols.WebTransport }
 
-func (t *wtTransport) readFrame() ([]byte, error) {
-	b, err := t.fr.Next()
-	if err != nil {
-		var se *webtransport.SessionError
-		if errors.As(err, &se) && se.Remote {
-			return nil, &protocols.CloseError{Code: protocols.CloseCode(se.ErrorCode), Reason: se.Message, Remote: true}
-		}
-		return nil, err
-	}
-	return b, nil
-}
+func (t *wtTransport) readFrame() ([]byte, error) { return wtadapter.ReadFrame(t.fr) }
 
 // writeFrames copies a batch into one buffer and writes it at once.
 func (t *wtTransport) writeFrames(frames [][]byte, deadline time.Time) error {

@@ -67,12 +67,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type wire struct {
-	c   *websocket.Conn
-	max int
-
-	// owned by the read loop
-	msg  []byte // the current message
-	rest []byte // frames of msg not yet returned
+	c  *websocket.Conn
+	fr *FrameReader // owned by the read loop
 
 	// owned by the writer
 	deadline protocols.Deadline
@@ -81,27 +77,51 @@ type wire struct {
 }
 
 func newWire(c *websocket.Conn, maxFrame int) *wire {
-	return &wire{c: c, max: maxFrame}
+	return &wire{c: c, fr: NewFrameReader(c, maxFrame, protocols.MaxMessageSize(maxFrame), 64<<10)}
 }
 
-// ReadFrame returns the next frame of the current message, reading the next
-// binary message when the current one is used up.
-func (w *wire) ReadFrame() ([]byte, error) {
-	if len(w.rest) == 0 {
-		if err := w.readMessage(); err != nil {
+func (w *wire) ReadFrame() ([]byte, error) { return w.fr.Next() }
+
+// FrameReader reads the frames of a WebSocket connection's binary messages,
+// each holding one or more whole frames. The server's sessions and the Go
+// client both read through it.
+type FrameReader struct {
+	c          *websocket.Conn
+	maxFrame   int
+	maxMessage int
+	keep       int // largest buffer kept for the next message
+
+	msg  []byte // the current message
+	rest []byte // frames of msg not yet returned
+}
+
+// NewFrameReader reads frames of at most maxFrame bytes from messages of
+// at most maxMessage bytes, keeping a read buffer of up to keep bytes
+// between messages.
+func NewFrameReader(c *websocket.Conn, maxFrame, maxMessage, keep int) *FrameReader {
+	return &FrameReader{c: c, maxFrame: maxFrame, maxMessage: maxMessage, keep: keep}
+}
+
+// Next returns the next frame body, valid until the following call. A
+// close frame from the peer is returned as a *protocols.CloseError with
+// Remote set; a text message or an empty one wraps protocols.ErrMalformed,
+// an oversized one protocols.ErrFrameTooLarge.
+func (r *FrameReader) Next() ([]byte, error) {
+	if len(r.rest) == 0 {
+		if err := r.readMessage(); err != nil {
 			return nil, err
 		}
 	}
-	body, rest, err := protocols.NextFrame(w.rest, w.max)
+	body, rest, err := protocols.NextFrame(r.rest, r.maxFrame)
 	if err != nil {
 		return nil, err
 	}
-	w.rest = rest
+	r.rest = rest
 	return body, nil
 }
 
-func (w *wire) readMessage() error {
-	typ, r, err := w.c.NextReader()
+func (r *FrameReader) readMessage() error {
+	typ, mr, err := r.c.NextReader()
 	if err != nil {
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) {
@@ -112,8 +132,8 @@ func (w *wire) readMessage() error {
 	if typ != websocket.BinaryMessage {
 		return fmt.Errorf("%w: text messages are not part of switchyard.v1; send binary frames", protocols.ErrMalformed)
 	}
-	limit := protocols.MaxMessageSize(w.max)
-	buf := w.msg[:0]
+	limit := r.maxMessage
+	buf := r.msg[:0]
 	for {
 		if len(buf) == cap(buf) {
 			if len(buf) > limit {
@@ -121,7 +141,7 @@ func (w *wire) readMessage() error {
 			}
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Read(buf[len(buf):min(cap(buf), limit+1)])
+		n, err := mr.Read(buf[len(buf):min(cap(buf), limit+1)])
 		buf = buf[:len(buf)+n]
 		if len(buf) > limit {
 			return fmt.Errorf("%w: message over %d bytes", protocols.ErrFrameTooLarge, limit)
@@ -137,12 +157,12 @@ func (w *wire) readMessage() error {
 		return fmt.Errorf("%w: empty message", protocols.ErrMalformed)
 	}
 	// Keep small buffers for the next message; let a rare big one go.
-	if cap(buf) <= 64<<10 {
-		w.msg = buf
+	if cap(buf) <= r.keep {
+		r.msg = buf
 	} else {
-		w.msg = nil
+		r.msg = nil
 	}
-	w.rest = buf
+	r.rest = buf
 	return nil
 }
 

@@ -172,8 +172,13 @@ func newWire(sess *webtransport.Session, str *webtransport.Stream, maxFrame int)
 	return &wire{sess: sess, str: str, fr: protocols.NewFrameReader(str, maxFrame)}
 }
 
-func (w *wire) ReadFrame() ([]byte, error) {
-	b, err := w.fr.Next()
+func (w *wire) ReadFrame() ([]byte, error) { return ReadFrame(w.fr) }
+
+// ReadFrame reads the next frame of a control stream; the peer's session
+// close comes back as a *protocols.CloseError with Remote set. The server's
+// sessions and the Go client both read through it.
+func ReadFrame(fr *protocols.FrameReader) ([]byte, error) {
+	b, err := fr.Next()
 	if err != nil {
 		var se *webtransport.SessionError
 		if errors.As(err, &se) && se.Remote {
