@@ -1,6 +1,10 @@
 package edge
 
-import "errors"
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
 
 // NodeInfo describes a node of the cluster for /api/nodes and redirects.
 type NodeInfo struct {
@@ -13,9 +17,29 @@ type NodeInfo struct {
 
 // PublicURLs are the URLs clients use to reach this node, once started:
 // "wt" (WebTransport), "wss" (WebSocket over TLS), "ws" (plain WebSocket).
+// They come from Config.PublicURLs when set (an https URL gives "wt" and
+// "wss", an http one "ws"), else from the listen addresses.
 func (n *Node) PublicURLs() map[string]string {
-	a := n.Addrs()
 	urls := map[string]string{}
+	if len(n.cfg.PublicURLs) > 0 {
+		for _, raw := range n.cfg.PublicURLs {
+			u, err := url.Parse(raw)
+			if err != nil {
+				continue // New checked them
+			}
+			switch strings.ToLower(u.Scheme) {
+			case "https":
+				urls["wt"] = "https://" + u.Host + "/wt"
+				urls["wss"] = "wss://" + u.Host + "/ws"
+			case "wss":
+				urls["wss"] = "wss://" + u.Host + "/ws"
+			case "http", "ws":
+				urls["ws"] = "ws://" + u.Host + "/ws"
+			}
+		}
+		return urls
+	}
+	a := n.Addrs()
 	if a.QUIC != nil {
 		urls["wt"] = "https://" + a.QUIC.String() + "/wt"
 	}

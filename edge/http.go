@@ -10,28 +10,52 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/protocols"
 )
 
-func (n *Node) routes() *http.ServeMux {
+// httpWriteTimeout bounds writing an answer on the TCP listeners. It does
+// not reach WebSocket sessions: gorilla/websocket clears the deadlines
+// net/http set when it takes the connection over.
+const httpWriteTimeout = 30 * time.Second
+
+// httpServer is the server of one TCP listener.
+func (n *Node) httpServer(errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           n.mux,
+		ReadHeaderTimeout: n.cfg.HTTPReadHeaderTimeout,
+		// A backstop for the whole request: /api/publish sets its own
+		// deadline for the body, refuse one for discarding an unread body.
+		ReadTimeout:  n.cfg.HTTPReadHeaderTimeout + n.cfg.HTTPBodyTimeout,
+		WriteTimeout: httpWriteTimeout,
+		IdleTimeout:  n.cfg.HTTPIdleTimeout,
+		ConnState:    releaseHandedOff,
+		ErrorLog:     errLog,
+	}
+}
+
+func (n *Node) routes() http.Handler {
+	getHead := []string{http.MethodGet, http.MethodHead}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", n.unlessStopping(n.ws))
 	if n.wt != nil {
 		mux.Handle("/wt", n.unlessStopping(n.wt))
 	}
-	mux.HandleFunc("/api/publish", n.apiPublish)
-	mux.HandleFunc("/api/nodes", n.apiNodes)
+	mux.Handle("/api/publish", n.only([]string{http.MethodPost}, http.HandlerFunc(n.apiPublish)))
+	mux.Handle("/api/nodes", n.only([]string{http.MethodGet}, http.HandlerFunc(n.apiNodes)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		protocols.WriteHTTPError(w, http.StatusNotFound, "not_found", "no such API endpoint: "+r.URL.Path)
+		n.refuse(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such API endpoint: %.64q", r.URL.Path))
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/healthz", n.only(getHead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node": n.cfg.Name, "region": n.cfg.Region})
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("/readyz", n.only(getHead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.mu.Lock()
 		stopping := n.stopping
 		n.mu.Unlock()
@@ -40,17 +64,68 @@ func (n *Node) routes() *http.ServeMux {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
-	})
+	})))
 	own := map[string]bool{"/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/healthz": true, "/readyz": true, "/certhash": true}
 	if n.cfg.Certs != nil {
-		mux.HandleFunc("/certhash", n.certHash)
+		mux.Handle("/certhash", n.only([]string{http.MethodGet, http.MethodHead, http.MethodOptions}, http.HandlerFunc(n.certHash)))
 	}
 	for p, h := range n.cfg.Extra {
 		if !own[p] {
-			mux.Handle(p, h)
+			mux.Handle(p, n.only(getHead, h))
 		}
 	}
-	return mux
+	return n.closeUnreadBodies(mux)
+}
+
+// closeUnreadBodies wraps the routes. Only /api/publish reads a request
+// body; an HTTP/1 request to any other path that announces one has its
+// connection closed after the answer, instead of net/http waiting for the
+// body so that it can read the next request.
+func (n *Node) closeUnreadBodies(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/publish" {
+			n.closeAfterReply(w, r, true)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// closeAfterReply makes an HTTP/1 request that announced a body (a
+// Content-Length or chunked) close its connection after the answer: with
+// "Connection: close", net/http writes the answer at once instead of first
+// reading up to 256 KiB of the body. It still discards what arrives of the
+// body after the answer, to close cleanly; with bound, that may take at
+// most HTTPBodyTimeout from now (without it, the current read deadline
+// stands: a body that timed out is not waited for again). HTTP/2 and
+// HTTP/3 reset the stream of an unread body instead, and forbid the header.
+func (n *Node) closeAfterReply(w http.ResponseWriter, r *http.Request, bound bool) {
+	if r.ProtoMajor != 1 || r.ContentLength == 0 {
+		return
+	}
+	w.Header().Set("Connection", "close")
+	if bound {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(n.cfg.HTTPBodyTimeout))
+	}
+}
+
+// refuse answers with a JSON error without reading the request's body,
+// closing the connection after the answer when a body was announced.
+func (n *Node) refuse(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	n.closeAfterReply(w, r, true)
+	protocols.WriteHTTPError(w, status, code, message)
+}
+
+// only answers 405 with an Allow header to methods other than methods.
+func (n *Node) only(methods []string, h http.Handler) http.Handler {
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allow)
+			n.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "use "+allow)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // unlessStopping answers 503 instead of opening a session once the node
@@ -63,7 +138,7 @@ func (n *Node) unlessStopping(h http.Handler) http.Handler {
 		n.mu.Unlock()
 		if stopping {
 			w.Header().Set("Retry-After", "1")
-			protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; connect to another")
+			n.refuse(w, r, http.StatusServiceUnavailable, "shutting_down", "this node is shutting down; connect to another")
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -84,7 +159,7 @@ func (n *Node) certHash(w http.ResponseWriter, r *http.Request) {
 	}
 	cert, err := n.cfg.Certs.GetCertificate(&tls.ClientHelloInfo{})
 	if err != nil || cert == nil || len(cert.Certificate) == 0 {
-		protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "no_certificate", "no certificate loaded")
+		n.refuse(w, r, http.StatusServiceUnavailable, "no_certificate", "no certificate loaded")
 		return
 	}
 	sum := sha256.Sum256(cert.Certificate[0])
@@ -112,27 +187,38 @@ type publishRequest struct {
 // apiPublish publishes to a channel for an app back end:
 // POST /api/publish, X-API-Key, {"channel": "news", "data": "text"} or
 // {"channel": "news", "data_base64": "..."} → {"epoch": "...", "offset": n}.
+// The body must arrive within HTTPBodyTimeout.
 func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		protocols.WriteHTTPError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
-		return
-	}
 	if !n.apiAuthorized(w, r) {
 		return
 	}
 	// The payload may be base64 (4/3 of its size) plus the JSON around it.
 	limit := int64(n.cfg.Session.MaxFrameSize)*4/3 + 4096
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", limit))
-			return
-		}
-		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_body", "read body: "+err.Error())
+	if r.ContentLength > limit {
+		n.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", limit))
 		return
 	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(n.cfg.HTTPBodyTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		// The body is cut short: close after the answer, not waiting for
+		// the rest beyond the deadline already set.
+		n.closeAfterReply(w, r, false)
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", limit))
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			protocols.WriteHTTPError(w, http.StatusRequestTimeout, "body_timeout", fmt.Sprintf("the body did not arrive within %v", n.cfg.HTTPBodyTimeout))
+		default:
+			protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_body", "read body: "+err.Error())
+		}
+		return
+	}
+	// The body is in: lift the deadline, which would otherwise end the
+	// request's context while the publication is under way.
+	_ = rc.SetReadDeadline(time.Time{})
 	var req publishRequest
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
@@ -182,11 +268,6 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 // "region": region, "regions": {"eu": [NodeInfo...]}}. It needs no key: it
 // tells only public URLs.
 func (n *Node) apiNodes(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		protocols.WriteHTTPError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
-		return
-	}
 	nodes := []NodeInfo{{Name: n.cfg.Name, Region: n.cfg.Region, URLs: n.PublicURLs(), Self: true}}
 	if n.cfg.Nodes != nil {
 		nodes = n.cfg.Nodes()
@@ -200,16 +281,16 @@ func (n *Node) apiNodes(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) apiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 	if n.cfg.APIKey == "" {
-		protocols.WriteHTTPError(w, http.StatusForbidden, "api_disabled", "this node has no API key configured")
+		n.refuse(w, r, http.StatusForbidden, "api_disabled", "this node has no API key configured")
 		return false
 	}
 	key := r.Header.Get("X-API-Key")
 	if key == "" {
-		protocols.WriteHTTPError(w, http.StatusUnauthorized, "missing_api_key", "send the X-API-Key header")
+		n.refuse(w, r, http.StatusUnauthorized, "missing_api_key", "send the X-API-Key header")
 		return false
 	}
 	if subtle.ConstantTimeCompare([]byte(key), []byte(n.cfg.APIKey)) != 1 {
-		protocols.WriteHTTPError(w, http.StatusUnauthorized, "bad_api_key", "the X-API-Key is wrong")
+		n.refuse(w, r, http.StatusUnauthorized, "bad_api_key", "the X-API-Key is wrong")
 		return false
 	}
 	return true

@@ -227,7 +227,7 @@ func (h *Hub) Subscribe(name string, s protocols.Session, reply func(Position) [
 	register := false
 	if ch.registered {
 		ch.add(s)
-		_ = s.Send(reply(Position{Epoch: ch.epoch, Offset: ch.offset}))
+		_ = s.Reply(reply(Position{Epoch: ch.epoch, Offset: ch.offset}))
 	} else {
 		ch.pending = append(ch.pending, pendingSub{s: s, reply: reply, fail: fail})
 		if !ch.registering {
@@ -304,7 +304,7 @@ func (h *Hub) registerTimedOut(name string) {
 		return
 	}
 	for _, p := range ch.pending {
-		_ = p.s.Send(p.fail)
+		_ = p.s.Reply(p.fail)
 	}
 	ch.pending = nil
 	ch.registering = false
@@ -334,7 +334,7 @@ func (h *Hub) Registered(name, epoch string, offset uint64) {
 	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
 	for _, p := range ch.pending {
 		ch.add(p.s)
-		_ = p.s.Send(p.reply(pos))
+		_ = p.s.Reply(p.reply(pos))
 	}
 	ch.pending = nil
 	h.release(ch)
@@ -353,7 +353,7 @@ func (h *Hub) Unsubscribe(name string, s protocols.Session, reply []byte) bool {
 		return false
 	}
 	if reply != nil {
-		_ = s.Send(reply)
+		_ = s.Reply(reply)
 	}
 	last := len(ch.subs) == 0 && len(ch.pending) == 0
 	if last {

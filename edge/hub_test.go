@@ -43,6 +43,8 @@ func (f *fakeSession) Send(b []byte) error {
 	return nil
 }
 
+func (f *fakeSession) Reply(b []byte) error { return f.Send(b) }
+
 func (f *fakeSession) messages(t *testing.T) []*protocols.Message {
 	t.Helper()
 	f.mu.Lock()

@@ -50,10 +50,20 @@ type Config struct {
 	APIKey string
 	// AllowedOrigins lists the browser origins ("https://app.example.com")
 	// that may open sessions; "*" allows any. Requests without an Origin
-	// header (non-browser clients), same-origin requests and pages served
-	// by this node's own listeners (on a loopback listener: as 127.0.0.1,
-	// localhost or [::1]) are always allowed.
+	// header (non-browser clients) and pages served by this node itself
+	// are always allowed: the origins of its listeners (on a loopback
+	// listener also as localhost and [::1]; on an unspecified address such
+	// as 0.0.0.0, each address of the host's interfaces) and of PublicURLs.
+	// The request's Host header is never trusted for this, so a page on a
+	// rebinding DNS name cannot pass as the node's own.
 	AllowedOrigins []string
+	// PublicURLs are the URLs clients reach this node by when they are not
+	// its listen addresses (a DNS name, a proxy), such as
+	// "https://rt.example.com" (WebTransport and wss://) or
+	// "http://rt.example.com:8080" (ws://). Pages of their origins may
+	// connect, and they are what PublicURLs() advertises. Zero: the listen
+	// addresses.
+	PublicURLs []string
 
 	// Session tunes every session (queue limits, heartbeats, frame size).
 	Session protocols.SessionConfig
@@ -64,6 +74,24 @@ type Config struct {
 	// ConnectTimeout is how long a new session may take to send Connect.
 	// Zero: 10 s.
 	ConnectTimeout time.Duration
+	// HTTPReadHeaderTimeout is how long a client of the TCP listeners may
+	// take to send a request's headers (on the TLS listener, also the TLS
+	// handshake). Zero: 10 s.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPBodyTimeout is how long an API request may take to send its body
+	// (408 body_timeout after), and how long a refused request's unread
+	// body is waited for before its connection closes. Zero: 10 s.
+	HTTPBodyTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive connection that has waited this
+	// long for its next request. Zero: 60 s.
+	HTTPIdleTimeout time.Duration
+	// MaxHTTPConnsPerIP caps the TCP connections of one client IP, over
+	// both TCP listeners, that are still HTTP connections: one upgraded to
+	// a WebSocket session stops counting. Over the cap, a plain-HTTP
+	// connection is answered 429 and closed, a TLS one closed. Behind a
+	// proxy all clients share its IP: raise it or turn it off. Zero: 256;
+	// negative: no cap.
+	MaxHTTPConnsPerIP int
 
 	// Cluster joins the node to a mesh; nil: the node is on its own.
 	Cluster Cluster
@@ -101,6 +129,18 @@ func (c Config) withDefaults() Config {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
 	}
+	if c.HTTPReadHeaderTimeout <= 0 {
+		c.HTTPReadHeaderTimeout = 10 * time.Second
+	}
+	if c.HTTPBodyTimeout <= 0 {
+		c.HTTPBodyTimeout = 10 * time.Second
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		c.HTTPIdleTimeout = 60 * time.Second
+	}
+	if c.MaxHTTPConnsPerIP == 0 {
+		c.MaxHTTPConnsPerIP = 256
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -122,9 +162,10 @@ type Node struct {
 	hub     *Hub
 	origins map[string]bool // normalized allowed origins
 	anyOrig bool
-	mux     *http.ServeMux
+	mux     http.Handler // routes()
 	ws      *websocket.Server
 	wt      *webtransport.Server // nil without Listen
+	conns   *connLimiter         // nil: no per-IP cap
 
 	// guarded by mu
 	mu       sync.Mutex
@@ -157,6 +198,11 @@ func New(cfg Config) (*Node, error) {
 		clients: make(map[*client]struct{}),
 		sweep:   make(chan struct{}),
 	}
+	for _, u := range cfg.PublicURLs {
+		if _, err := publicOrigin(u); err != nil {
+			return nil, fmt.Errorf("edge: public URL %q: %w", u, err)
+		}
+	}
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimSpace(o)
 		if o == "*" {
@@ -183,6 +229,9 @@ func New(cfg Config) (*Node, error) {
 		n.wt = wt
 	}
 	n.mux = n.routes()
+	if cfg.MaxHTTPConnsPerIP > 0 {
+		n.conns = newConnLimiter(cfg.MaxHTTPConnsPerIP, cfg.Logger)
+	}
 	return n, nil
 }
 
@@ -284,11 +333,15 @@ func (n *Node) Start() error {
 		lns = append(lns, ln)
 		n.addrs.HTTP = ln.Addr()
 	}
-	n.own = ownOrigins(n.addrs)
+	n.own = ownOrigins(n.addrs, n.cfg.PublicURLs)
 	errLog := slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelDebug)
 	for _, ln := range lns {
-		srv := &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-		if ln.Addr() == n.addrs.TLS {
+		srv := n.httpServer(errLog)
+		isTLS := ln.Addr() == n.addrs.TLS
+		if n.conns != nil {
+			ln = n.conns.listener(ln, !isTLS)
+		}
+		if isTLS {
 			srv.TLSConfig = n.tlsConfig()
 			srv.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
 			ln = tls.NewListener(ln, srv.TLSConfig)
@@ -451,6 +504,8 @@ func (n *Node) checkChannel(name string) error {
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		case strings.IndexByte("-_.:@/=", c) >= 0:
+		case c >= 0x80:
+			return fmt.Errorf("channel name has a non-ASCII character at byte %d; allowed: letters, digits and -_.:@/=", i)
 		default:
 			return fmt.Errorf("channel name has %q at byte %d; allowed: letters, digits and -_.:@/=", c, i)
 		}
@@ -478,17 +533,13 @@ func (n *Node) originAllowed(r *http.Request) bool {
 		return true
 	}
 	n.mu.Lock()
-	own := n.own[norm]
-	n.mu.Unlock()
-	if own {
-		return true
-	}
-	u, _ := url.Parse(norm)
-	return strings.EqualFold(u.Host, r.Host)
+	defer n.mu.Unlock()
+	return n.own[norm]
 }
 
-// ownOrigins are the origins of pages served by the node's listeners.
-func ownOrigins(a Addrs) map[string]bool {
+// ownOrigins are the origins of pages served by the node itself: its
+// listeners' addresses and its public URLs, never a request's Host.
+func ownOrigins(a Addrs, public []string) map[string]bool {
 	own := make(map[string]bool)
 	add := func(scheme string, addr net.Addr) {
 		if addr == nil {
@@ -499,8 +550,13 @@ func ownOrigins(a Addrs) map[string]bool {
 			return
 		}
 		hosts := []string{host}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			hosts = []string{"127.0.0.1", "localhost", "::1"}
+		if ip := net.ParseIP(host); ip != nil {
+			switch {
+			case ip.IsLoopback():
+				hosts = []string{"127.0.0.1", "localhost", "::1"}
+			case ip.IsUnspecified():
+				hosts = append(interfaceHosts(), "localhost")
+			}
 		}
 		for _, h := range hosts {
 			if norm, err := normalizeOrigin(scheme + "://" + net.JoinHostPort(h, port)); err == nil {
@@ -510,7 +566,47 @@ func ownOrigins(a Addrs) map[string]bool {
 	}
 	add("https", a.TLS)
 	add("http", a.HTTP)
+	for _, u := range public {
+		if o, err := publicOrigin(u); err == nil {
+			own[o] = true
+		}
+	}
 	return own
+}
+
+// interfaceHosts lists the addresses of the host's interfaces, which a
+// listener on an unspecified address serves.
+func interfaceHosts() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var hosts []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			hosts = append(hosts, ipn.IP.String())
+		}
+	}
+	return hosts
+}
+
+// publicOrigin is the origin of pages served at a public URL: https://
+// for https and wss URLs, http:// for http and ws.
+func publicOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Host == "" {
+		return "", errors.New("want scheme://host[:port]")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https", "wss":
+		return normalizeOrigin("https://" + u.Host)
+	case "http", "ws":
+		return normalizeOrigin("http://" + u.Host)
+	}
+	return "", fmt.Errorf("scheme %q: want https, wss, http or ws", u.Scheme)
 }
 
 // normalizeOrigin lowercases scheme and host and drops default ports.

@@ -40,6 +40,8 @@ func (c *client) HandleFrame(f *protocols.Frame) error {
 		return c.publish(f.Id, k.Publish)
 	case *protocols.Frame_Connect:
 		return protocols.Closef(protocols.CodeBadFrame, "connect sent twice")
+	case nil:
+		return c.fail(f.Id, protocols.ErrCodeUnknownFrame, "unknown frame kind")
 	default:
 		return c.fail(f.Id, protocols.ErrCodeUnknownFrame, fmt.Sprintf("a client does not send %s", frameName(f)))
 	}
@@ -88,7 +90,7 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 func (c *client) unsubscribe(id uint32, u *protocols.Unsubscribe) error {
 	name := u.Channel
 	if _, ok := c.subs[name]; !ok {
-		return c.fail(id, protocols.ErrCodeNotSubscribed, "not subscribed to "+name)
+		return c.fail(id, protocols.ErrCodeNotSubscribed, fmt.Sprintf("not subscribed to %.64q", name))
 	}
 	delete(c.subs, name)
 	c.node.hub.Unsubscribe(name, c.session, protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Unsubscribed{
@@ -113,17 +115,18 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	}}))
 }
 
-// fail answers request id with an Error frame; the session lives on.
+// fail answers request id with an Error frame; the session lives on. The
+// message is cut to protocols.MaxErrorMessageLen bytes.
 func (c *client) fail(id uint32, code protocols.ErrorCode, msg string) error {
 	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{
-		Error: &protocols.Error{Code: uint32(code), Message: msg},
+		Error: &protocols.Error{Code: uint32(code), Message: protocols.TrimMessage(msg)},
 	}}))
 }
 
-// reply queues a frame to the session. A full or closed queue means the
-// session is already closing, which is no error of the handler's.
+// reply queues the answer to a request. A closed session is no error of
+// the handler's.
 func (c *client) reply(frame []byte) error {
-	_ = c.session.Send(frame)
+	_ = c.session.Reply(frame)
 	return nil
 }
 
@@ -139,7 +142,7 @@ func (c *client) Closed(*protocols.CloseError) {
 // frameName names a frame's kind for error messages.
 func frameName(f *protocols.Frame) string {
 	if f.Kind == nil {
-		return "an empty frame"
+		return "a frame of an unknown kind"
 	}
 	return string(f.ProtoReflect().WhichOneof(f.ProtoReflect().Descriptor().Oneofs().ByName("kind")).Name())
 }

@@ -3,11 +3,15 @@ package protocols
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // ProtocolVersion is the version string exchanged in Connect and Connected.
@@ -99,11 +103,21 @@ func EncodeMessage(channel, epoch string, offset uint64, data []byte) []byte {
 // DecodeFrame parses one frame body (without its length prefix). A
 // well-formed frame of a kind this version does not know (a newer peer's)
 // returns the frame, with its Id, and ErrUnknownKind; a frame with no kind
-// at all is malformed.
+// at all is malformed. A string field that is not valid UTF-8 does not
+// fail the frame: each bad sequence becomes U+FFFD, so that the request
+// reaches the checks that answer it (a channel name with such bytes is
+// refused like any other bad name).
 func DecodeFrame(body []byte) (*Frame, error) {
 	f := new(Frame)
 	if err := proto.Unmarshal(body, f); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		fixed, ferr := replaceInvalidUTF8(f.ProtoReflect().Descriptor(), body, 0)
+		if ferr != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		f = new(Frame)
+		if err := proto.Unmarshal(fixed, f); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 	}
 	if f.Kind == nil {
 		if len(f.ProtoReflect().GetUnknown()) > 0 {
@@ -112,6 +126,56 @@ func DecodeFrame(body []byte) (*Frame, error) {
 		return nil, fmt.Errorf("%w: frame has no kind", ErrMalformed)
 	}
 	return f, nil
+}
+
+// maxNesting bounds the recursion of replaceInvalidUTF8; the schema nests
+// two levels deep.
+const maxNesting = 8
+
+// replaceInvalidUTF8 re-encodes the message b of type md with every string
+// field made valid UTF-8 (bad sequences become U+FFFD), leaving other
+// fields as they are. It fails where b does not parse.
+func replaceInvalidUTF8(md protoreflect.MessageDescriptor, b []byte, depth int) ([]byte, error) {
+	if depth > maxNesting {
+		return nil, errors.New("nested too deep")
+	}
+	out := make([]byte, 0, len(b)+8)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		field := b[:n+m]
+		b = b[n+m:]
+		fd := md.Fields().ByNumber(num)
+		if typ != protowire.BytesType || fd == nil {
+			out = append(out, field...)
+			continue
+		}
+		v, _ := protowire.ConsumeBytes(field[n:])
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			if !utf8.Valid(v) {
+				v = []byte(strings.ToValidUTF8(string(v), "\uFFFD"))
+			}
+		case protoreflect.MessageKind:
+			inner, err := replaceInvalidUTF8(fd.Message(), v, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			v = inner
+		default:
+			out = append(out, field...)
+			continue
+		}
+		out = protowire.AppendTag(out, num, typ)
+		out = protowire.AppendBytes(out, v)
+	}
+	return out, nil
 }
 
 // NextFrame cuts the first length-prefixed frame off b, which must hold it

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -264,4 +265,39 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	copy(p, c.data[:k])
 	c.data = c.data[k:]
 	return k, nil
+}
+
+// Invalid UTF-8 in a string field does not fail the frame: the bad bytes
+// become U+FFFD, so that the request reaches the checks that answer it.
+// Other faults still fail it.
+func TestDecodeInvalidUTF8(t *testing.T) {
+	sub := protowire.AppendTag(nil, 1, protowire.BytesType)
+	sub = protowire.AppendBytes(sub, []byte("room-\xff"))
+	frame := func(kind protowire.Number, inner []byte) []byte {
+		b := protowire.AppendTag(nil, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, 7)
+		b = protowire.AppendTag(b, kind, protowire.BytesType)
+		return protowire.AppendBytes(b, inner)
+	}
+	f, err := DecodeFrame(frame(4, sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Id != 7 || f.GetSubscribe().GetChannel() != "room-\uFFFD" {
+		t.Fatalf("got %v", f)
+	}
+	// Publish data is bytes: kept as sent.
+	pub := append(append([]byte(nil), sub...), protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), []byte{0xff, 0xfe})...)
+	f, err = DecodeFrame(frame(8, pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := f.GetPublish(); p.Channel != "room-\uFFFD" || !bytes.Equal(p.Data, []byte{0xff, 0xfe}) {
+		t.Fatalf("got %v", f)
+	}
+	// Cut short after the bad string: still malformed.
+	bad := frame(4, sub)
+	if _, err := DecodeFrame(bad[:len(bad)-1]); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("cut frame: %v, want ErrMalformed", err)
+	}
 }

@@ -36,6 +36,7 @@ const (
 	CodeUnauthorized     CloseCode = 3502 // missing or invalid credentials
 	CodeOriginNotAllowed CloseCode = 3503 // the Origin header is not on the allowlist
 	CodeBadProtocol      CloseCode = 3504 // the client speaks an unsupported protocol version
+	CodePolicyViolation  CloseCode = 3505 // the client broke a usage limit (a ping flood)
 )
 
 // Range boundaries.
@@ -85,6 +86,8 @@ func (c CloseCode) String() string {
 		return "origin not allowed"
 	case CodeBadProtocol:
 		return "bad protocol"
+	case CodePolicyViolation:
+		return "policy violation"
 	}
 	return fmt.Sprintf("close code %d", uint32(c))
 }
@@ -138,11 +141,22 @@ func (e *CloseError) Is(target error) bool {
 
 // TrimReason cuts a reason to MaxReasonLen bytes without splitting a UTF-8
 // sequence.
-func TrimReason(s string) string {
-	if len(s) <= MaxReasonLen {
+func TrimReason(s string) string { return trimText(s, MaxReasonLen) }
+
+// MaxErrorMessageLen is the longest message an Error frame or an HTTP
+// error body carries; longer ones are cut, so that an error never echoes
+// a client's oversized input back at length.
+const MaxErrorMessageLen = 200
+
+// TrimMessage cuts an error message to MaxErrorMessageLen bytes without
+// splitting a UTF-8 sequence.
+func TrimMessage(s string) string { return trimText(s, MaxErrorMessageLen) }
+
+func trimText(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	i := MaxReasonLen
+	i := n
 	for i > 0 && s[i]&0xC0 == 0x80 {
 		i--
 	}

@@ -37,11 +37,24 @@ type SessionConfig struct {
 	// MaxFrameSize is the largest frame accepted from a client, length
 	// prefix excluded. Zero: DefaultMaxFrameSize (64 KiB).
 	MaxFrameSize int
-	// SendQueueFrames and SendQueueBytes bound the send queue; the first
-	// one hit closes the session as a slow consumer. Zero: 1024 frames,
-	// 4 MiB.
+	// SendQueueFrames and SendQueueBytes bound the deliveries (Send) in
+	// the send queue; the first one hit closes the session as a slow
+	// consumer. Zero: 1024 frames, 4 MiB.
 	SendQueueFrames int
 	SendQueueBytes  int
+	// MaxQueuedReplies bounds the replies to the client's own requests
+	// (Reply) waiting in the send queue. At the bound the session stops
+	// reading the client's frames until the writer has caught up, so a
+	// client that sends requests faster than it reads the answers is
+	// slowed down by TCP or QUIC flow control, never closed. Zero: 256.
+	MaxQueuedReplies int
+	// PingBurst and PingRate bound the pings a client may send: a bucket of
+	// PingBurst pings, refilled at PingRate per second. A client that sends
+	// more is closed with CodePolicyViolation. However many pings arrive,
+	// at most one pong waits in the queue. Zero: 32 pings and 4 per
+	// second; a negative PingRate lifts the limit.
+	PingBurst int
+	PingRate  float64
 	// BatchBytes caps how much one write carries (at least one frame is
 	// always written). Zero: 256 KiB.
 	BatchBytes int
@@ -72,6 +85,15 @@ func (c SessionConfig) WithDefaults() SessionConfig {
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = 4 << 20
 	}
+	if c.MaxQueuedReplies <= 0 {
+		c.MaxQueuedReplies = 256
+	}
+	if c.PingBurst <= 0 {
+		c.PingBurst = 32
+	}
+	if c.PingRate == 0 {
+		c.PingRate = 4
+	}
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 256 << 10
 	}
@@ -100,6 +122,14 @@ var (
 	pongFrame = sync.OnceValue(func() []byte { return MustEncode(&Frame{Kind: &Frame_Pong{Pong: &Pong{}}}) })
 )
 
+// pongFor answers the ping with the given id.
+func pongFor(id uint32) []byte {
+	if id == 0 {
+		return pongFrame()
+	}
+	return MustEncode(&Frame{Id: id, Kind: &Frame_Pong{Pong: &Pong{}}})
+}
+
 // NewID returns a random session id.
 func NewID() string {
 	var b [12]byte
@@ -118,6 +148,7 @@ type conn struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wake     chan struct{} // cap 1: the writer has something to do
+	room     chan struct{} // cap 1: queued replies fell below the bound, or the session closes
 	readDone chan struct{} // closed when the read loop has ended
 	done     chan struct{} // closed when the writer returns
 
@@ -128,9 +159,14 @@ type conn struct {
 	pingDue   atomic.Bool                // the ping timer fired
 	pongDue   atomic.Bool                // the pong deadline passed
 
-	mu     sync.Mutex // guards the fields below
-	q      ring
-	closed bool // no more Sends
+	mu        sync.Mutex // guards the fields below
+	q         ring
+	sent      int    // deliveries (Send) in q: what SendQueueFrames bounds
+	sentBytes int    // their bytes: what SendQueueBytes bounds
+	replies   int    // replies (Reply) in q: what MaxQueuedReplies bounds
+	pongOwed  bool   // a ping awaits its pong; one pong answers them all
+	pongID    uint32 // the id of the latest ping
+	closed    bool   // no more Sends
 }
 
 var _ Session = (*conn)(nil)
@@ -150,6 +186,7 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 		ctx:      ctx,
 		cancel:   cancel,
 		wake:     make(chan struct{}, 1),
+		room:     make(chan struct{}, 1),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -187,24 +224,50 @@ func (c *conn) Send(frame []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.q.n >= c.cfg.SendQueueFrames || c.q.bytes+len(frame) > c.cfg.SendQueueBytes {
-		n, bytes := c.q.n, c.q.bytes
+	if c.sent >= c.cfg.SendQueueFrames || c.sentBytes+len(frame) > c.cfg.SendQueueBytes {
+		n, bytes := c.sent, c.sentBytes
 		c.mu.Unlock()
 		c.Close(CodeSlowConsumer, fmt.Sprintf("send queue full (%d frames, %d bytes)", n, bytes))
 		return ErrQueueFull
 	}
-	c.q.push(frame)
+	c.q.push(item{b: frame, kind: delivery})
+	c.sent++
+	c.sentBytes += len(frame)
 	c.mu.Unlock()
 	c.signal()
 	return nil
 }
 
-// sendControl queues a frame of the session's own (ping, pong) past the
-// queue limits, which only count deliveries.
-func (c *conn) sendControl(frame []byte) {
+func (c *conn) Reply(frame []byte) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.q.push(item{b: frame, kind: reply})
+	c.replies++
+	c.mu.Unlock()
+	c.signal()
+	return nil
+}
+
+// queuePing queues the server's own ping, of which at most one is
+// outstanding, past the limits.
+func (c *conn) queuePing() {
 	c.mu.Lock()
 	if !c.closed {
-		c.q.push(frame)
+		c.q.push(item{b: pingFrame(), kind: control})
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// owePong records that the client's ping id wants a pong. Pings coalesce:
+// the writer sends one pong, with the latest id, however many came.
+func (c *conn) owePong(id uint32) {
+	c.mu.Lock()
+	if !c.closed {
+		c.pongOwed, c.pongID = true, id
 	}
 	c.mu.Unlock()
 	c.signal()
@@ -214,6 +277,34 @@ func (c *conn) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
+	}
+}
+
+func (c *conn) signalRoom() {
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+}
+
+// waitReplyRoom blocks the read loop while MaxQueuedReplies replies wait
+// to be written. It reports false when the session is closing.
+func (c *conn) waitReplyRoom() bool {
+	for {
+		c.mu.Lock()
+		room, closed := c.replies < c.cfg.MaxQueuedReplies, c.closed
+		c.mu.Unlock()
+		if closed || c.closeErr.Load() != nil {
+			return false
+		}
+		if room {
+			return true
+		}
+		select {
+		case <-c.room:
+		case <-c.done:
+			return false
+		}
 	}
 }
 
@@ -228,23 +319,44 @@ func (c *conn) CloseWith(ce *CloseError) {
 		stored.Remote = false
 		c.closeErr.Store(&stored)
 		c.signal()
+		c.signalRoom()
 	})
 }
 
-// take moves up to BatchBytes of queued frames into batch.
+// take moves up to BatchBytes of queued frames into batch, an owed pong
+// first.
 func (c *conn) take(batch [][]byte) [][]byte {
 	c.mu.Lock()
 	size := 0
+	if c.pongOwed {
+		c.pongOwed = false
+		pong := pongFor(c.pongID)
+		batch = append(batch, pong)
+		size += len(pong)
+	}
+	replied := false
 	for c.q.n > 0 {
-		f := c.q.peek()
-		if len(batch) > 0 && size+len(f) > c.cfg.BatchBytes {
+		it := c.q.peek()
+		if len(batch) > 0 && size+len(it.b) > c.cfg.BatchBytes {
 			break
 		}
 		c.q.pop()
-		size += len(f)
-		batch = append(batch, f)
+		switch it.kind {
+		case reply:
+			c.replies--
+			replied = true
+		case delivery:
+			c.sent--
+			c.sentBytes -= len(it.b)
+		}
+		size += len(it.b)
+		batch = append(batch, it.b)
 	}
+	room := replied && c.replies < c.cfg.MaxQueuedReplies
 	c.mu.Unlock()
+	if room {
+		c.signalRoom()
+	}
 	return batch
 }
 
@@ -283,7 +395,7 @@ func (c *conn) writeLoop() {
 			}
 			if outstanding == 0 {
 				outstanding = time.Now().UnixNano()
-				c.sendControl(pingFrame())
+				c.queuePing()
 				pongTimer.Reset(c.cfg.PongTimeout)
 			}
 			pingTimer.Reset(c.cfg.PingInterval)
@@ -327,11 +439,12 @@ func (c *conn) finish(batch [][]byte) {
 	c.closed = true
 	if ce.Code == CodeSlowConsumer {
 		c.q = ring{}
+		c.sent, c.sentBytes, c.replies = 0, 0, 0
 	}
-	c.q.push(MustEncode(&Frame{Kind: &Frame_Disconnect{Disconnect: &Disconnect{
+	c.q.push(item{kind: control, b: MustEncode(&Frame{Kind: &Frame_Disconnect{Disconnect: &Disconnect{
 		Code: uint32(ce.Code), Reason: ce.Reason, Reconnect: ce.Code.Reconnect(),
 		ReconnectUrl: ce.ReconnectURL, ReconnectAfterMs: uint32(ce.ReconnectAfter / time.Millisecond),
-	}}}))
+	}}})})
 	c.mu.Unlock()
 
 	deadline := time.Now().Add(c.cfg.WriteTimeout)
@@ -354,6 +467,7 @@ func (c *conn) finish(batch [][]byte) {
 // closing it only drains, waiting for the peer's close.
 func (c *conn) readLoop(h Handler) *CloseError {
 	var remote *CloseError
+	var pings bucket
 read:
 	for {
 		body, err := c.wire.ReadFrame()
@@ -370,32 +484,28 @@ read:
 			}
 			break read
 		}
-		c.lastSeen.Store(time.Now().UnixNano())
+		now := time.Now()
+		c.lastSeen.Store(now.UnixNano())
 		if c.closeErr.Load() != nil {
 			continue // closing: drain until the peer answers or grace ends
 		}
 		f, err := DecodeFrame(body)
-		if errors.Is(err, ErrUnknownKind) {
-			// A newer client's request: refuse it, keep the session.
-			_ = c.Send(MustEncode(&Frame{Id: f.Id, Kind: &Frame_Error{Error: &Error{
-				Code: uint32(ErrCodeUnknownFrame), Message: "unknown frame kind",
-			}}}))
-			continue
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrUnknownKind) {
 			c.Close(CodeBadFrame, err.Error())
 			continue
 		}
+		// A frame of an unknown kind (a newer client's) goes to the handler
+		// with a nil Kind: it knows whether the session has connected.
 		switch f.Kind.(type) {
 		case *Frame_Ping:
-			if f.Id == 0 {
-				c.sendControl(pongFrame())
-			} else {
-				c.sendControl(MustEncode(&Frame{Id: f.Id, Kind: &Frame_Pong{Pong: &Pong{}}}))
+			if c.cfg.PingRate > 0 && !pings.take(now, c.cfg.PingRate, c.cfg.PingBurst) {
+				c.Close(CodePolicyViolation, fmt.Sprintf("ping flood: over %d pings at once or %v per second", c.cfg.PingBurst, c.cfg.PingRate))
+				continue
 			}
+			c.owePong(f.Id)
 		case *Frame_Pong:
 		default:
-			if h == nil {
+			if h == nil || !c.waitReplyRoom() {
 				continue
 			}
 			if err := h.HandleFrame(f); err != nil {
@@ -428,35 +538,71 @@ read:
 	return &CloseError{Code: 1006, Reason: "connection lost", Remote: true}
 }
 
-// ring is a growable FIFO of frames.
-type ring struct {
-	buf   [][]byte
-	head  int
-	n     int
-	bytes int
+// bucket is a token bucket, owned by one goroutine.
+type bucket struct {
+	tokens float64
+	last   time.Time
 }
 
-func (r *ring) push(f []byte) {
+// take spends a token if there is one; the bucket starts full.
+func (b *bucket) take(now time.Time, rate float64, burst int) bool {
+	if b.last.IsZero() {
+		b.tokens = float64(burst)
+	} else {
+		b.tokens = min(float64(burst), b.tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// item is one queued frame and what it counts against.
+type item struct {
+	b    []byte
+	kind itemKind
+}
+
+type itemKind uint8
+
+const (
+	delivery itemKind = iota // Send: bounded by SendQueueFrames and SendQueueBytes
+	reply                    // Reply: bounded by MaxQueuedReplies
+	control                  // the session's own ping and Disconnect: one at a time
+)
+
+// ring is a FIFO of frames that grows as needed and lets a large buffer go
+// once it has drained, so that a burst does not stay in an idle session's
+// memory.
+type ring struct {
+	buf  []item
+	head int
+	n    int
+}
+
+func (r *ring) push(it item) {
 	if r.n == len(r.buf) {
-		nb := make([][]byte, max(16, 2*len(r.buf)))
+		nb := make([]item, max(8, 2*len(r.buf)))
 		for i := 0; i < r.n; i++ {
 			nb[i] = r.buf[(r.head+i)%len(r.buf)]
 		}
 		r.buf, r.head = nb, 0
 	}
-	r.buf[(r.head+r.n)%len(r.buf)] = f
+	r.buf[(r.head+r.n)%len(r.buf)] = it
 	r.n++
-	r.bytes += len(f)
 }
 
-func (r *ring) peek() []byte { return r.buf[r.head] }
+func (r *ring) peek() item { return r.buf[r.head] }
 
 func (r *ring) pop() {
-	f := r.buf[r.head]
-	r.buf[r.head] = nil
+	r.buf[r.head] = item{}
 	r.head = (r.head + 1) % len(r.buf)
 	r.n--
-	r.bytes -= len(f)
+	if r.n == 0 && len(r.buf) > 64 {
+		r.buf, r.head = nil, 0
+	}
 }
 
 // Deadline spares a wire the cost of setting a write deadline on every

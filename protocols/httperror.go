@@ -12,10 +12,11 @@ type HTTPError struct {
 	Message string `json:"message"`
 }
 
-// WriteHTTPError answers with status and a JSON HTTPError body.
+// WriteHTTPError answers with status and a JSON HTTPError body; the
+// message is cut to MaxErrorMessageLen bytes.
 func WriteHTTPError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(HTTPError{Code: code, Message: message})
+	_ = json.NewEncoder(w).Encode(HTTPError{Code: code, Message: TrimMessage(message)})
 }

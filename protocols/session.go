@@ -26,6 +26,14 @@ type Session interface {
 	// session is closed with CodeSlowConsumer and Send returns ErrQueueFull;
 	// after close it returns ErrClosed.
 	Send(frame []byte) error
+	// Reply queues the answer to one of the client's own requests (a
+	// reply or an error naming the request's id), in order with Send.
+	// Replies never count against the send queue's limits, so a client is
+	// never closed as a slow consumer because of its own requests; instead
+	// the session stops reading the client's frames while
+	// SessionConfig.MaxQueuedReplies replies wait to be written. After
+	// close it returns ErrClosed.
+	Reply(frame []byte) error
 	// Close sends a Disconnect frame with code and reason, closes the
 	// transport with the same code and reason, and returns at once. Only the
 	// first Close or CloseWith has an effect.
@@ -39,9 +47,10 @@ type Session interface {
 // calls for one session never overlap. Ping and Pong frames are answered by
 // the session itself and never reach the Handler.
 type Handler interface {
-	// HandleFrame processes one frame. Returning a *CloseError closes the
-	// session with that code; any other error closes it with
-	// CodeInternalError.
+	// HandleFrame processes one frame. A well-formed frame of a kind this
+	// version does not know has a nil Kind (and its Id). Returning a
+	// *CloseError closes the session with that code; any other error
+	// closes it with CodeInternalError.
 	HandleFrame(f *Frame) error
 	// Closed is called once, after the session has ended and its writer has
 	// stopped.

@@ -2,7 +2,7 @@
 # The project's one test command (README: `make test`; CI: .ci/run).
 # It installs what it needs when missing, then checks formatting, vet,
 # staticcheck, generated code, the browser SDK (npm ci, bundle check, node
-# unit tests), the race-enabled test suite (with headless Chromium), a short fuzz run and the
+# unit tests), the race-enabled test suite (with headless Chromium), a short run of every fuzzer and the
 # benchmarks (one iteration each, so that they keep working).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,8 +55,13 @@ export SWITCHYARD_REQUIRE_BROWSER=1
 step "tests (race, shuffled)"
 go test -race -shuffle=on -count=1 -timeout 10m ./...
 
-step "fuzz smoke (frame decoder, 10 s)"
-go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime 10s ./protocols/
+step "fuzz smoke (every fuzzer of make fuzz, 5 s each)"
+fuzzers=$(sed -n 's/.*-fuzz=.\^\(Fuzz[A-Za-z]*\)\$\$. .*\(\.\/[a-z/]*\)$/\1 \2/p' Makefile)
+[[ -n $fuzzers ]] || { echo "no fuzzers found in the Makefile's fuzz target"; exit 1; }
+while read -r fuzzer pkg; do
+  echo "$fuzzer ($pkg)"
+  go test -run '^$' -fuzz "^${fuzzer}\$" -fuzztime 5s "$pkg" >/dev/null || { echo "fuzzer $fuzzer in $pkg failed"; exit 1; }
+done <<<"$fuzzers"
 
 step "benchmarks run (1 iteration each)"
 go test -run '^$' -bench . -benchtime 1x ./edge/ ./protocols/... >/dev/null

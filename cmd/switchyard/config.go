@@ -22,6 +22,7 @@ type fileConfig struct {
 	Key            string   `json:"key"`
 	APIKey         string   `json:"api_key"`
 	AllowedOrigins []string `json:"allowed_origins"`
+	PublicURLs     []string `json:"public_urls"`
 	Node           string   `json:"node"`
 	Region         string   `json:"region"`
 	LogLevel       string   `json:"log_level"`
@@ -61,6 +62,7 @@ type options struct {
 	apiKey         string
 	apiKeyDefault  bool
 	allowedOrigins []string
+	publicURLs     []string
 	node, region   string
 	logLevel       string
 	maxFrameSize   int
@@ -81,13 +83,14 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs := flag.NewFlagSet("switchyard", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	var o options
-	var origins, configFile string
+	var origins, publicURLs, configFile string
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport")
 	fs.StringVar(&o.http, "http", "127.0.0.1:8080", "plain-HTTP `address` for local browsers and tools (empty disables it)")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); without it a self-signed dev certificate is generated and rotated")
 	fs.StringVar(&o.key, "key", "", "TLS key `file` (PEM), with --cert")
 	fs.StringVar(&o.apiKey, "api-key", "", "`key` for the server API (X-API-Key); default on loopback: "+devAPIKey+", else a random key")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect besides this node's own URLs (\"*\" for any)")
+	fs.StringVar(&publicURLs, "public-url", "", "comma-separated `URLs` clients reach this node by, when not its listen addresses (https://rt.example.com); their pages may connect and the cluster advertises them")
 	fs.StringVar(&configFile, "config", "", "JSON config `file` (keys as the flags, with _ for -)")
 	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
 	fs.StringVar(&o.region, "region", "", "`region` this node runs in (default: local)")
@@ -140,6 +143,9 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		if !set["allowed-origins"] && len(fc.AllowedOrigins) > 0 {
 			origins = strings.Join(fc.AllowedOrigins, ",")
 		}
+		if !set["public-url"] && len(fc.PublicURLs) > 0 {
+			publicURLs = strings.Join(fc.PublicURLs, ",")
+		}
 		o.maxFrameSize = fc.MaxFrameSize
 		apply("mesh-bind", &o.meshBind, fc.MeshBind)
 		apply("mesh-forward", &o.meshForward, fc.MeshForward)
@@ -154,6 +160,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		o.pongTimeout = time.Duration(fc.PongTimeout)
 	}
 	o.allowedOrigins = splitList(origins)
+	o.publicURLs = splitList(publicURLs)
 	if set["join"] || join != "" {
 		o.join = splitList(join)
 	}

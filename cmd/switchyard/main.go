@@ -93,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		HTTP:           o.http,
 		APIKey:         o.apiKey,
 		AllowedOrigins: o.allowedOrigins,
+		PublicURLs:     o.publicURLs,
 		Session: protocols.SessionConfig{
 			MaxFrameSize: o.maxFrameSize,
 			PingInterval: o.pingInterval,

@@ -152,6 +152,7 @@ func TestBadConfigIsRejected(t *testing.T) {
 		"bad log level":    {"--log-level", "loud"},
 		"nothing to serve": {"--listen", "", "--http", ""},
 		"bad origin":       {"--allowed-origins", "not a url", "--listen", "127.0.0.1:0", "--http", ""},
+		"bad public url":   {"--public-url", "ftp://x.example", "--listen", "127.0.0.1:0", "--http", ""},
 	}
 	for name, args := range cases {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -165,12 +166,13 @@ func TestBadConfigIsRejected(t *testing.T) {
 
 func TestConfigFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(p, []byte(`{"listen": "", "http": "127.0.0.1:0", "api_key": "k", "region": "eu", "ping_interval": "5s"}`), 0o600)
+	os.WriteFile(p, []byte(`{"listen": "", "http": "127.0.0.1:0", "api_key": "k", "region": "eu", "ping_interval": "5s", "public_urls": ["https://rt.example.com"]}`), 0o600)
 	o, err := parseOptions([]string{"--config", p, "--region", "us"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.listen != "" || o.http != "127.0.0.1:0" || o.apiKey != "k" || o.region != "us" || o.pingInterval != 5*time.Second {
+	if o.listen != "" || o.http != "127.0.0.1:0" || o.apiKey != "k" || o.region != "us" || o.pingInterval != 5*time.Second ||
+		len(o.publicURLs) != 1 || o.publicURLs[0] != "https://rt.example.com" {
 		t.Fatalf("options %+v", o)
 	}
 }
