@@ -54,9 +54,10 @@ type Client struct {
 	done       chan struct{} // closed when the connection has ended
 	wg         sync.WaitGroup
 
-	lastSeen  atomic.Int64 // unix nanos of the last frame from the server
-	stalled   atomic.Bool  // the read loop waits for room in a Messages channel
-	closeOnce sync.Once
+	lastSeen    atomic.Int64  // unix nanos of the last frame from the server
+	datagramSeq atomic.Uint64 // the last datagram sequence number sent
+	stalled     atomic.Int32  // readers (the read loop, stream readers) waiting for room in a Messages channel
+	closeOnce   sync.Once
 
 	mu         sync.Mutex // guards the fields below
 	err        error      // why the connection ended; first cause wins
@@ -65,6 +66,8 @@ type Client struct {
 	nextID     uint32
 	calls      map[uint32]*call
 	subs       map[string]*Subscription // subscribing or active, by channel
+	aliases    map[uint32]*Subscription // the same, by alias
+	nextAlias  uint32                   // the last alias given out
 	queue      []outFrame
 }
 
@@ -194,7 +197,7 @@ func dialOne(ctx context.Context, proto, url string, tlsConf *tls.Config, opts O
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", proto, url, err)
 	}
-	connected, err := handshake(ctx, tr, opts.Token)
+	connected, err := handshake(ctx, tr, opts.Token, !opts.SingleStream)
 	if err != nil {
 		tr.abort()
 		return nil, fmt.Errorf("%s %s: %w", proto, url, err)
@@ -204,9 +207,9 @@ func dialOne(ctx context.Context, proto, url string, tlsConf *tls.Config, opts O
 
 // handshake sends Connect and waits for Connected. A Disconnect instead
 // becomes a *protocols.CloseError, an Error a *protocols.RequestError.
-func handshake(ctx context.Context, tr transport, token string) (*protocols.Connected, error) {
+func handshake(ctx context.Context, tr transport, token string, streams bool) (*protocols.Connected, error) {
 	stop := context.AfterFunc(ctx, tr.abort)
-	connected, err := exchangeConnect(tr, token)
+	connected, err := exchangeConnect(tr, token, streams)
 	if !stop() {
 		// ctx ended and the transport is gone, whatever the exchange said.
 		return nil, fmt.Errorf("handshake: %w", context.Cause(ctx))
@@ -217,9 +220,9 @@ func handshake(ctx context.Context, tr transport, token string) (*protocols.Conn
 	return connected, nil
 }
 
-func exchangeConnect(tr transport, token string) (*protocols.Connected, error) {
+func exchangeConnect(tr transport, token string, streams bool) (*protocols.Connected, error) {
 	connect, err := protocols.EncodeFrame(&protocols.Frame{Id: 1, Kind: &protocols.Frame_Connect{Connect: &protocols.Connect{
-		Token: token, Client: clientName, Protocol: protocols.ProtocolVersion,
+		Token: token, Client: clientName, Protocol: protocols.ProtocolVersion, Streams: streams,
 	}}})
 	if err != nil {
 		return nil, err
@@ -275,6 +278,7 @@ func newClient(tr transport, connected *protocols.Connected, opts Options) *Clie
 		nextID:     1, // Connect was 1
 		calls:      make(map[uint32]*call),
 		subs:       make(map[string]*Subscription),
+		aliases:    make(map[uint32]*Subscription),
 	}
 	c.batchLimit = batchBytes
 	if tr.name() == protocols.WebSocket {
@@ -293,6 +297,12 @@ func newClient(tr transport, connected *protocols.Connected, opts Options) *Clie
 	c.wg.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
+	if wt, ok := tr.(*wtTransport); ok {
+		c.wg.Go(func() { c.readDatagrams(wt) })
+		if connected.GetStreams() {
+			c.wg.Go(func() { c.acceptStreams(wt) })
+		}
+	}
 	return c
 }
 
@@ -617,8 +627,8 @@ func (c *Client) reply(f *protocols.Frame) {
 	cl.reply <- f
 }
 
-// deliver hands a message to its subscription, waiting while the
-// subscription's channel is full.
+// deliver hands a message from the control stream to its subscription,
+// waiting while the subscription's channel is full.
 func (c *Client) deliver(m *protocols.Message) {
 	c.mu.Lock()
 	s := c.subs[m.GetChannel()]
@@ -627,6 +637,18 @@ func (c *Client) deliver(m *protocols.Message) {
 	if !active {
 		return // not subscribed (any more)
 	}
+	if s.volatile {
+		// Over WebSocket a volatile channel's datagrams come as messages.
+		s.deliverDatagram(m.GetOffset(), m.GetData())
+		return
+	}
+	s.deliver(m)
+}
+
+// deliver hands a reliable message to the subscription, waiting while its
+// channel is full.
+func (s *Subscription) deliver(m *protocols.Message) {
+	c := s.c
 	// The decoder copied Data out of the read buffer: the caller may keep it.
 	msg := Message{Channel: m.GetChannel(), Data: m.GetData(), Position: Position{Epoch: m.GetEpoch(), Offset: m.GetOffset()}}
 	s.mu.Lock()
@@ -641,14 +663,14 @@ func (c *Client) deliver(m *protocols.Message) {
 	}
 	// Full: stop reading until there is room. The silence that follows is
 	// ours, not the server's: the heartbeat does not count it.
-	c.stalled.Store(true)
+	c.stalled.Add(1)
 	select {
 	case s.ch <- msg:
 	case <-s.quit:
 	case <-c.ctx.Done():
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
-	c.stalled.Store(false)
+	c.stalled.Add(-1)
 }
 
 // teardown runs once, on the read loop, after the transport has ended.
@@ -664,7 +686,7 @@ func (c *Client) teardown(readErr error) {
 	}
 	c.ended = true
 	subs := c.subs
-	c.subs, c.calls, c.queue = nil, nil, nil
+	c.subs, c.calls, c.queue, c.aliases = nil, nil, nil, nil
 	err := c.err
 	c.mu.Unlock()
 
@@ -726,7 +748,7 @@ func (c *Client) writeLoop() {
 // checkHeartbeat returns how long to wait before the next check, or 0
 // after closing a connection that has been silent for too long.
 func (c *Client) checkHeartbeat() time.Duration {
-	if c.stalled.Load() {
+	if c.stalled.Load() > 0 {
 		return c.heartbeat
 	}
 	idle := time.Since(time.Unix(0, c.lastSeen.Load()))

@@ -726,7 +726,7 @@ func TestUnsubscribeFullBuffer(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, 5*time.Second, "the read loop to stall", c.stalled.Load)
+			waitFor(t, 5*time.Second, "the read loop to stall", func() bool { return c.stalled.Load() > 0 })
 			if err := s.Unsubscribe(ctx); err != nil {
 				t.Fatalf("Unsubscribe with a full buffer: %v", err)
 			}

@@ -85,6 +85,11 @@ type Options struct {
 	// server until there is room (backpressure: a server whose send queue
 	// then overflows closes the client as a slow consumer). Zero: 256.
 	MessageBuffer int
+	// SingleStream, on WebTransport, has the server deliver every
+	// subscription's messages on the control stream, as over WebSocket,
+	// instead of each on a unidirectional stream of its own (the default,
+	// so that a bulky or lossy channel never holds up another).
+	SingleStream bool
 	// Logger receives debug logs. Zero: discard.
 	Logger *slog.Logger
 }

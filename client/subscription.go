@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/switchyard/switchyard/protocols"
 )
@@ -21,6 +22,10 @@ type Message struct {
 	Channel string
 	Data    []byte
 	Position
+	// Datagram is true for a volatile channel's publication: Epoch is
+	// empty and Offset is the channel's datagram sequence number, in which
+	// a gap means publications were lost or replaced by newer ones.
+	Datagram bool
 }
 
 // Subscription receives the messages of one channel.
@@ -28,11 +33,19 @@ type Subscription struct {
 	// immutable after Subscribe
 	c       *Client
 	channel string
+	alias   uint32
 	ch      chan Message
 	quit    chan struct{} // closed when the subscription ends; unblocks delivery
+	ready   chan struct{} // closed once the server's answer to Subscribe is in
 
-	// pos is written by the read loop before Subscribe returns it.
-	pos Position
+	// pos and volatile are written by the read loop before ready is closed.
+	pos      Position
+	volatile bool
+
+	readyOnce sync.Once
+	lastSeq   atomic.Uint64 // the highest datagram sequence number seen
+	lost      atomic.Uint64 // datagram sequence numbers skipped
+	dropped   atomic.Uint64 // datagrams dropped here: Messages was full
 
 	quitOnce sync.Once
 	mu       sync.Mutex // held by the read loop while it delivers; guards closed
@@ -59,10 +72,10 @@ func (c *Client) Subscribe(ctx context.Context, channel string) (*Subscription, 
 		channel: channel,
 		ch:      make(chan Message, c.msgBuffer),
 		quit:    make(chan struct{}),
+		ready:   make(chan struct{}),
 	}
-	id, cl, err := c.send(&protocols.Frame{Kind: &protocols.Frame_Subscribe{Subscribe: &protocols.Subscribe{
-		Channel: channel,
-	}}}, s.confirm, func() error {
+	sub := &protocols.Subscribe{Channel: channel}
+	id, cl, err := c.send(&protocols.Frame{Kind: &protocols.Frame_Subscribe{Subscribe: sub}}, s.confirm, func() error {
 		if _, dup := c.subs[channel]; dup {
 			return &protocols.RequestError{
 				Code:    protocols.ErrCodeAlreadySubscribed,
@@ -70,12 +83,16 @@ func (c *Client) Subscribe(ctx context.Context, channel string) (*Subscription, 
 			}
 		}
 		c.subs[channel] = s // inactive until Subscribed
+		s.alias = c.newAliasLocked()
+		sub.Alias = s.alias
+		c.aliases[s.alias] = s
 		return nil
 	})
 	if err != nil {
 		c.mu.Lock()
 		if c.subs[channel] == s {
 			delete(c.subs, channel) // the request never went out
+			delete(c.aliases, s.alias)
 		}
 		c.mu.Unlock()
 		return nil, err
@@ -100,13 +117,17 @@ func (s *Subscription) confirm(f *protocols.Frame, abandoned bool) {
 	if c.subs[s.channel] == s {
 		if k, ok := f.Kind.(*protocols.Frame_Subscribed); ok && !abandoned {
 			s.pos = Position{Epoch: k.Subscribed.GetEpoch(), Offset: k.Subscribed.GetOffset()}
+			s.volatile = k.Subscribed.GetVolatile()
+			s.lastSeq.Store(s.pos.Offset)
 			s.active = true
 		} else {
 			delete(c.subs, s.channel)
+			delete(c.aliases, s.alias)
 			unsubscribe = ok // subscribed, but nobody waits for it
 		}
 	}
 	c.mu.Unlock()
+	s.readyOnce.Do(func() { close(s.ready) })
 	if unsubscribe {
 		c.log.Debug("client: undoing an abandoned subscribe", "channel", s.channel)
 		c.sendUnsubscribe(s.channel)
@@ -156,6 +177,7 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	s.unsubscribed = true
 	if c.subs[s.channel] == s {
 		delete(c.subs, s.channel)
+		delete(c.aliases, s.alias)
 	}
 	c.mu.Unlock()
 	s.end()
@@ -175,6 +197,7 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 // end closes Messages, first releasing a delivery blocked on it.
 func (s *Subscription) end() {
 	s.quitOnce.Do(func() { close(s.quit) })
+	s.readyOnce.Do(func() { close(s.ready) })
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true

@@ -45,8 +45,9 @@ type Cluster interface {
 // Cluster's Forward, called under a channel's mu, take only leaf locks.
 type Hub struct {
 	// immutable after NewHub
-	seed    maphash.Seed
-	cluster Cluster // nil: this node owns every channel
+	seed     maphash.Seed
+	cluster  Cluster // nil: this node owns every channel
+	volatile func(string) bool
 	timeout time.Duration
 	idleTTL time.Duration
 
@@ -62,14 +63,16 @@ type hubShard struct {
 
 // channel is the state of one channel on this node.
 type channel struct {
-	name string
+	name     string
+	volatile bool // publications travel as datagrams: a sequence number, no epoch
 
 	mu        sync.Mutex // guards the fields below
 	epoch     string
 	offset    uint64    // the last position sequenced or delivered here
 	sequencer bool      // this node assigned the current epoch
 	used      time.Time // last publication or subscription
-	subs      []protocols.Session
+	vseq      uint64 // volatile: the last datagram sequence number
+	subs      []member
 	index     map[protocols.Session]int // position in subs
 	// With a cluster: registered is true once publications from the owner
 	// flow here (or this node owns the channel); until then subscribers
@@ -80,9 +83,16 @@ type channel struct {
 	gone        bool // removed from its shard; retry lookups
 }
 
+// member is one subscription: a session and the alias it gave the
+// subscription. The hub fans out to members, not to sessions.
+type member struct {
+	s     protocols.Session
+	alias uint32
+}
+
 // pendingSub is a subscription waiting for the owner's registration.
 type pendingSub struct {
-	s     protocols.Session
+	member
 	reply func(Position) []byte
 	fail  []byte
 }
@@ -97,6 +107,9 @@ type HubConfig struct {
 	// IdleTTL is how long a channel without subscribers keeps its epoch
 	// and offset after its last publication. Zero: 5 minutes.
 	IdleTTL time.Duration
+	// Volatile reports whether a channel is volatile (its publications
+	// travel as datagrams, latest wins). Nil: none is.
+	Volatile func(channel string) bool
 }
 
 // NewHub returns an empty hub.
@@ -107,7 +120,10 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.IdleTTL <= 0 {
 		cfg.IdleTTL = 5 * time.Minute
 	}
-	h := &Hub{seed: maphash.MakeSeed(), cluster: cfg.Cluster, timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL}
+	if cfg.Volatile == nil {
+		cfg.Volatile = func(string) bool { return false }
+	}
+	h := &Hub{seed: maphash.MakeSeed(), cluster: cfg.Cluster, volatile: cfg.Volatile, timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -127,7 +143,10 @@ func (h *Hub) acquire(name string) *channel {
 		sh.mu.Lock()
 		ch := sh.channels[name]
 		if ch == nil {
-			ch = &channel{name: name, epoch: newEpoch(), index: make(map[protocols.Session]int)}
+			ch = &channel{name: name, volatile: h.volatile(name), index: make(map[protocols.Session]int)}
+			if !ch.volatile {
+				ch.epoch = newEpoch()
+			}
 			ch.sequencer = h.owns(name)
 			ch.registered = ch.sequencer
 			sh.channels[name] = ch
@@ -210,13 +229,17 @@ func (h *Hub) Sweep() {
 	}
 }
 
+// IsVolatile reports whether the channel is volatile.
+func (h *Hub) IsVolatile(name string) bool { return h.volatile(name) }
+
 // Subscribe adds s to the channel and queues reply(position) to s before
 // any publication that follows it, so the client sees Subscribed first.
 // With a cluster, the first subscriber of a channel owned elsewhere waits
 // until the owner forwards the channel here; fail is queued instead if the
 // owner does not answer in time. It reports false if s was already
 // subscribed or waiting.
-func (h *Hub) Subscribe(name string, s protocols.Session, reply func(Position) []byte, fail []byte) bool {
+// Deliveries go to s under alias (see protocols.Session.Deliver).
+func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, reply func(Position) []byte, fail []byte) bool {
 	ch := h.acquire(name)
 	if _, ok := ch.index[s]; ok || ch.isPending(s) {
 		ch.mu.Unlock()
@@ -226,10 +249,10 @@ func (h *Hub) Subscribe(name string, s protocols.Session, reply func(Position) [
 	first := len(ch.subs) == 0 && len(ch.pending) == 0
 	register := false
 	if ch.registered {
-		ch.add(s)
-		_ = s.Reply(reply(Position{Epoch: ch.epoch, Offset: ch.offset}))
+		ch.add(member{s, alias})
+		_ = s.Reply(reply(ch.position()))
 	} else {
-		ch.pending = append(ch.pending, pendingSub{s: s, reply: reply, fail: fail})
+		ch.pending = append(ch.pending, pendingSub{member: member{s, alias}, reply: reply, fail: fail})
 		if !ch.registering {
 			ch.registering = true
 			register = true
@@ -251,8 +274,8 @@ func (h *Hub) Subscribe(name string, s protocols.Session, reply func(Position) [
 // the channel were lost before reaching this node. The sessions leave the
 // channel as they end.
 func (ch *channel) dropSubscribers() {
-	for _, s := range ch.subs {
-		s.CloseWith(&protocols.CloseError{
+	for _, m := range ch.subs {
+		m.s.CloseWith(&protocols.CloseError{
 			Code:   protocols.CodeMissedMessages,
 			Reason: "publications of " + ch.name + " were lost on the way to this node; resubscribe",
 		})
@@ -268,9 +291,18 @@ func (ch *channel) isPending(s protocols.Session) bool {
 	return false
 }
 
-func (ch *channel) add(s protocols.Session) {
-	ch.index[s] = len(ch.subs)
-	ch.subs = append(ch.subs, s)
+func (ch *channel) add(m member) {
+	ch.index[m.s] = len(ch.subs)
+	ch.subs = append(ch.subs, m)
+}
+
+// position is where a subscriber starts: for a volatile channel, no epoch
+// and the last sequence number.
+func (ch *channel) position() Position {
+	if ch.volatile {
+		return Position{Offset: ch.vseq}
+	}
+	return Position{Epoch: ch.epoch, Offset: ch.offset}
 }
 
 // remove takes s out of subs or pending; it reports whether s was there.
@@ -278,8 +310,8 @@ func (ch *channel) remove(s protocols.Session) bool {
 	if i, ok := ch.index[s]; ok {
 		last := len(ch.subs) - 1
 		ch.subs[i] = ch.subs[last]
-		ch.index[ch.subs[i]] = i
-		ch.subs[last] = nil
+		ch.index[ch.subs[i].s] = i
+		ch.subs[last] = member{}
 		ch.subs = ch.subs[:last]
 		delete(ch.index, s)
 		return true
@@ -322,7 +354,9 @@ func (h *Hub) Registered(name, epoch string, offset uint64) {
 	if ch == nil {
 		return // everyone left before the owner answered
 	}
-	if ch.registered && !ch.sequencer && epoch == ch.epoch && offset > ch.offset {
+	if ch.volatile {
+		ch.vseq = max(ch.vseq, offset)
+	} else if ch.registered && !ch.sequencer && epoch == ch.epoch && offset > ch.offset {
 		// A new registration with the same owner starts past what was
 		// delivered here: the publications between were lost.
 		ch.dropSubscribers()
@@ -331,9 +365,9 @@ func (h *Hub) Registered(name, epoch string, offset uint64) {
 	if !(ch.sequencer && h.owns(name)) {
 		ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
 	}
-	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
+	pos := ch.position()
 	for _, p := range ch.pending {
-		ch.add(p.s)
+		ch.add(p.member)
 		_ = p.s.Reply(p.reply(pos))
 	}
 	ch.pending = nil
@@ -383,6 +417,9 @@ func (h *Hub) Publish(ctx context.Context, name string, data []byte) (Position, 
 // another owner starts a new epoch.
 func (h *Hub) Sequence(name string, data []byte) Position {
 	ch := h.acquire(name)
+	if ch.volatile {
+		return h.sequenceVolatile(ch, data)
+	}
 	if !ch.sequencer {
 		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
 	}
@@ -391,8 +428,8 @@ func (h *Hub) Sequence(name string, data []byte) Position {
 	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
 	if len(ch.subs) > 0 || h.cluster != nil {
 		frame := protocols.EncodeMessage(name, pos.Epoch, pos.Offset, data)
-		for _, s := range ch.subs {
-			_ = s.Send(frame)
+		for _, m := range ch.subs {
+			_ = m.s.Deliver(m.alias, frame)
 		}
 		if h.cluster != nil {
 			h.cluster.Forward(name, pos.Epoch, pos.Offset, frame)
@@ -412,6 +449,10 @@ func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 	if ch == nil {
 		return
 	}
+	if ch.volatile {
+		h.deliverVolatile(ch, offset, frame)
+		return
+	}
 	if epoch == ch.epoch && !ch.sequencer {
 		if offset <= ch.offset {
 			ch.mu.Unlock() // already delivered (or before our registration)
@@ -422,21 +463,63 @@ func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 		}
 	}
 	ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
-	for _, s := range ch.subs {
-		_ = s.Send(frame)
+	for _, m := range ch.subs {
+		_ = m.s.Deliver(m.alias, frame)
 	}
 	h.release(ch)
+}
+
+// sequenceVolatile numbers a publication of a volatile channel (locked)
+// and hands it to every subscription: no history, no gap checks, latest
+// wins. It unlocks ch.
+func (h *Hub) sequenceVolatile(ch *channel, data []byte) Position {
+	ch.vseq++
+	ch.used = time.Now()
+	pos := Position{Offset: ch.vseq}
+	if len(ch.subs) > 0 || h.cluster != nil {
+		frame := protocols.EncodeMessage(ch.name, "", ch.vseq, data)
+		h.fanOutVolatile(ch, protocols.Volatile{Seq: ch.vseq, Data: data, Frame: frame})
+		if h.cluster != nil {
+			h.cluster.Forward(ch.name, "", ch.vseq, frame)
+		}
+	}
+	h.release(ch)
+	return pos
+}
+
+func (h *Hub) fanOutVolatile(ch *channel, v protocols.Volatile) {
+	for _, m := range ch.subs {
+		v.Alias = m.alias
+		m.s.DeliverVolatile(v)
+	}
+}
+
+// deliverVolatile hands a volatile publication sequenced on another node
+// (its Message frame) to the local subscribers.
+func (h *Hub) deliverVolatile(ch *channel, seq uint64, frame []byte) {
+	defer h.release(ch)
+	body, _, err := protocols.NextFrame(frame, len(frame))
+	if err != nil {
+		return
+	}
+	f, err := protocols.DecodeFrame(body)
+	if err != nil || f.GetMessage() == nil {
+		return
+	}
+	ch.vseq = max(ch.vseq, seq)
+	h.fanOutVolatile(ch, protocols.Volatile{Seq: seq, Data: f.GetMessage().Data, Frame: frame})
 }
 
 // Hold runs fn with the channel's position while no publication of it can
 // be sequenced here.
 func (h *Hub) Hold(name string, fn func(epoch string, offset uint64)) {
 	ch := h.acquire(name)
-	if !ch.sequencer && h.owns(name) {
+	if !ch.sequencer && h.owns(name) && !ch.volatile {
 		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
 	}
 	ch.used = time.Now()
-	fn(ch.epoch, ch.offset)
+	pos := ch.position()
+	fn(pos.Epoch, pos.Offset)
 	h.release(ch)
 }
 

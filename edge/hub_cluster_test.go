@@ -73,7 +73,7 @@ func TestHubWaitsForTheOwnersRegistration(t *testing.T) {
 	fc := &fakeCluster{owned: map[string]bool{}}
 	h := NewHub(HubConfig{Cluster: fc})
 	s := &fakeSession{id: "s", keep: true}
-	if !h.Subscribe("remote", s, subscribedReply, []byte("x")) {
+	if !h.Subscribe("remote", s, 1, subscribedReply, []byte("x")) {
 		t.Fatal("subscribe refused")
 	}
 	if len(fc.registered) != 1 {
@@ -92,7 +92,7 @@ func TestHubWaitsForTheOwnersRegistration(t *testing.T) {
 	}
 	// A second subscriber joins at once, at the delivered position.
 	s2 := &fakeSession{id: "s2", keep: true}
-	h.Subscribe("remote", s2, subscribedReply, nil)
+	h.Subscribe("remote", s2, 1, subscribedReply, nil)
 	if got := frameKinds(t, s2); len(got) != 1 || got[0] != "subscribed@e1" {
 		t.Fatalf("second subscriber got %v", got)
 	}
@@ -109,7 +109,7 @@ func TestHubFailsSubscriptionsWhenTheOwnerIsSilent(t *testing.T) {
 	h := NewHub(HubConfig{Cluster: fc, RegisterTimeout: 20 * time.Millisecond})
 	s := &fakeSession{id: "s", keep: true}
 	fail := protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Error{Error: &protocols.Error{Code: 108}}})
-	h.Subscribe("remote", s, subscribedReply, fail)
+	h.Subscribe("remote", s, 1, subscribedReply, fail)
 	deadline := time.Now().Add(5 * time.Second)
 	for len(frameKinds(t, s)) == 0 {
 		if time.Now().After(deadline) {
@@ -122,7 +122,7 @@ func TestHubFailsSubscriptionsWhenTheOwnerIsSilent(t *testing.T) {
 	}
 	// A late answer admits nobody; a new subscribe asks again.
 	h.Registered("remote", "e", 1)
-	h.Subscribe("remote", s, subscribedReply, fail)
+	h.Subscribe("remote", s, 1, subscribedReply, fail)
 	fc.mu.Lock()
 	n := len(fc.registered)
 	fc.mu.Unlock()
@@ -135,7 +135,7 @@ func TestHubOwnerForwardsAndNewOwnerStartsNewEpoch(t *testing.T) {
 	fc := &fakeCluster{owned: map[string]bool{"c": true}}
 	h := NewHub(HubConfig{Cluster: fc})
 	s := &fakeSession{id: "s", keep: true}
-	h.Subscribe("c", s, subscribedReply, nil)
+	h.Subscribe("c", s, 1, subscribedReply, nil)
 	p1, _ := h.Publish(context.Background(), "c", []byte("a"))
 	if len(fc.forwarded) != 1 || fc.forwarded[0] != p1 {
 		t.Fatalf("forwarded %v, want %v", fc.forwarded, p1)
@@ -177,7 +177,7 @@ func TestHubClosesSubscribersOnAGap(t *testing.T) {
 	fc := &fakeCluster{owned: map[string]bool{}}
 	h := NewHub(HubConfig{Cluster: fc})
 	s := &fakeSession{id: "s", keep: true}
-	h.Subscribe("c", s, subscribedReply, nil)
+	h.Subscribe("c", s, 1, subscribedReply, nil)
 	h.Registered("c", "e", 5)
 	h.Deliver("c", "e", 6, protocols.EncodeMessage("c", "e", 6, nil))
 	h.Deliver("c", "e", 6, protocols.EncodeMessage("c", "e", 6, nil)) // a duplicate is dropped
@@ -193,7 +193,7 @@ func TestHubClosesSubscribersOnAGap(t *testing.T) {
 	}
 	// A new epoch (new owner) is a new stream, not a gap.
 	s2 := &fakeSession{id: "s2", keep: true}
-	h.Subscribe("c", s2, subscribedReply, nil)
+	h.Subscribe("c", s2, 1, subscribedReply, nil)
 	h.Deliver("c", "f", 1, protocols.EncodeMessage("c", "f", 1, nil))
 	if s2.closed != nil {
 		t.Fatalf("a new epoch closed the subscriber: %v", s2.closed)

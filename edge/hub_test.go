@@ -43,7 +43,11 @@ func (f *fakeSession) Send(b []byte) error {
 	return nil
 }
 
-func (f *fakeSession) Reply(b []byte) error { return f.Send(b) }
+func (f *fakeSession) Reply(b []byte) error                 { return f.Send(b) }
+func (f *fakeSession) Deliver(_ uint32, b []byte) error     { return f.Send(b) }
+func (f *fakeSession) EndDeliveries(uint32)                 {}
+func (f *fakeSession) UseStreams() bool                     { return false }
+func (f *fakeSession) DeliverVolatile(v protocols.Volatile) { _ = f.Send(v.Frame) }
 
 func (f *fakeSession) messages(t *testing.T) []*protocols.Message {
 	t.Helper()
@@ -77,7 +81,7 @@ func TestHubOneOrderForEverySubscriber(t *testing.T) {
 	subs := make([]*fakeSession, 5)
 	for i := range subs {
 		subs[i] = &fakeSession{id: fmt.Sprint(i), keep: true}
-		if !h.Subscribe("room", subs[i], subscribedReply, nil) {
+		if !h.Subscribe("room", subs[i], 1, subscribedReply, nil) {
 			t.Fatal("subscribe failed")
 		}
 	}
@@ -112,9 +116,9 @@ func TestHubOneOrderForEverySubscriber(t *testing.T) {
 func TestHubUnsubscribeStopsDelivery(t *testing.T) {
 	h := NewHub(HubConfig{})
 	a, b := &fakeSession{id: "a", keep: true}, &fakeSession{id: "b", keep: true}
-	h.Subscribe("c", a, subscribedReply, nil)
-	h.Subscribe("c", b, subscribedReply, nil)
-	if h.Subscribe("c", a, subscribedReply, nil) {
+	h.Subscribe("c", a, 1, subscribedReply, nil)
+	h.Subscribe("c", b, 1, subscribedReply, nil)
+	if h.Subscribe("c", a, 1, subscribedReply, nil) {
 		t.Fatal("second subscribe of the same session succeeded")
 	}
 	h.Sequence("c", []byte("1"))
@@ -169,7 +173,7 @@ func BenchmarkHubFanout(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			h := NewHub(HubConfig{})
 			for i := range n {
-				h.Subscribe("bench", &fakeSession{id: fmt.Sprint(i)}, subscribedReply, nil)
+				h.Subscribe("bench", &fakeSession{id: fmt.Sprint(i)}, 1, subscribedReply, nil)
 			}
 			payload := make([]byte, 64)
 			b.ReportAllocs()
@@ -214,7 +218,7 @@ type hubAcceptor struct {
 }
 
 func (a *hubAcceptor) Accept(s protocols.Session, _ *http.Request) (protocols.Handler, error) {
-	a.hub.Subscribe(a.channel, s, subscribedReply, nil)
+	a.hub.Subscribe(a.channel, s, 1, subscribedReply, nil)
 	a.ready.Done()
 	return nopHandler{}, nil
 }

@@ -71,6 +71,16 @@ type Config struct {
 	MaxSubscriptions int
 	// MaxChannelLen is the longest channel name in bytes. Zero: 128.
 	MaxChannelLen int
+	// VolatileChannels are the channels whose publications travel as
+	// datagrams (latest wins, no history, nothing resent): names, or
+	// prefixes ending in "*" ("game:*"); "*" makes every channel volatile.
+	// Zero: none (the dev node of cmd/switchyard sets "game:*").
+	VolatileChannels []string
+	// MaxDatagramSize is the largest payload of a volatile publication,
+	// told to clients in Connected. Zero:
+	// protocols.DefaultMaxDatagramSize (1,100 bytes, which fits any QUIC
+	// path), or less when a frame is smaller.
+	MaxDatagramSize int
 	// ConnectTimeout is how long a new session may take to send Connect.
 	// Zero: 10 s.
 	ConnectTimeout time.Duration
@@ -125,6 +135,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxChannelLen <= 0 {
 		c.MaxChannelLen = 128
+	}
+	if c.MaxDatagramSize <= 0 {
+		c.MaxDatagramSize = min(protocols.DefaultMaxDatagramSize, c.Session.MaxFrameSize-64)
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
@@ -193,10 +206,18 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     cfg,
-		hub:     NewHub(HubConfig{Cluster: cfg.Cluster, IdleTTL: cfg.ChannelIdleTTL}),
+		hub:     NewHub(HubConfig{Cluster: cfg.Cluster, IdleTTL: cfg.ChannelIdleTTL, Volatile: volatileMatcher(cfg.VolatileChannels)}),
 		origins: make(map[string]bool),
 		clients: make(map[*client]struct{}),
 		sweep:   make(chan struct{}),
+	}
+	for _, p := range cfg.VolatileChannels {
+		if err := n.checkChannel(strings.TrimSuffix(p, "*")); err != nil && p != "*" {
+			return nil, fmt.Errorf("edge: volatile channel pattern %q: %w", p, err)
+		}
+	}
+	if cfg.MaxDatagramSize > cfg.Session.MaxFrameSize-64 {
+		return nil, fmt.Errorf("edge: MaxDatagramSize %d does not fit in a frame of %d bytes", cfg.MaxDatagramSize, cfg.Session.MaxFrameSize)
 	}
 	for _, u := range cfg.PublicURLs {
 		if _, err := publicOrigin(u); err != nil {
@@ -513,10 +534,42 @@ func (n *Node) checkChannel(name string) error {
 	return nil
 }
 
-// maxPayload is the largest publication to channel whose Message frame
-// (payload plus channel, epoch, offset and tags) fits in MaxFrameSize.
+// maxPayload is the largest publication to channel: on a volatile
+// channel MaxDatagramSize, else what lets its Message frame (payload plus
+// channel, epoch, offset and tags) fit in MaxFrameSize.
 func (n *Node) maxPayload(channel string) int {
+	if n.hub.IsVolatile(channel) {
+		return n.cfg.MaxDatagramSize
+	}
 	return n.cfg.Session.MaxFrameSize - len(channel) - 64
+}
+
+// volatileMatcher reports whether a channel matches one of the patterns:
+// a name, or a prefix ending in "*".
+func volatileMatcher(patterns []string) func(string) bool {
+	if len(patterns) == 0 {
+		return nil
+	}
+	exact := make(map[string]bool)
+	var prefixes []string
+	for _, p := range patterns {
+		if pre, ok := strings.CutSuffix(p, "*"); ok {
+			prefixes = append(prefixes, pre)
+		} else {
+			exact[p] = true
+		}
+	}
+	return func(name string) bool {
+		if exact[name] {
+			return true
+		}
+		for _, pre := range prefixes {
+			if strings.HasPrefix(name, pre) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // originAllowed implements the Origin allowlist (CSWSH protection).

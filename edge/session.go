@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/switchyard/switchyard/protocols"
@@ -17,11 +19,21 @@ type client struct {
 	timer   *time.Timer // closes the session if Connect does not come in time
 
 	connected bool
-	subs      map[string]struct{}
-	secure    bool // came over TLS: reconnect advice names wss:// or WebTransport
+	subs      map[string]uint32   // channel → alias
+	aliases   map[uint32]struct{} // aliases in use
+	secure    bool                // came over TLS: reconnect advice names wss:// or WebTransport
+
+	// Datagrams arrive on their own goroutine (WebTransport): they look
+	// up volatile subscriptions here.
+	mu           sync.Mutex
+	volatile     map[uint32]string // alias → volatile channel; guarded by mu
+	lastDgramErr time.Time         // guarded by mu: datagram errors are told at most once a second
 }
 
-var _ protocols.Handler = (*client)(nil)
+var (
+	_ protocols.Handler         = (*client)(nil)
+	_ protocols.DatagramHandler = (*client)(nil)
+)
 
 func (c *client) HandleFrame(f *protocols.Frame) error {
 	if !c.connected {
@@ -38,6 +50,9 @@ func (c *client) HandleFrame(f *protocols.Frame) error {
 		return c.unsubscribe(f.Id, k.Unsubscribe)
 	case *protocols.Frame_Publish:
 		return c.publish(f.Id, k.Publish)
+	case *protocols.Frame_Datagram:
+		c.HandleDatagram(k.Datagram.Alias, k.Datagram.Data)
+		return nil
 	case *protocols.Frame_Connect:
 		return protocols.Closef(protocols.CodeBadFrame, "connect sent twice")
 	case nil:
@@ -54,14 +69,17 @@ func (c *client) connect(id uint32, cn *protocols.Connect) error {
 	c.timer.Stop()
 	c.connected = true
 	cfg := c.node.cfg
+	streams := cn.Streams && c.session.UseStreams()
 	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
-		SessionId:      c.session.ID(),
-		PingIntervalMs: uint32(max(cfg.Session.PingInterval, 0) / time.Millisecond),
-		PongTimeoutMs:  uint32(cfg.Session.PongTimeout / time.Millisecond),
-		MaxFrameSize:   uint32(cfg.Session.MaxFrameSize),
-		Node:           cfg.Name,
-		Region:         cfg.Region,
-		Protocol:       protocols.ProtocolVersion,
+		MaxDatagramSize: uint32(cfg.MaxDatagramSize),
+		Streams:         streams,
+		SessionId:       c.session.ID(),
+		PingIntervalMs:  uint32(max(cfg.Session.PingInterval, 0) / time.Millisecond),
+		PongTimeoutMs:   uint32(cfg.Session.PongTimeout / time.Millisecond),
+		MaxFrameSize:    uint32(cfg.Session.MaxFrameSize),
+		Node:            cfg.Name,
+		Region:          cfg.Region,
+		Protocol:        protocols.ProtocolVersion,
 	}}}))
 }
 
@@ -76,27 +94,60 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 	if len(c.subs) >= c.node.cfg.MaxSubscriptions {
 		return c.fail(id, protocols.ErrCodeTooManySubscriptions, fmt.Sprintf("at most %d subscriptions per session", c.node.cfg.MaxSubscriptions))
 	}
-	c.node.hub.Subscribe(name, c.session, func(p Position) []byte {
+	alias := sub.Alias
+	switch {
+	case alias > protocols.MaxAlias:
+		return c.fail(id, protocols.ErrCodeBadRequest, fmt.Sprintf("alias %d: want 1 to %d (or 0 for the server's pick)", alias, protocols.MaxAlias))
+	case alias == 0:
+		for alias = 1; c.inUse(alias); alias++ {
+		}
+	case c.inUse(alias):
+		return c.fail(id, protocols.ErrCodeBadRequest, fmt.Sprintf("alias %d is in use by another subscription", alias))
+	}
+	volatile := c.node.hub.IsVolatile(name)
+	c.node.hub.Subscribe(name, c.session, alias, func(p Position) []byte {
 		return protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{
-			Channel: name, Epoch: p.Epoch, Offset: p.Offset,
+			Channel: name, Epoch: p.Epoch, Offset: p.Offset, Alias: alias, Volatile: volatile,
 		}}})
 	}, protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{Error: &protocols.Error{
 		Code: uint32(protocols.ErrCodeInternal), Message: "the channel's owner node did not answer; try again",
 	}}}))
-	c.subs[name] = struct{}{}
+	c.subs[name] = alias
+	c.aliases[alias] = struct{}{}
+	if volatile {
+		c.mu.Lock()
+		c.volatile[alias] = name
+		c.mu.Unlock()
+	}
 	return nil
+}
+
+func (c *client) inUse(alias uint32) bool {
+	_, ok := c.aliases[alias]
+	return ok
 }
 
 func (c *client) unsubscribe(id uint32, u *protocols.Unsubscribe) error {
 	name := u.Channel
-	if _, ok := c.subs[name]; !ok {
+	alias, ok := c.subs[name]
+	if !ok {
 		return c.fail(id, protocols.ErrCodeNotSubscribed, fmt.Sprintf("not subscribed to %.64q", name))
 	}
-	delete(c.subs, name)
+	c.forget(name, alias)
 	c.node.hub.Unsubscribe(name, c.session, protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Unsubscribed{
 		Unsubscribed: &protocols.Unsubscribed{Channel: name},
 	}}))
+	c.session.EndDeliveries(alias)
 	return nil
+}
+
+// forget drops the session's record of a subscription.
+func (c *client) forget(name string, alias uint32) {
+	delete(c.subs, name)
+	delete(c.aliases, alias)
+	c.mu.Lock()
+	delete(c.volatile, alias)
+	c.mu.Unlock()
 }
 
 func (c *client) publish(id uint32, p *protocols.Publish) error {
@@ -113,6 +164,43 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_PublishAck{
 		PublishAck: &protocols.PublishAck{Epoch: pos.Epoch, Offset: pos.Offset},
 	}}))
+}
+
+// datagramPublishTimeout bounds a volatile publication that must go
+// through the channel's owner on another node.
+const datagramPublishTimeout = time.Second
+
+// HandleDatagram publishes a datagram on the volatile channel its alias
+// names. It has no reply; a refusal is told as an Error with id 0, at most
+// once a second.
+func (c *client) HandleDatagram(alias uint32, payload []byte) {
+	c.mu.Lock()
+	name, ok := c.volatile[alias]
+	c.mu.Unlock()
+	if !ok {
+		c.datagramError(protocols.ErrCodeNotSubscribed, fmt.Sprintf("datagram for alias %d: no volatile subscription has it", alias))
+		return
+	}
+	if limit := c.node.cfg.MaxDatagramSize; len(payload) > limit {
+		c.datagramError(protocols.ErrCodePayloadTooLarge, fmt.Sprintf("datagram for %s: payload is %d bytes, limit %d", name, len(payload), limit))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.session.Context(), datagramPublishTimeout)
+	defer cancel()
+	_, _ = c.node.hub.Publish(ctx, name, payload)
+}
+
+func (c *client) datagramError(code protocols.ErrorCode, msg string) {
+	c.mu.Lock()
+	now := time.Now()
+	quiet := now.Sub(c.lastDgramErr) < time.Second
+	if !quiet {
+		c.lastDgramErr = now
+	}
+	c.mu.Unlock()
+	if !quiet {
+		_ = c.fail(0, code, msg)
+	}
 }
 
 // fail answers request id with an Error frame; the session lives on. The
@@ -132,10 +220,10 @@ func (c *client) reply(frame []byte) error {
 
 func (c *client) Closed(*protocols.CloseError) {
 	c.timer.Stop()
-	for name := range c.subs {
+	for name, alias := range c.subs {
 		c.node.hub.Unsubscribe(name, c.session, nil)
+		c.forget(name, alias)
 	}
-	c.subs = nil
 	c.node.forget(c)
 }
 
@@ -153,7 +241,10 @@ func (n *Node) accept(s protocols.Session, r *http.Request) (*client, error) {
 		n.cfg.Logger.Debug("origin rejected", "origin", r.Header.Get("Origin"), "protocol", s.Protocol())
 		return nil, protocols.Closef(protocols.CodeOriginNotAllowed, "origin %.60q not allowed", r.Header.Get("Origin"))
 	}
-	c := &client{node: n, session: s, subs: make(map[string]struct{}), secure: r.TLS != nil || s.Protocol() == protocols.WebTransport}
+	c := &client{
+		node: n, session: s, secure: r.TLS != nil || s.Protocol() == protocols.WebTransport,
+		subs: make(map[string]uint32), aliases: make(map[uint32]struct{}), volatile: make(map[uint32]string),
+	}
 	c.timer = time.AfterFunc(n.cfg.ConnectTimeout, func() {
 		s.Close(protocols.CodeHandshakeTimeout, "no connect frame in time")
 	})

@@ -32,6 +32,34 @@ type Wire interface {
 	Abort()
 }
 
+// DatagramWire is a Wire with real datagrams (WebTransport).
+type DatagramWire interface {
+	Wire
+	// SendDatagram sends one datagram; it may block while the transport's
+	// own queue is full. The session calls it from one goroutine.
+	SendDatagram(b []byte) error
+	// ReceiveDatagram returns the next datagram from the peer; it fails
+	// once the transport is aborted.
+	ReceiveDatagram() ([]byte, error)
+}
+
+// StreamWire is a Wire that opens unidirectional streams (WebTransport).
+type StreamWire interface {
+	Wire
+	// OpenStream opens a stream whose first bytes are header, waiting at
+	// most until deadline for the peer's stream limit.
+	OpenStream(header []byte, deadline time.Time) (StreamWriter, error)
+}
+
+// StreamWriter is one unidirectional stream, written by one goroutine at a
+// time.
+type StreamWriter interface {
+	// WriteFrames writes the frames as one batch, giving up at deadline.
+	WriteFrames(frames [][]byte, deadline time.Time) error
+	// Close ends the stream after what was written.
+	Close() error
+}
+
 // SessionConfig tunes sessions. The zero value is usable.
 type SessionConfig struct {
 	// MaxFrameSize is the largest frame accepted from a client, length
@@ -151,6 +179,8 @@ type conn struct {
 	room     chan struct{} // cap 1: queued replies fell below the bound, or the session closes
 	readDone chan struct{} // closed when the read loop has ended
 	done     chan struct{} // closed when the writer returns
+	dw       DatagramWire  // nil: no datagrams (volatile publications conflate in q)
+	sw       StreamWire    // nil: no streams (deliveries go in q)
 
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[CloseError] // set by the first Close
@@ -167,7 +197,33 @@ type conn struct {
 	pongOwed  bool   // a ping awaits its pong; one pong answers them all
 	pongID    uint32 // the id of the latest ping
 	closed    bool   // no more Sends
+	streams   bool                  // deliveries go on per-subscription streams
+	outs      map[uint32]*outStream // those streams, by alias
+	slots     map[uint32]*slot      // conflation slots by alias (without datagrams)
+	dq        []Volatile            // datagrams to send (with dw), oldest first
+	dsending  bool                  // sendDatagrams runs
+	dropped   uint64                // volatile publications dropped (replaced or queue full)
+
+	bg sync.WaitGroup // stream writers and the datagram sender and reader; started under mu while !closed
 }
+
+// maxQueuedDatagrams bounds the datagrams waiting to be sent on one
+// session; past it the oldest is dropped.
+const maxQueuedDatagrams = 64
+
+// outStream is the stream of one subscription's deliveries. Its queue is
+// guarded by conn.mu; w belongs to the goroutine that runs it.
+type outStream struct {
+	alias   uint32
+	q       [][]byte
+	running bool // a runStream goroutine drains q
+	ending  bool // close the stream once q is drained
+	w       StreamWriter
+}
+
+// slot holds the latest unwritten volatile publication of a subscription
+// (guarded by conn.mu).
+type slot struct{ frame []byte }
 
 var _ Session = (*conn)(nil)
 
@@ -190,6 +246,8 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	c.dw, _ = w.(DatagramWire)
+	c.sw, _ = w.(StreamWire)
 	c.lastSeen.Store(time.Now().UnixNano())
 	go c.writeLoop()
 
@@ -198,6 +256,9 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 		ce := asCloseError(err)
 		c.Close(ce.Code, ce.Reason)
 		h = nil
+	}
+	if dh, ok := h.(DatagramHandler); ok && c.dw != nil {
+		c.bg.Go(func() { c.receiveDatagrams(dh) })
 	}
 	end := c.readLoop(h)
 	if h != nil {
@@ -249,6 +310,211 @@ func (c *conn) Reply(frame []byte) error {
 	c.mu.Unlock()
 	c.signal()
 	return nil
+}
+
+func (c *conn) UseStreams() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.streams = c.sw != nil
+	return c.streams
+}
+
+func (c *conn) Deliver(alias uint32, frame []byte) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.sent >= c.cfg.SendQueueFrames || c.sentBytes+len(frame) > c.cfg.SendQueueBytes {
+		n, bytes := c.sent, c.sentBytes
+		c.mu.Unlock()
+		c.Close(CodeSlowConsumer, fmt.Sprintf("send queue full (%d frames, %d bytes)", n, bytes))
+		return ErrQueueFull
+	}
+	c.sent++
+	c.sentBytes += len(frame)
+	if !c.streams {
+		c.q.push(item{b: frame, kind: delivery})
+		c.mu.Unlock()
+		c.signal()
+		return nil
+	}
+	o := c.outs[alias]
+	if o == nil || o.ending {
+		o = &outStream{alias: alias}
+		if c.outs == nil {
+			c.outs = make(map[uint32]*outStream)
+		}
+		c.outs[alias] = o
+	}
+	o.q = append(o.q, frame)
+	if !o.running {
+		o.running = true
+		c.bg.Go(func() { c.runStream(o) })
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *conn) EndDeliveries(alias uint32) {
+	c.mu.Lock()
+	delete(c.slots, alias)
+	o := c.outs[alias]
+	if o == nil {
+		c.mu.Unlock()
+		return
+	}
+	o.ending = true
+	var w StreamWriter
+	if !o.running {
+		delete(c.outs, alias)
+		w = o.w
+	}
+	c.mu.Unlock()
+	if w != nil {
+		_ = w.Close()
+	}
+}
+
+// runStream drains one subscription's stream queue, opening the stream on
+// first use, and returns once the queue is empty (Deliver starts it
+// again). A write that fails or times out closes the session as a slow
+// consumer.
+func (c *conn) runStream(o *outStream) {
+	batch := make([][]byte, 0, 16)
+	for {
+		c.mu.Lock()
+		size := 0
+		for len(o.q) > 0 && (len(batch) == 0 || size+len(o.q[0]) <= c.cfg.BatchBytes) {
+			batch = append(batch, o.q[0])
+			size += len(o.q[0])
+			o.q[0] = nil
+			o.q = o.q[1:]
+		}
+		c.sent -= len(batch)
+		c.sentBytes -= size
+		if len(batch) == 0 {
+			o.running, o.q = false, nil
+			end := o.ending
+			if end && c.outs[o.alias] == o {
+				delete(c.outs, o.alias)
+			}
+			c.mu.Unlock()
+			if end && o.w != nil {
+				_ = o.w.Close()
+			}
+			return
+		}
+		c.mu.Unlock()
+		var err error
+		if o.w == nil {
+			o.w, err = c.sw.OpenStream(AppendVarintAlias(nil, o.alias), time.Now().Add(c.cfg.WriteTimeout))
+		}
+		if err == nil {
+			err = o.w.WriteFrames(batch, time.Now().Add(c.cfg.WriteTimeout))
+		}
+		clear(batch)
+		batch = batch[:0]
+		if err != nil {
+			c.mu.Lock()
+			o.running = false
+			c.mu.Unlock()
+			c.cfg.Logger.Debug("session stream write failed", "session", c.id, "alias", o.alias, "err", err)
+			c.Close(CodeSlowConsumer, fmt.Sprintf("the stream of subscription %d stalled", o.alias))
+			return
+		}
+	}
+}
+
+func (c *conn) DeliverVolatile(v Volatile) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if c.dw != nil {
+		if len(c.dq) >= maxQueuedDatagrams {
+			c.dq[0] = Volatile{}
+			c.dq = c.dq[1:]
+			c.dropped++
+		}
+		c.dq = append(c.dq, v)
+		if !c.dsending {
+			c.dsending = true
+			c.bg.Go(c.sendDatagrams)
+		}
+		c.mu.Unlock()
+		return
+	}
+	sl := c.slots[v.Alias]
+	if sl == nil {
+		sl = &slot{}
+		if c.slots == nil {
+			c.slots = make(map[uint32]*slot)
+		}
+		c.slots[v.Alias] = sl
+	}
+	if sl.frame != nil {
+		// The previous one is still queued: the newer one takes its place.
+		sl.frame = v.Frame
+		c.dropped++
+		c.mu.Unlock()
+		return
+	}
+	sl.frame = v.Frame
+	c.q.push(item{kind: volatile, slot: sl})
+	c.mu.Unlock()
+	c.signal()
+}
+
+// Dropped returns how many volatile publications the session dropped.
+func (c *conn) Dropped() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dropped
+}
+
+// sendDatagrams sends the queued datagrams and returns once the queue is
+// empty (DeliverVolatile starts it again).
+func (c *conn) sendDatagrams() {
+	var buf []byte
+	for {
+		c.mu.Lock()
+		if len(c.dq) == 0 || c.closed {
+			c.dq, c.dsending = nil, false
+			c.mu.Unlock()
+			return
+		}
+		v := c.dq[0]
+		c.dq[0] = Volatile{}
+		c.dq = c.dq[1:]
+		c.mu.Unlock()
+		buf = AppendDatagram(buf[:0], v.Alias, v.Seq, v.Data)
+		if err := c.dw.SendDatagram(buf); err != nil {
+			c.mu.Lock()
+			c.dropped++
+			c.mu.Unlock()
+		}
+	}
+}
+
+// receiveDatagrams hands the client's datagrams to h until the transport
+// is aborted. Malformed ones are dropped.
+func (c *conn) receiveDatagrams(h DatagramHandler) {
+	for {
+		b, err := c.dw.ReceiveDatagram()
+		if err != nil {
+			return
+		}
+		if c.closeErr.Load() != nil {
+			continue // closing: drain until the transport goes
+		}
+		alias, _, payload, err := ParseDatagram(b)
+		if err != nil {
+			continue
+		}
+		h.HandleDatagram(alias, payload)
+	}
 }
 
 // queuePing queues the server's own ping, of which at most one is
@@ -348,6 +614,8 @@ func (c *conn) take(batch [][]byte) [][]byte {
 		case delivery:
 			c.sent--
 			c.sentBytes -= len(it.b)
+		case volatile:
+			it.b, it.slot.frame = it.slot.frame, nil
 		}
 		size += len(it.b)
 		batch = append(batch, it.b)
@@ -440,6 +708,10 @@ func (c *conn) finish(batch [][]byte) {
 	if ce.Code == CodeSlowConsumer {
 		c.q = ring{}
 		c.sent, c.sentBytes, c.replies = 0, 0, 0
+		for _, o := range c.outs {
+			o.q = nil
+		}
+		c.dq = nil
 	}
 	c.q.push(item{kind: control, b: MustEncode(&Frame{Kind: &Frame_Disconnect{Disconnect: &Disconnect{
 		Code: uint32(ce.Code), Reason: ce.Reason, Reconnect: ce.Code.Reconnect(),
@@ -528,6 +800,7 @@ read:
 	<-c.done
 	c.cancel()
 	c.wire.Abort()
+	c.bg.Wait() // the transport is gone: stream writers and datagram loops return
 
 	if ce := c.closeErr.Load(); ce != nil {
 		return ce
@@ -563,6 +836,7 @@ func (b *bucket) take(now time.Time, rate float64, burst int) bool {
 type item struct {
 	b    []byte
 	kind itemKind
+	slot *slot // volatile: b is taken from it when written
 }
 
 type itemKind uint8
@@ -571,6 +845,7 @@ const (
 	delivery itemKind = iota // Send: bounded by SendQueueFrames and SendQueueBytes
 	reply                    // Reply: bounded by MaxQueuedReplies
 	control                  // the session's own ping and Disconnect: one at a time
+	volatile                 // DeliverVolatile without datagrams: one per subscription
 )
 
 // ring is a FIFO of frames that grows as needed and lets a large buffer go

@@ -34,6 +34,24 @@ type Session interface {
 	// SessionConfig.MaxQueuedReplies replies wait to be written. After
 	// close it returns ErrClosed.
 	Reply(frame []byte) error
+	// UseStreams turns per-subscription streams on, as the client asked in
+	// Connect, and reports whether the session has them (WebTransport).
+	// Call it before the first Deliver.
+	UseStreams() bool
+	// Deliver queues a reliable delivery (a Message frame) for the
+	// subscription with alias: on its own stream when streams are on, else
+	// in order with Send. It counts against the send queue's limits like
+	// Send.
+	Deliver(alias uint32, frame []byte) error
+	// EndDeliveries says the subscription with alias is over: its stream,
+	// if it has one, ends after what is queued on it.
+	EndDeliveries(alias uint32)
+	// DeliverVolatile hands a publication of a volatile channel to the
+	// subscription v.Alias: a datagram where the transport has them, else
+	// v.Frame in the send queue, where a newer publication for the same
+	// subscription replaces one not yet written (latest wins). It never
+	// blocks and never closes the session; what it drops is counted.
+	DeliverVolatile(v Volatile)
 	// Close sends a Disconnect frame with code and reason, closes the
 	// transport with the same code and reason, and returns at once. Only the
 	// first Close or CloseWith has an effect.
@@ -41,6 +59,15 @@ type Session interface {
 	// CloseWith is Close with reconnect advice (ReconnectURL,
 	// ReconnectAfter) for the Disconnect frame.
 	CloseWith(ce *CloseError)
+}
+
+// Volatile is one publication of a volatile channel as a subscription gets
+// it. Data and Frame are shared by every subscriber.
+type Volatile struct {
+	Alias uint32 // the subscription's alias
+	Seq   uint64 // the channel's datagram sequence number
+	Data  []byte // the payload
+	Frame []byte // the same publication as a Message frame (epoch "", offset Seq)
 }
 
 // Handler receives the frames of one session, on the session's read loop:
@@ -55,6 +82,13 @@ type Handler interface {
 	// Closed is called once, after the session has ended and its writer has
 	// stopped.
 	Closed(err *CloseError)
+}
+
+// DatagramHandler is a Handler that also takes the session's datagrams
+// (WebTransport). HandleDatagram runs on a goroutine of its own, at the
+// same time as HandleFrame: it must be safe for that.
+type DatagramHandler interface {
+	HandleDatagram(alias uint32, payload []byte)
 }
 
 // Acceptor admits new sessions. The edge implements it.

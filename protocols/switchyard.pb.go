@@ -2,8 +2,11 @@
 //
 // Every frame on the wire is one Frame message, preceded by its length as a
 // protobuf varint. The same bytes travel in WebSocket binary messages (one or
-// more whole frames per message) and on the WebTransport control stream.
-// docs/protocol.md describes each frame and the order in which they flow.
+// more whole frames per message) and on WebTransport streams: the control
+// stream and, when the client asks for them, one unidirectional stream per
+// subscription. Volatile channels also travel in datagrams, which are not
+// Frames (see docs/protocol.md, section 11). docs/protocol.md describes each
+// frame and the order in which they flow.
 //
 // Regenerate the Go code with `make generate` (protoc + protoc-gen-go).
 
@@ -51,6 +54,7 @@ type Frame struct {
 	//	*Frame_Ping
 	//	*Frame_Pong
 	//	*Frame_Disconnect
+	//	*Frame_Datagram
 	Kind          isFrame_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -217,6 +221,15 @@ func (x *Frame) GetDisconnect() *Disconnect {
 	return nil
 }
 
+func (x *Frame) GetDatagram() *Datagram {
+	if x != nil {
+		if x, ok := x.Kind.(*Frame_Datagram); ok {
+			return x.Datagram
+		}
+	}
+	return nil
+}
+
 type isFrame_Kind interface {
 	isFrame_Kind()
 }
@@ -273,6 +286,10 @@ type Frame_Disconnect struct {
 	Disconnect *Disconnect `protobuf:"bytes,14,opt,name=disconnect,proto3,oneof"`
 }
 
+type Frame_Datagram struct {
+	Datagram *Datagram `protobuf:"bytes,15,opt,name=datagram,proto3,oneof"`
+}
+
 func (*Frame_Connect) isFrame_Kind() {}
 
 func (*Frame_Connected) isFrame_Kind() {}
@@ -299,6 +316,8 @@ func (*Frame_Pong) isFrame_Kind() {}
 
 func (*Frame_Disconnect) isFrame_Kind() {}
 
+func (*Frame_Datagram) isFrame_Kind() {}
+
 // Connect is the first frame a client sends on a new session.
 type Connect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -307,7 +326,11 @@ type Connect struct {
 	// client names the client library and its version, e.g. "switchyard-go/0.1".
 	Client string `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
 	// protocol is the protocol version the client speaks: "switchyard.v1".
-	Protocol      string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// streams asks, on WebTransport, for each subscription's messages on a
+	// unidirectional stream of its own rather than on the control stream.
+	// Ignored on WebSocket.
+	Streams       bool `protobuf:"varint,4,opt,name=streams,proto3" json:"streams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -363,6 +386,13 @@ func (x *Connect) GetProtocol() string {
 	return ""
 }
 
+func (x *Connect) GetStreams() bool {
+	if x != nil {
+		return x.Streams
+	}
+	return false
+}
+
 // Connected answers Connect.
 type Connected struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -374,10 +404,17 @@ type Connected struct {
 	// pong_timeout_ms is how long the server waits for Pong before closing.
 	PongTimeoutMs uint32 `protobuf:"varint,3,opt,name=pong_timeout_ms,json=pongTimeoutMs,proto3" json:"pong_timeout_ms,omitempty"`
 	// max_frame_size is the largest frame, in bytes, the server accepts.
-	MaxFrameSize  uint32 `protobuf:"varint,4,opt,name=max_frame_size,json=maxFrameSize,proto3" json:"max_frame_size,omitempty"`
-	Node          string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
-	Region        string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
-	Protocol      string `protobuf:"bytes,7,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	MaxFrameSize uint32 `protobuf:"varint,4,opt,name=max_frame_size,json=maxFrameSize,proto3" json:"max_frame_size,omitempty"`
+	Node         string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	Region       string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
+	Protocol     string `protobuf:"bytes,7,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// max_datagram_size is the largest payload, in bytes, of a publication on
+	// a volatile channel: what a client may send in a datagram, and the most
+	// it receives in one. It fits the smallest QUIC path.
+	MaxDatagramSize uint32 `protobuf:"varint,8,opt,name=max_datagram_size,json=maxDatagramSize,proto3" json:"max_datagram_size,omitempty"`
+	// streams is true when the server delivers on per-subscription streams
+	// (Connect.streams on WebTransport).
+	Streams       bool `protobuf:"varint,9,opt,name=streams,proto3" json:"streams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,9 +498,27 @@ func (x *Connected) GetProtocol() string {
 	return ""
 }
 
+func (x *Connected) GetMaxDatagramSize() uint32 {
+	if x != nil {
+		return x.MaxDatagramSize
+	}
+	return 0
+}
+
+func (x *Connected) GetStreams() bool {
+	if x != nil {
+		return x.Streams
+	}
+	return false
+}
+
 type Subscribe struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// alias is the client's small number for this subscription, unique among
+	// its subscriptions (1 to 16383); it names the subscription in datagrams
+	// and on its stream. 0: the server picks one.
+	Alias         uint32 `protobuf:"varint,2,opt,name=alias,proto3" json:"alias,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,13 +560,27 @@ func (x *Subscribe) GetChannel() string {
 	return ""
 }
 
+func (x *Subscribe) GetAlias() uint32 {
+	if x != nil {
+		return x.Alias
+	}
+	return 0
+}
+
 type Subscribed struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
 	// epoch and offset give the channel's stream position at subscribe time:
-	// the next message delivered will have offset > this offset.
-	Epoch         string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// the next message delivered will have offset > this offset. A volatile
+	// channel has no epoch; offset is then its datagram sequence number.
+	Epoch  string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// alias is the subscription's alias (the client's, or the server's pick).
+	Alias uint32 `protobuf:"varint,4,opt,name=alias,proto3" json:"alias,omitempty"`
+	// volatile is true for a volatile channel: publications travel as
+	// datagrams (on WebSocket as conflated messages), latest wins, none is
+	// resent.
+	Volatile      bool `protobuf:"varint,5,opt,name=volatile,proto3" json:"volatile,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +634,20 @@ func (x *Subscribed) GetOffset() uint64 {
 		return x.Offset
 	}
 	return 0
+}
+
+func (x *Subscribed) GetAlias() uint32 {
+	if x != nil {
+		return x.Alias
+	}
+	return 0
+}
+
+func (x *Subscribed) GetVolatile() bool {
+	if x != nil {
+		return x.Volatile
+	}
+	return false
 }
 
 type Unsubscribe struct {
@@ -759,7 +842,9 @@ func (x *PublishAck) GetOffset() uint64 {
 	return 0
 }
 
-// Message delivers one publication to a subscriber.
+// Message delivers one publication to a subscriber. On a volatile channel
+// (over WebSocket) epoch is empty and offset is the datagram sequence
+// number: a gap means publications were dropped.
 type Message struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -881,6 +966,70 @@ func (x *Error) GetMessage() string {
 	return ""
 }
 
+// Datagram publishes on a volatile channel over WebSocket, where there are
+// no real datagrams: the subscription's alias, the client's own sequence
+// number (ignored by the server) and the payload. It has no reply; a
+// refusal comes back as an Error with id 0.
+type Datagram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Alias         uint32                 `protobuf:"varint,1,opt,name=alias,proto3" json:"alias,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Datagram) Reset() {
+	*x = Datagram{}
+	mi := &file_switchyard_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Datagram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Datagram) ProtoMessage() {}
+
+func (x *Datagram) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
+func (*Datagram) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Datagram) GetAlias() uint32 {
+	if x != nil {
+		return x.Alias
+	}
+	return 0
+}
+
+func (x *Datagram) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Datagram) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // Ping is sent by the server every ping_interval_ms; the client answers Pong.
 // A client may also send Ping; the server answers Pong.
 type Ping struct {
@@ -891,7 +1040,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_switchyard_proto_msgTypes[11]
+	mi := &file_switchyard_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1052,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[11]
+	mi := &file_switchyard_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1065,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{11}
+	return file_switchyard_proto_rawDescGZIP(), []int{12}
 }
 
 type Pong struct {
@@ -927,7 +1076,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_switchyard_proto_msgTypes[12]
+	mi := &file_switchyard_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1088,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[12]
+	mi := &file_switchyard_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1101,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{12}
+	return file_switchyard_proto_rawDescGZIP(), []int{13}
 }
 
 // Disconnect is the last frame the server sends before closing a session.
@@ -975,7 +1124,7 @@ type Disconnect struct {
 
 func (x *Disconnect) Reset() {
 	*x = Disconnect{}
-	mi := &file_switchyard_proto_msgTypes[13]
+	mi := &file_switchyard_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1136,7 @@ func (x *Disconnect) String() string {
 func (*Disconnect) ProtoMessage() {}
 
 func (x *Disconnect) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[13]
+	mi := &file_switchyard_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1149,7 @@ func (x *Disconnect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnect.ProtoReflect.Descriptor instead.
 func (*Disconnect) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{13}
+	return file_switchyard_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Disconnect) GetCode() uint32 {
@@ -1042,7 +1191,7 @@ var File_switchyard_proto protoreflect.FileDescriptor
 
 const file_switchyard_proto_rawDesc = "" +
 	"\n" +
-	"\x10switchyard.proto\x12\rswitchyard.v1\"\xee\x05\n" +
+	"\x10switchyard.proto\x12\rswitchyard.v1\"\xa5\x06\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x122\n" +
 	"\aconnect\x18\x02 \x01(\v2\x16.switchyard.v1.ConnectH\x00R\aconnect\x128\n" +
@@ -1063,12 +1212,14 @@ const file_switchyard_proto_rawDesc = "" +
 	"\x04pong\x18\r \x01(\v2\x13.switchyard.v1.PongH\x00R\x04pong\x12;\n" +
 	"\n" +
 	"disconnect\x18\x0e \x01(\v2\x19.switchyard.v1.DisconnectH\x00R\n" +
-	"disconnectB\x06\n" +
-	"\x04kind\"S\n" +
+	"disconnect\x125\n" +
+	"\bdatagram\x18\x0f \x01(\v2\x17.switchyard.v1.DatagramH\x00R\bdatagramB\x06\n" +
+	"\x04kind\"m\n" +
 	"\aConnect\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12\x1a\n" +
-	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\xea\x01\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x18\n" +
+	"\astreams\x18\x04 \x01(\bR\astreams\"\xb0\x02\n" +
 	"\tConnected\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
@@ -1077,14 +1228,19 @@ const file_switchyard_proto_rawDesc = "" +
 	"\x0emax_frame_size\x18\x04 \x01(\rR\fmaxFrameSize\x12\x12\n" +
 	"\x04node\x18\x05 \x01(\tR\x04node\x12\x16\n" +
 	"\x06region\x18\x06 \x01(\tR\x06region\x12\x1a\n" +
-	"\bprotocol\x18\a \x01(\tR\bprotocol\"%\n" +
+	"\bprotocol\x18\a \x01(\tR\bprotocol\x12*\n" +
+	"\x11max_datagram_size\x18\b \x01(\rR\x0fmaxDatagramSize\x12\x18\n" +
+	"\astreams\x18\t \x01(\bR\astreams\";\n" +
 	"\tSubscribe\x12\x18\n" +
-	"\achannel\x18\x01 \x01(\tR\achannel\"T\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
+	"\x05alias\x18\x02 \x01(\rR\x05alias\"\x86\x01\n" +
 	"\n" +
 	"Subscribed\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x04R\x06offset\"'\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05alias\x18\x04 \x01(\rR\x05alias\x12\x1a\n" +
+	"\bvolatile\x18\x05 \x01(\bR\bvolatile\"'\n" +
 	"\vUnsubscribe\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\"(\n" +
 	"\fUnsubscribed\x12\x18\n" +
@@ -1103,7 +1259,11 @@ const file_switchyard_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x06\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"F\n" +
+	"\bDatagram\x12\x14\n" +
+	"\x05alias\x18\x01 \x01(\rR\x05alias\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\x06\n" +
 	"\x04Ping\"\x06\n" +
 	"\x04Pong\"\xa9\x01\n" +
 	"\n" +
@@ -1126,7 +1286,7 @@ func file_switchyard_proto_rawDescGZIP() []byte {
 	return file_switchyard_proto_rawDescData
 }
 
-var file_switchyard_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_switchyard_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_switchyard_proto_goTypes = []any{
 	(*Frame)(nil),        // 0: switchyard.v1.Frame
 	(*Connect)(nil),      // 1: switchyard.v1.Connect
@@ -1139,9 +1299,10 @@ var file_switchyard_proto_goTypes = []any{
 	(*PublishAck)(nil),   // 8: switchyard.v1.PublishAck
 	(*Message)(nil),      // 9: switchyard.v1.Message
 	(*Error)(nil),        // 10: switchyard.v1.Error
-	(*Ping)(nil),         // 11: switchyard.v1.Ping
-	(*Pong)(nil),         // 12: switchyard.v1.Pong
-	(*Disconnect)(nil),   // 13: switchyard.v1.Disconnect
+	(*Datagram)(nil),     // 11: switchyard.v1.Datagram
+	(*Ping)(nil),         // 12: switchyard.v1.Ping
+	(*Pong)(nil),         // 13: switchyard.v1.Pong
+	(*Disconnect)(nil),   // 14: switchyard.v1.Disconnect
 }
 var file_switchyard_proto_depIdxs = []int32{
 	1,  // 0: switchyard.v1.Frame.connect:type_name -> switchyard.v1.Connect
@@ -1154,14 +1315,15 @@ var file_switchyard_proto_depIdxs = []int32{
 	8,  // 7: switchyard.v1.Frame.publish_ack:type_name -> switchyard.v1.PublishAck
 	9,  // 8: switchyard.v1.Frame.message:type_name -> switchyard.v1.Message
 	10, // 9: switchyard.v1.Frame.error:type_name -> switchyard.v1.Error
-	11, // 10: switchyard.v1.Frame.ping:type_name -> switchyard.v1.Ping
-	12, // 11: switchyard.v1.Frame.pong:type_name -> switchyard.v1.Pong
-	13, // 12: switchyard.v1.Frame.disconnect:type_name -> switchyard.v1.Disconnect
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 10: switchyard.v1.Frame.ping:type_name -> switchyard.v1.Ping
+	13, // 11: switchyard.v1.Frame.pong:type_name -> switchyard.v1.Pong
+	14, // 12: switchyard.v1.Frame.disconnect:type_name -> switchyard.v1.Disconnect
+	11, // 13: switchyard.v1.Frame.datagram:type_name -> switchyard.v1.Datagram
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_proto_init() }
@@ -1183,6 +1345,7 @@ func file_switchyard_proto_init() {
 		(*Frame_Ping)(nil),
 		(*Frame_Pong)(nil),
 		(*Frame_Disconnect)(nil),
+		(*Frame_Datagram)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1190,7 +1353,7 @@ func file_switchyard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_proto_rawDesc), len(file_switchyard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -23,6 +23,7 @@ type fileConfig struct {
 	APIKey         string   `json:"api_key"`
 	AllowedOrigins []string `json:"allowed_origins"`
 	PublicURLs     []string `json:"public_urls"`
+	Volatile       []string `json:"volatile_channels"`
 	Node           string   `json:"node"`
 	Region         string   `json:"region"`
 	LogLevel       string   `json:"log_level"`
@@ -63,6 +64,7 @@ type options struct {
 	apiKeyDefault  bool
 	allowedOrigins []string
 	publicURLs     []string
+	volatile       []string
 	node, region   string
 	logLevel       string
 	maxFrameSize   int
@@ -83,7 +85,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs := flag.NewFlagSet("switchyard", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	var o options
-	var origins, publicURLs, configFile string
+	var origins, publicURLs, volatile, configFile string
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport")
 	fs.StringVar(&o.http, "http", "127.0.0.1:8080", "plain-HTTP `address` for local browsers and tools (empty disables it)")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); without it a self-signed dev certificate is generated and rotated")
@@ -91,6 +93,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.apiKey, "api-key", "", "`key` for the server API (X-API-Key); default on loopback: "+devAPIKey+", else a random key")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect besides this node's own URLs (\"*\" for any)")
 	fs.StringVar(&publicURLs, "public-url", "", "comma-separated `URLs` clients reach this node by, when not its listen addresses (https://rt.example.com); their pages may connect and the cluster advertises them")
+	fs.StringVar(&volatile, "volatile-channels", "game:*", "comma-separated volatile `channels` (names, or prefixes ending in *): their publications travel as datagrams, latest wins; empty for none")
 	fs.StringVar(&configFile, "config", "", "JSON config `file` (keys as the flags, with _ for -)")
 	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
 	fs.StringVar(&o.region, "region", "", "`region` this node runs in (default: local)")
@@ -146,6 +149,9 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		if !set["public-url"] && len(fc.PublicURLs) > 0 {
 			publicURLs = strings.Join(fc.PublicURLs, ",")
 		}
+		if !set["volatile-channels"] && fc.Volatile != nil {
+			volatile = strings.Join(fc.Volatile, ",")
+		}
 		o.maxFrameSize = fc.MaxFrameSize
 		apply("mesh-bind", &o.meshBind, fc.MeshBind)
 		apply("mesh-forward", &o.meshForward, fc.MeshForward)
@@ -161,6 +167,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	}
 	o.allowedOrigins = splitList(origins)
 	o.publicURLs = splitList(publicURLs)
+	o.volatile = splitList(volatile)
 	if set["join"] || join != "" {
 		o.join = splitList(join)
 	}

@@ -87,13 +87,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := edge.Config{
-		Name:           o.node,
-		Region:         o.region,
-		Listen:         o.listen,
-		HTTP:           o.http,
-		APIKey:         o.apiKey,
-		AllowedOrigins: o.allowedOrigins,
-		PublicURLs:     o.publicURLs,
+		Name:             o.node,
+		Region:           o.region,
+		Listen:           o.listen,
+		HTTP:             o.http,
+		APIKey:           o.apiKey,
+		AllowedOrigins:   o.allowedOrigins,
+		PublicURLs:       o.publicURLs,
+		VolatileChannels: o.volatile,
 		Session: protocols.SessionConfig{
 			MaxFrameSize: o.maxFrameSize,
 			PingInterval: o.pingInterval,

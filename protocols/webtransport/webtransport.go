@@ -266,6 +266,55 @@ func (w *wire) CloseWrite(code protocols.CloseCode, reason string, _ time.Time) 
 	return w.str.Close()
 }
 
+var (
+	_ protocols.DatagramWire = (*wire)(nil)
+	_ protocols.StreamWire   = (*wire)(nil)
+)
+
+// SendDatagram sends one QUIC datagram; it blocks while quic-go's queue
+// (32 datagrams) is full.
+func (w *wire) SendDatagram(b []byte) error { return w.sess.SendDatagram(b) }
+
+// ReceiveDatagram returns the client's next datagram.
+func (w *wire) ReceiveDatagram() ([]byte, error) { return w.sess.ReceiveDatagram(w.sess.Context()) }
+
+// OpenStream opens a unidirectional stream whose first bytes are header.
+func (w *wire) OpenStream(header []byte, deadline time.Time) (protocols.StreamWriter, error) {
+	ctx, cancel := context.WithDeadline(w.sess.Context(), deadline)
+	defer cancel()
+	str, err := w.sess.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &uniStream{str: str, head: header}, nil
+}
+
+// uniStream writes batches of frames on one unidirectional stream.
+type uniStream struct {
+	str      *webtransport.SendStream
+	head     []byte // written before the first batch
+	buf      []byte
+	deadline protocols.Deadline
+}
+
+func (u *uniStream) WriteFrames(frames [][]byte, deadline time.Time) error {
+	buf := append(u.buf[:0], u.head...)
+	u.head = nil
+	for _, f := range frames {
+		buf = append(buf, f...)
+	}
+	if cap(buf) <= 4<<10 { // an idle subscription keeps little
+		u.buf = buf
+	}
+	if err := u.deadline.Set(u.str.SetWriteDeadline, deadline); err != nil {
+		return err
+	}
+	_, err := u.str.Write(buf)
+	return err
+}
+
+func (u *uniStream) Close() error { return u.str.Close() }
+
 // Abort closes the session, with the code given to CloseWrite if any.
 func (w *wire) Abort() {
 	w.abortOnce.Do(func() {
