@@ -48,8 +48,8 @@ type Hub struct {
 	seed     maphash.Seed
 	cluster  Cluster // nil: this node owns every channel
 	volatile func(string) bool
-	timeout time.Duration
-	idleTTL time.Duration
+	timeout  time.Duration
+	idleTTL  time.Duration
 
 	shards [hubShards]hubShard
 }
@@ -71,7 +71,7 @@ type channel struct {
 	offset    uint64    // the last position sequenced or delivered here
 	sequencer bool      // this node assigned the current epoch
 	used      time.Time // last publication or subscription
-	vseq      uint64 // volatile: the last datagram sequence number
+	vseq      uint64    // volatile: the last datagram sequence number
 	subs      []member
 	index     map[protocols.Session]int // position in subs
 	// With a cluster: registered is true once publications from the owner

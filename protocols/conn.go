@@ -191,12 +191,12 @@ type conn struct {
 
 	mu        sync.Mutex // guards the fields below
 	q         ring
-	sent      int    // deliveries (Send) in q: what SendQueueFrames bounds
-	sentBytes int    // their bytes: what SendQueueBytes bounds
-	replies   int    // replies (Reply) in q: what MaxQueuedReplies bounds
-	pongOwed  bool   // a ping awaits its pong; one pong answers them all
-	pongID    uint32 // the id of the latest ping
-	closed    bool   // no more Sends
+	sent      int                   // deliveries (Send) in q: what SendQueueFrames bounds
+	sentBytes int                   // their bytes: what SendQueueBytes bounds
+	replies   int                   // replies (Reply) in q: what MaxQueuedReplies bounds
+	pongOwed  bool                  // a ping awaits its pong; one pong answers them all
+	pongID    uint32                // the id of the latest ping
+	closed    bool                  // no more Sends
 	streams   bool                  // deliveries go on per-subscription streams
 	outs      map[uint32]*outStream // those streams, by alias
 	slots     map[uint32]*slot      // conflation slots by alias (without datagrams)
