@@ -13,6 +13,7 @@ race:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./protocols/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDatagram$$' -fuzztime=$(FUZZTIME) ./protocols/
 	$(GO) test -run='^$$' -fuzz='^FuzzAPIPublish$$' -fuzztime=$(FUZZTIME) ./edge/
 	$(GO) test -run='^$$' -fuzz='^FuzzConfigFile$$' -fuzztime=$(FUZZTIME) ./cmd/switchyard/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeGossip$$' -fuzztime=$(FUZZTIME) ./mesh/

@@ -248,6 +248,56 @@ func TestThreeProcessCluster(t *testing.T) {
 		}
 	}
 
+	// Volatile channels span the nodes too: datagrams sent on a reach
+	// subscribers on b and c, in sequence order (none is resent, so a few
+	// may be missing).
+	for i := range 3 {
+		ch := fmt.Sprintf("game:%d", i) // owners fall on different nodes
+		var vsubs []*client.Subscription
+		for _, p := range []*proc{b, c, a} {
+			sub, err := p.dial(t).Subscribe(ctx, ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sub.Volatile() {
+				t.Fatalf("%s is not volatile on %s", ch, p.name)
+			}
+			vsubs = append(vsubs, sub)
+		}
+		sender := a.dial(t)
+		if _, err := sender.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 10 {
+			if err := sender.SendDatagram(ch, []byte(fmt.Sprint(j))); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // a 200 Hz sender, not a burst
+		}
+		for k, sub := range vsubs[:2] {
+			var last uint64
+			got := 0
+		recv:
+			for {
+				select {
+				case m := <-sub.Messages():
+					if !m.Datagram || m.Offset <= last {
+						t.Fatalf("%s on %s: %+v after sequence number %d", ch, []string{"b", "c"}[k], m, last)
+					}
+					last = m.Offset
+					if got++; string(m.Data) == "9" {
+						break recv
+					}
+				case <-time.After(5 * time.Second):
+					break recv
+				}
+			}
+			if got < 8 {
+				t.Fatalf("%s on %s: %d of 10 datagrams", ch, []string{"b", "c"}[k], got)
+			}
+		}
+	}
+
 	// Subscriptions made before the kill, on channels some of which a owns.
 	cc := c.dial(t)
 	var survivors []*client.Subscription
