@@ -35,6 +35,13 @@ type Cluster interface {
 	// with subscribers, without blocking. The hub calls it in sequence
 	// order.
 	Forward(channel, epoch string, offset uint64, frame []byte)
+	// PublishVolatile has the owner of a volatile channel sequence a
+	// publication, unreliably and without blocking or answering.
+	PublishVolatile(channel string, data []byte)
+	// ForwardVolatile sends a volatile publication this node sequenced
+	// (its sequence number and Message frame) to every other node with
+	// subscribers, unreliably and without blocking.
+	ForwardVolatile(channel string, seq uint64, frame []byte)
 }
 
 // Hub holds the channels of one node and fans publications out to their
@@ -411,6 +418,16 @@ func (h *Hub) Publish(ctx context.Context, name string, data []byte) (Position, 
 	return h.Sequence(name, data), nil
 }
 
+// PublishDatagram publishes on a volatile channel without waiting: here
+// when this node owns the channel, else it goes to the owner unreliably.
+func (h *Hub) PublishDatagram(name string, data []byte) {
+	if h.owns(name) {
+		h.Sequence(name, data)
+		return
+	}
+	h.cluster.PublishVolatile(name, data)
+}
+
 // Sequence assigns the next position in the channel as its owner, queues
 // the encoded message to every local subscriber and forwards it to the
 // other nodes with subscribers. A node that takes over a channel from
@@ -480,7 +497,7 @@ func (h *Hub) sequenceVolatile(ch *channel, data []byte) Position {
 		frame := protocols.EncodeMessage(ch.name, "", ch.vseq, data)
 		h.fanOutVolatile(ch, protocols.Volatile{Seq: ch.vseq, Data: data, Frame: frame})
 		if h.cluster != nil {
-			h.cluster.Forward(ch.name, "", ch.vseq, frame)
+			h.cluster.ForwardVolatile(ch.name, ch.vseq, frame)
 		}
 	}
 	h.release(ch)

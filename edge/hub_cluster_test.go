@@ -44,6 +44,12 @@ func (f *fakeCluster) Forward(ch, epoch string, offset uint64, frame []byte) {
 	f.mu.Unlock()
 }
 
+func (f *fakeCluster) PublishVolatile(string, []byte) {}
+
+func (f *fakeCluster) ForwardVolatile(ch string, seq uint64, frame []byte) {
+	f.Forward(ch, "", seq, frame)
+}
+
 func frameKinds(t *testing.T, s *fakeSession) []string {
 	t.Helper()
 	s.mu.Lock()

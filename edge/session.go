@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -166,10 +165,6 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	}}))
 }
 
-// datagramPublishTimeout bounds a volatile publication that must go
-// through the channel's owner on another node.
-const datagramPublishTimeout = time.Second
-
 // HandleDatagram publishes a datagram on the volatile channel its alias
 // names. It has no reply; a refusal is told as an Error with id 0, at most
 // once a second.
@@ -185,9 +180,7 @@ func (c *client) HandleDatagram(alias uint32, payload []byte) {
 		c.datagramError(protocols.ErrCodePayloadTooLarge, fmt.Sprintf("datagram for %s: payload is %d bytes, limit %d", name, len(payload), limit))
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.session.Context(), datagramPublishTimeout)
-	defer cancel()
-	_, _ = c.node.hub.Publish(ctx, name, payload)
+	c.node.hub.PublishDatagram(name, payload)
 }
 
 func (c *client) datagramError(code protocols.ErrorCode, msg string) {

@@ -117,6 +117,8 @@ type Cluster struct {
 	resetMu sync.Mutex
 	resets  map[string]struct{} // peers whose links were reset, for the worker
 
+	dg dgState // volatile publications between nodes (datagram.go)
+
 	nextID atomic.Uint64
 	wg     sync.WaitGroup
 
@@ -215,10 +217,15 @@ func (c *Cluster) Start() error {
 	fwd := ln.Addr().(*net.TCPAddr)
 	unspecified := fwd.IP.IsUnspecified()
 	c.setForwardAddr(net.JoinHostPort(fwd.IP.String(), strconv.Itoa(fwd.Port)))
+	if err := c.startDatagrams(fwd.IP.String(), fwd.Port); err != nil {
+		ln.Close()
+		return err
+	}
 	if c.lanConfig != nil {
 		// First, so that the first metadata we advertise carries its address.
 		if err := c.startLAN(); err != nil {
 			ln.Close()
+			c.dgStop()
 			return err
 		}
 	}
@@ -243,6 +250,7 @@ func (c *Cluster) Start() error {
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		ln.Close()
+		c.dgStop()
 		if c.lanML != nil {
 			c.lanML.Shutdown()
 		}
@@ -255,6 +263,10 @@ func (c *Cluster) Start() error {
 	c.memberMu.Unlock()
 	if unspecified {
 		c.setForwardAddr(net.JoinHostPort(self.Addr.String(), strconv.Itoa(fwd.Port)))
+		_, dgPort, _ := net.SplitHostPort(c.datagramAddr())
+		c.memberMu.Lock()
+		c.meta.Datagram = net.JoinHostPort(self.Addr.String(), dgPort)
+		c.memberMu.Unlock()
 		if err := ml.UpdateNode(time.Second); err != nil {
 			c.log.Warn("advertise forward address", "err", err)
 		}
@@ -263,8 +275,9 @@ func (c *Cluster) Start() error {
 
 	c.state = stateRunning
 	c.running.Store(true)
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.acceptLoop()
+	go c.dgAcceptLoop()
 	go c.worker()
 	go c.rejoinLoop()
 	if c.lanML != nil {
@@ -365,6 +378,7 @@ func (c *Cluster) stop(ctx context.Context, graceful bool) error {
 	for _, l := range outs {
 		l.close(graceful)
 	}
+	c.dgStop()
 	c.failAll(ErrClosed)
 
 	waited := make(chan struct{})
@@ -550,6 +564,7 @@ func (c *Cluster) liveUp(name string, m Member, changed bool) {
 func (c *Cluster) liveDown(name string) {
 	c.interest.dropNode(name, time.Now())
 	c.dropLinks(name)
+	c.dgDrop(name)
 	c.failPeer(name, ErrPeerGone)
 	c.kickWorker()
 }

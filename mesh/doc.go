@@ -21,6 +21,10 @@
 //     travels on the same ordered streams as the deliveries, so a subscriber
 //     misses nothing published after its registration was answered, however
 //     far gossip has converged (register.go).
+//   - Datagrams (datagram.go): volatile publications (datagram channels)
+//     travel between nodes as QUIC datagrams, one mutually authenticated
+//     QUIC connection per ordered pair, never queued behind the links and
+//     never resent; one too large for a datagram takes the link.
 //
 // Two pools. With Profile "lan" (the default: one region) a node runs one
 // memberlist pool with LAN timings. With Profile "wan" (a cluster that
