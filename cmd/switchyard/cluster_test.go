@@ -28,6 +28,7 @@ type proc struct {
 	banner map[string]string
 	http   string // http://host:port
 	ws     string // ws://host:port/ws
+	wt     string // https://host:port
 	gossip string
 }
 
@@ -77,7 +78,7 @@ func startProc(t *testing.T, bin, name, region, meshDir string, join string) *pr
 			t.Logf("%s log:\n%s", name, b)
 		}
 	})
-	line := regexp.MustCompile(`^\s+(WebSocket|mesh|Cert hash)\s+(.*)$`)
+	line := regexp.MustCompile(`^\s+(WebSocket|WebTransport|mesh|Cert hash)\s+(.*)$`)
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		if m := line.FindStringSubmatch(sc.Text()); m != nil {
@@ -93,6 +94,7 @@ func startProc(t *testing.T, bin, name, region, meshDir string, join string) *pr
 	}
 	go io.Copy(io.Discard, stdout)
 	p.ws = strings.Fields(p.banner["WebSocket plain"])[0]
+	p.wt = strings.TrimSuffix(strings.Fields(p.banner["WebTransport"])[0], "/wt")
 	p.http = strings.TrimSuffix(p.banner["Cert hash"], "/certhash")
 	g := regexp.MustCompile(`gossip (\S+),`).FindStringSubmatch(p.banner["mesh"])
 	if g == nil {
@@ -144,6 +146,26 @@ func (p *proc) dial(t *testing.T) *client.Client {
 	c, err := client.Dial(ctx, p.ws, client.Options{})
 	if err != nil {
 		t.Fatalf("dial %s: %v", p.name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// dialWT connects over WebTransport, pinning the node's dev certificate.
+func (p *proc) dialWT(t *testing.T) *client.Client {
+	t.Helper()
+	resp, err := http.Get(p.http + "/certhash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hash struct{ Value string }
+	json.NewDecoder(resp.Body).Decode(&hash)
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, p.wt, client.Options{Transport: protocols.WebTransport, CertHash: hash.Value})
+	if err != nil {
+		t.Fatalf("dial %s over WebTransport: %v", p.name, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -248,23 +270,23 @@ func TestThreeProcessCluster(t *testing.T) {
 		}
 	}
 
-	// Volatile channels span the nodes too: datagrams sent on a reach
-	// subscribers on b and c, in sequence order (none is resent, so a few
-	// may be missing).
+	// Volatile channels span the nodes too: datagrams a WebTransport client
+	// sends on a reach subscribers on b (WebTransport) and c (WebSocket),
+	// in sequence order (none is resent, so a few may be missing).
 	for i := range 3 {
 		ch := fmt.Sprintf("game:%d", i) // owners fall on different nodes
 		var vsubs []*client.Subscription
-		for _, p := range []*proc{b, c, a} {
-			sub, err := p.dial(t).Subscribe(ctx, ch)
+		for _, cl := range []*client.Client{b.dialWT(t), c.dial(t), a.dialWT(t)} { // WebTransport on b, WebSocket on c
+			sub, err := cl.Subscribe(ctx, ch)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !sub.Volatile() {
-				t.Fatalf("%s is not volatile on %s", ch, p.name)
+				t.Fatalf("%s is not volatile", ch)
 			}
 			vsubs = append(vsubs, sub)
 		}
-		sender := a.dial(t)
+		sender := a.dialWT(t)
 		if _, err := sender.Subscribe(ctx, ch); err != nil {
 			t.Fatal(err)
 		}
