@@ -492,6 +492,7 @@ func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 func (h *Hub) sequenceVolatile(ch *channel, data []byte) Position {
 	ch.vseq++
 	ch.used = time.Now()
+	ch.sequencer = true // keeps the count for IdleTTL, like an epoch
 	pos := Position{Offset: ch.vseq}
 	if len(ch.subs) > 0 || h.cluster != nil {
 		frame := protocols.EncodeMessage(ch.name, "", ch.vseq, data)

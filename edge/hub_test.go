@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -264,4 +265,25 @@ func BenchmarkHubFanoutSessions(b *testing.B) {
 		w.Abort()
 	}
 	served.Wait()
+}
+
+// A volatile channel numbers its publications from 1, with or without
+// subscribers, and a subscriber starts after the last number.
+func TestHubVolatileSequence(t *testing.T) {
+	h := NewHub(HubConfig{Volatile: func(ch string) bool { return strings.HasPrefix(ch, "game:") }})
+	for i := uint64(1); i <= 3; i++ {
+		if p := h.Sequence("game:1", []byte("x")); p != (Position{Offset: i}) {
+			t.Fatalf("publication %d at %+v", i, p)
+		}
+	}
+	s := &fakeSession{id: "s", keep: true}
+	h.Subscribe("game:1", s, 1, subscribedReply, nil)
+	h.Sequence("game:1", []byte("y"))
+	kinds := frameKinds(t, s)
+	if len(kinds) != 2 || kinds[0] != "subscribed@" || kinds[1] != "message@" {
+		t.Fatalf("frames %v", kinds)
+	}
+	if m := s.messages(t); len(m) != 1 || m[0].Offset != 4 || m[0].Epoch != "" {
+		t.Fatalf("messages %v", m)
+	}
 }
