@@ -227,9 +227,18 @@ type FrameReader struct {
 	buf []byte
 }
 
+// What a FrameReader keeps between frames: a small read buffer (frames
+// larger than it are read straight into their body), and a body buffer
+// that a larger frame replaces only until the next small one. An idle
+// session holds little.
+const (
+	frameReadBuffer = 1 << 10
+	frameKeepBody   = 4 << 10
+)
+
 // NewFrameReader reads frames of at most maxSize bytes from r.
 func NewFrameReader(r io.Reader, maxSize int) *FrameReader {
-	return &FrameReader{r: bufio.NewReaderSize(r, 16<<10), max: maxSize}
+	return &FrameReader{r: bufio.NewReaderSize(r, frameReadBuffer), max: maxSize}
 }
 
 // Next returns the next frame body. It is valid until the following call.
@@ -255,8 +264,8 @@ func (fr *FrameReader) Next() ([]byte, error) {
 	if n > uint64(fr.max) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
 	}
-	if uint64(cap(fr.buf)) < n {
-		fr.buf = make([]byte, n)
+	if uint64(cap(fr.buf)) < n || (cap(fr.buf) > frameKeepBody && n <= frameKeepBody) {
+		fr.buf = make([]byte, n, max(n, 256))
 	}
 	body := fr.buf[:n]
 	if _, err := io.ReadFull(fr.r, body); err != nil {
