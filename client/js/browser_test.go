@@ -84,6 +84,34 @@ window.sy = await import("/switchyard.js");
 window.ready = true;
 </script>`
 
+// countingHarness is the harness with WebTransport wrapped so that the
+// tests see what crossed the wire: datagrams in and out, and the server's
+// unidirectional streams (window.counts).
+const countingHarness = `<!doctype html><meta charset="utf-8"><title>e2e</title>
+<script type="module">
+window.counts = {datagramsIn: 0, datagramsOut: 0, streamsIn: 0};
+const count = (k) => new TransformStream({transform(c, ctl) { counts[k]++; ctl.enqueue(c); }});
+if (typeof WebTransport === "function") {
+  window.WebTransport = class extends WebTransport {
+    #d; #s;
+    get datagrams() {
+      if (!this.#d) {
+        const d = super.datagrams, out = count("datagramsOut");
+        out.readable.pipeTo(d.writable).catch(() => {});
+        this.#d = {readable: d.readable.pipeThrough(count("datagramsIn")), writable: out.writable,
+          get maxDatagramSize() { return d.maxDatagramSize; }};
+      }
+      return this.#d;
+    }
+    get incomingUnidirectionalStreams() {
+      return this.#s ??= super.incomingUnidirectionalStreams.pipeThrough(count("streamsIn"));
+    }
+  };
+}
+window.sy = await import("/switchyard.js");
+window.ready = true;
+</script>`
+
 type testNode struct {
 	*edge.Node
 	store *certs.Store
@@ -95,20 +123,27 @@ type testNode struct {
 
 func nodeConfig(listen, plain string, store *certs.Store) edge.Config {
 	return edge.Config{
-		Listen: listen,
-		HTTP:   plain,
-		Certs:  store,
-		APIKey: "k",
+		Listen:           listen,
+		HTTP:             plain,
+		Certs:            store,
+		APIKey:           "k",
+		VolatileChannels: []string{"game:*"},
 		Extra: map[string]http.Handler{
-			"/switchyard.js": js.Handler(),
-			"/e2e.html": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/html; charset=utf-8")
-				w.Write([]byte(harness))
-			}),
-			"/": web.Handler(),
+			"/switchyard.js":     js.Handler(),
+			"/switchyard.js.map": js.Handler(),
+			"/e2e.html":          htmlPage(harness),
+			"/e2e-count.html":    htmlPage(countingHarness),
+			"/":                  web.Handler(),
 		},
 		Session: protocols.SessionConfig{PingInterval: 2 * time.Second, PongTimeout: 2 * time.Second},
 	}
+}
+
+func htmlPage(html string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write([]byte(html))
+	})
 }
 
 func startNode(t *testing.T, listen, plain string) *testNode {
@@ -380,11 +415,22 @@ func TestMixedTransportsSeeEachOther(t *testing.T) {
 
 func TestReconnectAfterNodeRestart(t *testing.T) {
 	needBrowser(t)
-	n := startNode(t, "127.0.0.1:0", "127.0.0.1:0")
-	a := n.Addrs()
-	if a.TLS.(*net.TCPAddr).Port != a.QUIC.(*net.UDPAddr).Port {
-		t.Fatalf("TCP %v and UDP %v ports differ", a.TLS, a.QUIC)
+	// The restart reuses the address, so TCP and UDP must share the port
+	// number: the node tries the TCP port for UDP, which another process
+	// may hold; try again on other ports then.
+	var n *testNode
+	for attempt := 0; ; attempt++ {
+		n = startNode(t, "127.0.0.1:0", "127.0.0.1:0")
+		a := n.Addrs()
+		if a.TLS.(*net.TCPAddr).Port == a.QUIC.(*net.UDPAddr).Port {
+			break
+		}
+		if attempt == 10 {
+			t.Fatalf("TCP %v and UDP %v ports differ", a.TLS, a.QUIC)
+		}
+		n.stop(t)
 	}
+	a := n.Addrs()
 	p := openPage(t, n.http+"/e2e.html")
 	if tr := connectJS(p, n.wt, fmt.Sprintf(`{certHash: "auto", webSocketUrl: %q}`, n.ws), "restart"); tr != "webtransport" {
 		t.Fatalf("on %s", tr)
@@ -528,4 +574,206 @@ func openChat(t *testing.T, url string) *page {
 	}
 	p.waitJS(`window.chat && window.chat.ready`)
 	return p
+}
+
+// goClientWT dials the node over WebTransport, pinning the dev certificate.
+func (n *testNode) goClientWT(t *testing.T) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, n.wt, client.Options{Transport: protocols.WebTransport, CertHash: n.store.Hash().Value})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+type jsDatagram struct {
+	Data     string
+	Offset   uint64
+	Epoch    string
+	Channel  string
+	Datagram bool
+}
+
+// subscribeVolatile connects window.c with opts, subscribes to channel
+// collecting into window.dgrams, and reports the client's state.
+func subscribeVolatile(p *page, url, opts, channel string) map[string]any {
+	p.t.Helper()
+	return eval[map[string]any](p, fmt.Sprintf(`(async () => {
+		window.dgrams = [];
+		window.c = await sy.connect(%q, %s);
+		window.vsub = await c.subscribe(%q, (m) => dgrams.push({data: new TextDecoder().decode(m.data), offset: m.offset, epoch: m.epoch, channel: m.channel, datagram: m.datagram}));
+		return {transport: c.transport, max: c.maxDatagramSize, volatile: vsub.volatile};
+	})()`, url, opts, channel))
+}
+
+// waitDatagram waits until the page holds a datagram with data and returns it.
+func (p *page) waitDatagram(data string) jsDatagram {
+	p.t.Helper()
+	p.waitJS(fmt.Sprintf("dgrams.some((m) => m.data === %q)", data))
+	for _, m := range eval[[]jsDatagram](p, "dgrams") {
+		if m.Data == data {
+			return m
+		}
+	}
+	p.t.Fatalf("datagram %q vanished", data)
+	return jsDatagram{}
+}
+
+// recvDatagram waits for the Go subscriber's next message, which must be a datagram.
+func recvDatagram(t *testing.T, sub *client.Subscription) client.Message {
+	t.Helper()
+	select {
+	case m := <-sub.Messages():
+		if !m.Datagram || m.Epoch != "" {
+			t.Fatalf("Go subscriber got %+v, want a datagram", m)
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("Go subscriber got no datagram")
+		return client.Message{}
+	}
+}
+
+// A page on WebTransport exchanges real QUIC datagrams with a Go client on
+// a volatile channel, and reads a reliable channel from its own stream.
+func TestDatagramsWebTransport(t *testing.T) {
+	needBrowser(t)
+	n := startNode(t, "127.0.0.1:0", "127.0.0.1:0")
+	p := openPage(t, n.http+"/e2e-count.html")
+	st := subscribeVolatile(p, n.wt, fmt.Sprintf(`{certHash: "auto", webSocketUrl: %q}`, n.ws), "game:1")
+	if st["transport"] != "webtransport" || st["max"] != float64(protocols.DefaultMaxDatagramSize) || st["volatile"] != true {
+		t.Fatalf("page: %v", st)
+	}
+	gc := n.goClientWT(t)
+	sub, err := gc.Subscribe(context.Background(), "game:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sub.Volatile() {
+		t.Fatal("game:1 is not volatile for the Go client")
+	}
+	// Go → page, one at a time (on loopback nothing is lost).
+	for i := range 5 {
+		data := fmt.Sprintf("go-%d", i)
+		if err := gc.SendDatagram("game:1", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		m := p.waitDatagram(data)
+		if !m.Datagram || m.Epoch != "" || m.Channel != "game:1" || m.Offset != uint64(i+1) {
+			t.Fatalf("page got %+v", m)
+		}
+		if got := recvDatagram(t, sub); string(got.Data) != data {
+			t.Fatalf("Go got %q, want its own %q", got.Data, data)
+		}
+	}
+	// page → Go.
+	if sent := eval[bool](p, `c.sendDatagram("game:1", "from page")`); !sent {
+		t.Fatal("sendDatagram returned false while connected")
+	}
+	if m := recvDatagram(t, sub); string(m.Data) != "from page" || m.Offset != 6 {
+		t.Fatalf("Go got %+v", m)
+	}
+	p.waitDatagram("from page") // the sender is a subscriber too
+	counts := eval[map[string]float64](p, "counts")
+	if counts["datagramsOut"] < 1 || counts["datagramsIn"] < 6 {
+		t.Fatalf("QUIC datagrams on the page: %v, want ≥ 1 out and ≥ 6 in", counts)
+	}
+	if lost := eval[float64](p, "vsub.lost"); lost != 0 {
+		t.Fatalf("page counted %v lost on loopback", lost)
+	}
+	// Clear errors before anything is sent.
+	errs := eval[map[string]string](p, `(() => {
+		const name = (f) => { try { f(); return "none"; } catch (e) { return e.name + ": " + e.message; } };
+		return {
+			large: name(() => c.sendDatagram("game:1", new Uint8Array(c.maxDatagramSize + 1))),
+			unsubscribed: name(() => c.sendDatagram("game:2", "x")),
+		};
+	})()`)
+	if !strings.HasPrefix(errs["large"], "RangeError") || !strings.Contains(errs["large"], "limit 1100") {
+		t.Errorf("oversized datagram: %s", errs["large"])
+	}
+	if !strings.HasPrefix(errs["unsubscribed"], "RequestError") {
+		t.Errorf("datagram without a subscription: %s", errs["unsubscribed"])
+	}
+
+	// A reliable channel's messages come on the subscription's own stream.
+	eval[chromedp.Void](p, `(async () => {
+		window.msgs = [];
+		window.rsub = await c.subscribe("room", (m) => msgs.push({data: new TextDecoder().decode(m.data), offset: m.offset, epoch: m.epoch, channel: m.channel}));
+	})()`)
+	if _, err := gc.Publish(context.Background(), "room", []byte("reliable")); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.waitMessages(1); got[0].Data != "reliable" || got[0].Offset != 1 || got[0].Epoch == "" {
+		t.Fatalf("page got %+v", got[0])
+	}
+	if errs := eval[string](p, `(() => { try { c.sendDatagram("room", "x"); return "none"; } catch (e) { return e.name; } })()`); errs != "TypeError" {
+		t.Errorf("datagram on a reliable channel: %s", errs)
+	}
+	if s := eval[float64](p, "counts.streamsIn"); s < 1 {
+		t.Fatalf("the page read %v subscription streams, want ≥ 1", s)
+	}
+}
+
+// The same over WebSocket: datagram frames out, conflated messages in, all
+// delivered with datagram: true.
+func TestDatagramsWebSocket(t *testing.T) {
+	needBrowser(t)
+	n := startNode(t, "127.0.0.1:0", "127.0.0.1:0")
+	p := openPage(t, n.http+"/e2e-count.html")
+	st := subscribeVolatile(p, n.wt, fmt.Sprintf(`{transports: ["websocket"], webSocketUrl: %q}`, n.ws), "game:ws")
+	if st["transport"] != "websocket" || st["max"] != float64(protocols.DefaultMaxDatagramSize) || st["volatile"] != true {
+		t.Fatalf("page: %v", st)
+	}
+	gc := n.goClient(t) // over WebSocket too
+	sub, err := gc.Subscribe(context.Background(), "game:ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		data := fmt.Sprintf("go-%d", i)
+		if err := gc.SendDatagram("game:ws", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if m := p.waitDatagram(data); !m.Datagram || m.Epoch != "" || m.Offset != uint64(i+1) {
+			t.Fatalf("page got %+v", m)
+		}
+		recvDatagram(t, sub)
+	}
+	if sent := eval[bool](p, `c.sendDatagram("game:ws", new Uint8Array([104, 105]))`); !sent {
+		t.Fatal("sendDatagram returned false while connected")
+	}
+	if m := recvDatagram(t, sub); string(m.Data) != "hi" || m.Offset != 6 {
+		t.Fatalf("Go got %+v", m)
+	}
+	p.waitDatagram("hi")
+	if c := eval[map[string]float64](p, "counts"); c["datagramsIn"]+c["datagramsOut"]+c["streamsIn"] != 0 {
+		t.Fatalf("WebTransport traffic on a WebSocket page: %v", c)
+	}
+	if lost := eval[float64](p, "vsub.lost"); lost != 0 {
+		t.Fatalf("page counted %v lost on loopback", lost)
+	}
+}
+
+// Nodes serve the minified bundle gzipped with a strong ETag, and its
+// source map next to it.
+func TestBundleServedGzippedWithSourceMap(t *testing.T) {
+	needBrowser(t)
+	n := startNode(t, "127.0.0.1:0", "127.0.0.1:0")
+	p := openPage(t, n.http+"/e2e.html")
+	res := eval[map[string]any](p, `(async () => {
+		const js = await fetch("/switchyard.js", {cache: "no-store"});
+		const map = await (await fetch("/switchyard.js.map", {cache: "no-store"})).json();
+		return {encoding: js.headers.get("content-encoding"), etag: js.headers.get("etag"),
+			tail: (await js.text()).slice(-40), sources: map.sources.length, hasSource: map.sources.includes("../src/switchyard.ts")};
+	})()`)
+	if res["encoding"] != "gzip" || !strings.HasPrefix(res["etag"].(string), `"`) {
+		t.Fatalf("served with %v", res)
+	}
+	if !strings.Contains(res["tail"].(string), "sourceMappingURL=switchyard.js.map") || res["hasSource"] != true {
+		t.Fatalf("source map: %v", res)
+	}
 }

@@ -102,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Logger:       logger,
 		},
 		// The demo page is the chat example; the browser SDK is embedded.
-		Extra:  map[string]http.Handler{"/": web.Handler(), "/switchyard.js": js.Handler(), "/switchyard.d.ts": js.Handler()},
+		Extra:  map[string]http.Handler{"/": web.Handler(), "/switchyard.js": js.Handler(), "/switchyard.js.map": js.Handler(), "/switchyard.d.ts": js.Handler()},
 		Logger: logger,
 	}
 	if store != nil {

@@ -52,8 +52,9 @@ func run(ctx context.Context, listen, plain string, out io.Writer) error {
 		HTTP:   plain,
 		Certs:  store,
 		Extra: map[string]http.Handler{
-			"/":              web.Handler(),
-			"/switchyard.js": js.Handler(),
+			"/":                  web.Handler(),
+			"/switchyard.js":     js.Handler(),
+			"/switchyard.js.map": js.Handler(),
 		},
 		Logger: logger,
 	})

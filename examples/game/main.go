@@ -75,8 +75,9 @@ func run(ctx context.Context, listen, plain string, bots int, out io.Writer) err
 		Certs:            store,
 		VolatileChannels: []string{"game:*"},
 		Extra: map[string]http.Handler{
-			"/":              web.Handler(),
-			"/switchyard.js": js.Handler(),
+			"/":                  web.Handler(),
+			"/switchyard.js":     js.Handler(),
+			"/switchyard.js.map": js.Handler(),
 		},
 		Logger: logger,
 	})

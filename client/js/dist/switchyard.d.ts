@@ -57,11 +57,17 @@ export interface Position {
     /** The offset within the epoch; each publication is the previous one + 1. */
     offset: number;
 }
-/** One publication delivered to a subscription. */
+/**
+ * One publication delivered to a subscription. On a volatile channel
+ * (datagram true) epoch is "" and offset is the channel's sequence number,
+ * in which a gap means publications were lost or replaced by newer ones.
+ */
 export interface Message extends Position {
     channel: string;
     /** The payload; it belongs to the handler, which may keep it. */
     data: Uint8Array;
+    /** Whether it is a volatile channel's publication (a datagram, or its stand-in on WebSocket). */
+    datagram: boolean;
 }
 export type MessageHandler = (message: Message) => void;
 /** A live subscription to one channel. */
@@ -71,6 +77,24 @@ export interface Subscription {
     readonly position: Position;
     /** Whether the server currently delivers the channel's messages (false while reconnecting). */
     readonly active: boolean;
+    /**
+     * Whether the channel is volatile (known once the server confirmed):
+     * its messages are datagrams, latest wins, nothing is resent; send on it
+     * with client.sendDatagram().
+     */
+    readonly volatile: boolean;
+    /**
+     * Datagrams of a volatile channel that never arrived: the gaps in their
+     * sequence numbers (loss on the way, or publications the server replaced
+     * with newer ones). A late arrival counts back. Not counted: what went by
+     * while disconnected (the "subscribed" event's missed).
+     */
+    readonly lost: number;
+    /**
+     * Deliveries the client dropped: more than 1024 arriving (on a
+     * subscription stream or as datagrams) before the server's confirmation.
+     */
+    readonly dropped: number;
     /** Stops the subscription; resolves once the server confirms (or at once when disconnected). */
     unsubscribe(): Promise<void>;
 }
@@ -106,7 +130,10 @@ export interface SubscribedEvent {
      */
     missed: number | null;
 }
-/** Payload of "error": something failed that no promise reports (a resubscribe refused, a throwing handler). */
+/**
+ * Payload of "error": something failed that no promise reports (a
+ * resubscribe refused, a throwing handler, a datagram the server refused).
+ */
 export interface ClientErrorEvent {
     error: Error;
     channel?: string;
@@ -126,6 +153,12 @@ export interface Client {
     /** The current (or last) session's id. */
     readonly sessionId: string;
     /**
+     * The largest datagram payload, in bytes, the server takes
+     * (connected.max_datagram_size of the current or last session; 1100 by
+     * default): sendDatagram refuses larger ones.
+     */
+    readonly maxDatagramSize: number;
+    /**
      * Subscribes to channel; resolves once the server confirms. The handler
      * gets every message published after that, and keeps getting them across
      * reconnects (the client resubscribes). Rejects with RequestError (e.g.
@@ -142,6 +175,17 @@ export interface Client {
      * large), TimeoutError, or ClosedError.
      */
     publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position>;
+    /**
+     * Publishes data on a volatile channel this client is subscribed to,
+     * unreliably and without an answer: a QUIC datagram on WebTransport, a
+     * datagram frame on WebSocket. Subscribers (this one included) receive it
+     * with datagram: true. Returns true when sent, false when dropped because
+     * the client is reconnecting. Throws RequestError 105 when the channel
+     * has no confirmed subscription, TypeError when it is not volatile or
+     * data is not bytes or a string, RangeError when the payload is over
+     * maxDatagramSize, and ClosedError once the client is closed.
+     */
+    sendDatagram(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): boolean;
     /** Adds an event handler; returns a function that removes it. */
     on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
     off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;

@@ -1,15 +1,16 @@
 // Builds the SDK into a directory (default dist/):
-//   switchyard.js    one ES module bundled from src/ by esbuild (es2022, not minified)
-//   switchyard.d.ts  its declarations, emitted by tsc from src/switchyard.ts
+//   switchyard.js      one ES module bundled from src/ by esbuild (es2022, minified)
+//   switchyard.js.map  its source map, with the TypeScript sources inside
+//   switchyard.d.ts    its declarations, emitted by tsc from src/switchyard.ts
 // The output depends only on the sources and the pinned tool versions, so
 // `npm run check` can compare a fresh build with the committed dist/.
 //
 //   node scripts/build.mjs [outdir]
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
@@ -18,16 +19,20 @@ const out = resolve(root, process.argv[2] ?? "dist");
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 mkdirSync(out, { recursive: true });
 
-await esbuild.build({
+// The output is built as if for dist/ whatever the directory, so that the
+// source map's paths (relative to the bundle) are the same everywhere.
+const built = await esbuild.build({
   absWorkingDir: root,
   entryPoints: ["src/switchyard.ts"],
-  outfile: join(out, "switchyard.js"),
+  outfile: join(root, "dist", "switchyard.js"),
+  write: false,
   bundle: true,
   format: "esm",
   platform: "browser",
   target: "es2022",
-  minify: false,
-  sourcemap: false,
+  minify: true,
+  sourcemap: "linked",
+  sourcesContent: true,
   charset: "utf8",
   legalComments: "none",
   banner: {
@@ -35,6 +40,7 @@ await esbuild.build({
   },
   logLevel: "warning",
 });
+for (const f of built.outputFiles) writeFileSync(join(out, basename(f.path)), f.contents);
 
 // Declarations: tsc emits one file per module into a scratch directory;
 // the public entry's must stand alone.

@@ -24,7 +24,7 @@ export class ProtocolError extends Error {
   }
 }
 
-export interface ConnectBody { token: string; client: string; protocol: string }
+export interface ConnectBody { token: string; client: string; protocol: string; streams: boolean }
 export interface ConnectedBody {
   sessionId: string;
   pingIntervalMs: number;
@@ -33,15 +33,18 @@ export interface ConnectedBody {
   node: string;
   region: string;
   protocol: string;
+  maxDatagramSize: number;
+  streams: boolean;
 }
-export interface SubscribeBody { channel: string }
-export interface SubscribedBody { channel: string; epoch: string; offset: number }
+export interface SubscribeBody { channel: string; alias: number }
+export interface SubscribedBody { channel: string; epoch: string; offset: number; alias: number; volatile: boolean }
 export interface UnsubscribeBody { channel: string }
 export interface UnsubscribedBody { channel: string }
 export interface PublishBody { channel: string; data: Uint8Array }
 export interface PublishAckBody { epoch: string; offset: number }
 export interface MessageBody { channel: string; epoch: string; offset: number; data: Uint8Array }
 export interface ErrorBody { code: number; message: string }
+export interface DatagramBody { alias: number; seq: number; data: Uint8Array }
 export interface DisconnectBody {
   code: number;
   reason: string;
@@ -65,6 +68,7 @@ export interface Kinds {
   ping: Record<never, never>;
   pong: Record<never, never>;
   disconnect: DisconnectBody;
+  datagram: DatagramBody;
 }
 
 export type Kind = keyof Kinds;
@@ -78,19 +82,25 @@ export interface UnknownFrame { id: number; type: "unknown" }
 /** FrameOf picks the frame type of one kind. */
 export type FrameOf<K extends Kind> = Extract<Frame, { type: K }>;
 
-type FieldType = "string" | "bytes" | "uint32" | "uint64" | "bool";
-type Field = readonly [num: number, name: string, type: FieldType];
+export type FieldType = "string" | "bytes" | "uint32" | "uint64" | "bool";
+export type Field = readonly [num: number, name: string, type: FieldType];
 
 // Field tables, in field-number order (the encoder writes in this order, as
-// protobuf-go does).
-const schemas: { readonly [K in Kind]: readonly Field[] } = {
-  connect: [[1, "token", "string"], [2, "client", "string"], [3, "protocol", "string"]],
+// protobuf-go does). Names are the .proto names in camelCase. `npm run
+// check` compares these tables and kindFields with protoc's descriptor of
+// protocols/proto/switchyard.proto (scripts/protocheck.ts) and fails on any
+// difference: a field added to the .proto must be added here too.
+export const schemas: { readonly [K in Kind]: readonly Field[] } = {
+  connect: [[1, "token", "string"], [2, "client", "string"], [3, "protocol", "string"], [4, "streams", "bool"]],
   connected: [
     [1, "sessionId", "string"], [2, "pingIntervalMs", "uint32"], [3, "pongTimeoutMs", "uint32"],
     [4, "maxFrameSize", "uint32"], [5, "node", "string"], [6, "region", "string"], [7, "protocol", "string"],
+    [8, "maxDatagramSize", "uint32"], [9, "streams", "bool"],
   ],
-  subscribe: [[1, "channel", "string"]],
-  subscribed: [[1, "channel", "string"], [2, "epoch", "string"], [3, "offset", "uint64"]],
+  subscribe: [[1, "channel", "string"], [2, "alias", "uint32"]],
+  subscribed: [
+    [1, "channel", "string"], [2, "epoch", "string"], [3, "offset", "uint64"], [4, "alias", "uint32"], [5, "volatile", "bool"],
+  ],
   unsubscribe: [[1, "channel", "string"]],
   unsubscribed: [[1, "channel", "string"]],
   publish: [[1, "channel", "string"], [2, "data", "bytes"]],
@@ -103,12 +113,13 @@ const schemas: { readonly [K in Kind]: readonly Field[] } = {
     [1, "code", "uint32"], [2, "reason", "string"], [3, "reconnect", "bool"],
     [4, "reconnectAfterMs", "uint32"], [5, "reconnectUrl", "string"],
   ],
+  datagram: [[1, "alias", "uint32"], [2, "seq", "uint64"], [3, "data", "bytes"]],
 };
 
 /** Frame.kind field numbers (Frame.id is field 1). */
-const kindFields: { readonly [K in Kind]: number } = {
+export const kindFields: { readonly [K in Kind]: number } = {
   connect: 2, connected: 3, subscribe: 4, subscribed: 5, unsubscribe: 6, unsubscribed: 7,
-  publish: 8, publishAck: 9, message: 10, error: 11, ping: 12, pong: 13, disconnect: 14,
+  publish: 8, publishAck: 9, message: 10, error: 11, ping: 12, pong: 13, disconnect: 14, datagram: 15,
 };
 const kindByField = new Map<number, Kind>(
   (Object.keys(kindFields) as Kind[]).map((k) => [kindFields[k], k]),

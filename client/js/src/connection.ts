@@ -1,7 +1,8 @@
 // Connection is one session over one transport: it sends Connect, waits for
 // Connected, answers pings, watches the server's heartbeat, and turns a
 // Disconnect frame or the transport's end into one CloseInfo. Replies and
-// messages go to the owner attached after the handshake.
+// messages (from the control stream, subscription streams and datagrams) go
+// to the owner attached after the handshake.
 
 import type { Clock } from "./clock.js";
 import {
@@ -12,7 +13,9 @@ import {
   trimReason,
 } from "./codes.js";
 import { decodeFrame, encodeFrame, ProtocolError } from "./codec.js";
-import type { ConnectedBody, Frame, Kind, Kinds } from "./codec.js";
+import type { ConnectedBody, Frame, FrameOf, Kind, Kinds } from "./codec.js";
+import { encodeDatagram, parseDatagram } from "./datagram.js";
+import type { Datagram } from "./datagram.js";
 import type { Transport, TransportFactory } from "./transport.js";
 import type { TransportName } from "./switchyard.js";
 
@@ -30,8 +33,12 @@ export interface CloseInfo {
 }
 
 export interface ConnectionOwner {
-  /** A frame that is neither a ping, a pong nor a disconnect. */
+  /** A frame of the control stream that is neither a ping, a pong nor a disconnect. */
   frame(f: Frame): void;
+  /** A message from the stream of the subscription with this alias. */
+  streamMessage(alias: number, f: FrameOf<"message">): void;
+  /** A well-formed datagram from the server. */
+  datagram(d: Datagram): void;
   /** The session ended by itself; not called after close(). */
   closed(info: CloseInfo): void;
 }
@@ -50,7 +57,7 @@ export class Connection {
   private resolveReady!: (c: ConnectedBody) => void;
   private rejectReady!: (info: CloseInfo) => void;
   private owner: ConnectionOwner | undefined;
-  private early: Frame[] = []; // frames before attach
+  private early: ((o: ConnectionOwner) => void)[] = []; // deliveries before attach
   private endInfo: CloseInfo | undefined; // an end before attach
   private lastSeen = 0;
   private heartbeatMs = 0;
@@ -71,6 +78,8 @@ export class Connection {
     this.transport = factory(name, {
       open: () => this.opened(),
       frame: (b) => this.receive(b),
+      streamFrame: (alias, b) => this.receiveStream(alias, b),
+      datagram: (b) => this.receiveDatagram(b),
       close: (code, reason) => this.end({ code, reason, transport: name }, false),
     });
   }
@@ -84,9 +93,9 @@ export class Connection {
     this.owner = owner;
     const early = this.early;
     this.early = [];
-    for (const f of early) {
+    for (const deliver of early) {
       if (this.owner !== owner) return;
-      owner.frame(f);
+      deliver(owner);
     }
     if (this.endInfo) owner.closed(this.endInfo);
   }
@@ -109,6 +118,16 @@ export class Connection {
     this.transport.send(frame);
   }
 
+  /**
+   * Sends a datagram: a QUIC datagram where the transport has them (and the
+   * path takes its size), else a Datagram frame on the control stream.
+   */
+  sendDatagram(alias: number, seq: number, payload: Uint8Array): void {
+    if (this.state === "closed") return;
+    if (this.transport.sendDatagram?.(encodeDatagram(alias, seq, payload))) return;
+    this.transport.send(encodeFrame(0, "datagram", { alias, seq, data: payload }));
+  }
+
   /** Ends the session from this side: no callback follows. */
   close(code = CLOSE_NORMAL, reason = ""): void {
     if (this.state === "closed") return;
@@ -126,7 +145,9 @@ export class Connection {
   private opened(): void {
     if (this.state !== "opening") return;
     this.state = "handshake";
-    this.transport.send(encodeFrame(1, "connect", { token: this.token, client: CLIENT_NAME, protocol: PROTOCOL }));
+    // Per-subscription streams exist on WebTransport only.
+    const streams = this.name === "webtransport";
+    this.transport.send(encodeFrame(1, "connect", { token: this.token, client: CLIENT_NAME, protocol: PROTOCOL, streams }));
   }
 
   private receive(body: Uint8Array): void {
@@ -165,8 +186,38 @@ export class Connection {
       }
       return; // nothing else is expected before Connected
     }
-    if (this.owner) this.owner.frame(f);
-    else this.early.push(f);
+    const frame = f;
+    this.toOwner((o) => o.frame(frame));
+  }
+
+  private toOwner(deliver: (o: ConnectionOwner) => void): void {
+    if (this.owner) deliver(this.owner);
+    else this.early.push(deliver);
+  }
+
+  /** A frame from a subscription's stream: only messages come there. */
+  private receiveStream(alias: number, body: Uint8Array): void {
+    if (this.state !== "open") return;
+    this.lastSeen = this.clock.now();
+    let f: ReturnType<typeof decodeFrame>;
+    try {
+      f = decodeFrame(body);
+    } catch (e) {
+      const pe = e as ProtocolError;
+      this.end({ code: pe.code, reason: trimReason(`bad frame from the server: ${pe.message}`) }, true);
+      return;
+    }
+    if (f.type !== "message") return;
+    const m = f;
+    this.toOwner((o) => o.streamMessage(alias, m));
+  }
+
+  private receiveDatagram(b: Uint8Array): void {
+    if (this.state !== "open") return;
+    this.lastSeen = this.clock.now();
+    const d = parseDatagram(b);
+    if (d === undefined) return; // malformed: lost, like any datagram may be
+    this.toOwner((o) => o.datagram(d));
   }
 
   private handshakeDone(c: ConnectedBody): void {

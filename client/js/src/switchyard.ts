@@ -8,8 +8,10 @@
 //
 // This file is the public surface (dist/switchyard.d.ts is generated from it
 // alone) and the client itself. The other modules are internal:
-// codec (protobuf), framing (length prefixes), connection (one session),
-// dialer (happy eyeballs), backoff, and the two transports.
+// codec (protobuf), datagram (datagrams and stream headers), framing
+// (length prefixes), connection (one session), subscription (delivery,
+// datagram loss counting), dialer (happy eyeballs), backoff, and the two
+// transports.
 //
 // Layers: ClientImpl owns subscriptions, requests and the reconnect loop;
 // each connection attempt races transports (dialer.race) and yields one
@@ -19,7 +21,7 @@ import { Backoff } from "./backoff.js";
 import { realClock } from "./clock.js";
 import type { Clock } from "./clock.js";
 import { encodeFrame, frameBodyLength } from "./codec.js";
-import type { Frame } from "./codec.js";
+import type { Frame, FrameOf } from "./codec.js";
 import {
   CLOSE_NORMAL,
   ERR_ALREADY_SUBSCRIBED,
@@ -29,8 +31,11 @@ import {
 } from "./codes.js";
 import { Connection } from "./connection.js";
 import type { CloseInfo } from "./connection.js";
+import { MAX_ALIAS } from "./datagram.js";
+import type { Datagram } from "./datagram.js";
 import { race } from "./dialer.js";
 import { decodeCertHash, resolveEndpoints } from "./endpoints.js";
+import { SubscriptionImpl } from "./subscription.js";
 import { INTERNALS } from "./transport.js";
 import type { Internals, TransportFactory } from "./transport.js";
 import { WebSocketTransport } from "./websocket.js";
@@ -97,11 +102,17 @@ export interface Position {
   offset: number;
 }
 
-/** One publication delivered to a subscription. */
+/**
+ * One publication delivered to a subscription. On a volatile channel
+ * (datagram true) epoch is "" and offset is the channel's sequence number,
+ * in which a gap means publications were lost or replaced by newer ones.
+ */
 export interface Message extends Position {
   channel: string;
   /** The payload; it belongs to the handler, which may keep it. */
   data: Uint8Array;
+  /** Whether it is a volatile channel's publication (a datagram, or its stand-in on WebSocket). */
+  datagram: boolean;
 }
 
 export type MessageHandler = (message: Message) => void;
@@ -113,6 +124,24 @@ export interface Subscription {
   readonly position: Position;
   /** Whether the server currently delivers the channel's messages (false while reconnecting). */
   readonly active: boolean;
+  /**
+   * Whether the channel is volatile (known once the server confirmed):
+   * its messages are datagrams, latest wins, nothing is resent; send on it
+   * with client.sendDatagram().
+   */
+  readonly volatile: boolean;
+  /**
+   * Datagrams of a volatile channel that never arrived: the gaps in their
+   * sequence numbers (loss on the way, or publications the server replaced
+   * with newer ones). A late arrival counts back. Not counted: what went by
+   * while disconnected (the "subscribed" event's missed).
+   */
+  readonly lost: number;
+  /**
+   * Deliveries the client dropped: more than 1024 arriving (on a
+   * subscription stream or as datagrams) before the server's confirmation.
+   */
+  readonly dropped: number;
   /** Stops the subscription; resolves once the server confirms (or at once when disconnected). */
   unsubscribe(): Promise<void>;
 }
@@ -153,7 +182,10 @@ export interface SubscribedEvent {
   missed: number | null;
 }
 
-/** Payload of "error": something failed that no promise reports (a resubscribe refused, a throwing handler). */
+/**
+ * Payload of "error": something failed that no promise reports (a
+ * resubscribe refused, a throwing handler, a datagram the server refused).
+ */
 export interface ClientErrorEvent {
   error: Error;
   channel?: string;
@@ -176,6 +208,12 @@ export interface Client {
   /** The current (or last) session's id. */
   readonly sessionId: string;
   /**
+   * The largest datagram payload, in bytes, the server takes
+   * (connected.max_datagram_size of the current or last session; 1100 by
+   * default): sendDatagram refuses larger ones.
+   */
+  readonly maxDatagramSize: number;
+  /**
    * Subscribes to channel; resolves once the server confirms. The handler
    * gets every message published after that, and keeps getting them across
    * reconnects (the client resubscribes). Rejects with RequestError (e.g.
@@ -192,6 +230,17 @@ export interface Client {
    * large), TimeoutError, or ClosedError.
    */
   publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position>;
+  /**
+   * Publishes data on a volatile channel this client is subscribed to,
+   * unreliably and without an answer: a QUIC datagram on WebTransport, a
+   * datagram frame on WebSocket. Subscribers (this one included) receive it
+   * with datagram: true. Returns true when sent, false when dropped because
+   * the client is reconnecting. Throws RequestError 105 when the channel
+   * has no confirmed subscription, TypeError when it is not volatile or
+   * data is not bytes or a string, RangeError when the payload is over
+   * maxDatagramSize, and ClosedError once the client is closed.
+   */
+  sendDatagram(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): boolean;
   /** Adds an event handler; returns a function that removes it. */
   on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
   off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;
@@ -239,6 +288,14 @@ export class TimeoutError extends Error {
 
 const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
+
+/** The bytes to send for data (strings as UTF-8); undefined for other types. The result may share data's memory. */
+function toBytes(data: unknown): Uint8Array | undefined {
+  if (typeof data === "string") return textEncoder.encode(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return undefined;
+}
 
 /** Decodes a message's data (or any bytes) as UTF-8 text. */
 export function decodeText(m: Message | Uint8Array): string {
@@ -348,36 +405,6 @@ type Inflight =
   | { kind: "request"; req: Req }
   | { kind: "ignore" };
 
-class SubscriptionImpl implements Subscription {
-  /** pending: waiting for Subscribed (first time or after a reconnect). */
-  state: "pending" | "active" | "closed" = "pending";
-  /** The server confirmed it at least once. */
-  confirmed = false;
-  epoch = "";
-  offset = 0;
-  waiter: { resolve(s: Subscription): void; reject(e: Error): void; timer: unknown } | undefined;
-  /** The connection its Unsubscribe went out on. */
-  unsubscribedOn: Connection | undefined;
-
-  constructor(
-    private readonly client: ClientImpl,
-    readonly channel: string,
-    readonly handler: MessageHandler,
-  ) {}
-
-  get position(): Position {
-    return { epoch: this.epoch, offset: this.offset };
-  }
-
-  get active(): boolean {
-    return this.state === "active";
-  }
-
-  unsubscribe(): Promise<void> {
-    return this.client.unsubscribe(this);
-  }
-}
-
 class ClientImpl implements Client {
   // immutable after the constructor
   private readonly s: Settings;
@@ -389,10 +416,14 @@ class ClientImpl implements Client {
   transport: TransportName;
   state: ClientState = "connecting";
   sessionId = "";
+  maxDatagramSize = 0;
 
   private closed = false;
   private endError: Error | undefined; // what requests fail with once closed
   private readonly subs = new Map<string, SubscriptionImpl>(); // by channel: pending or active
+  private readonly aliases = new Map<number, SubscriptionImpl>(); // the same, by alias
+  private lastAlias = 0; // the last alias given out
+  private datagramSeq = 0; // the last datagram sequence number sent
   private waiting: Req[] = []; // requests for the next connection
   private conn: Connection | undefined; // the live session
   private inflight = new Map<number, Inflight>(); // of conn
@@ -542,9 +573,12 @@ class ClientImpl implements Client {
       this.state = "connected";
       this.transport = conn.name;
       this.sessionId = c.sessionId;
+      this.maxDatagramSize = c.maxDatagramSize;
       this.serveDone = resolve;
       conn.attach({
         frame: (f) => this.onFrame(conn, f),
+        streamMessage: (alias, f) => this.onStreamMessage(conn, alias, f),
+        datagram: (d) => this.onDatagram(conn, d),
         closed: (info) => {
           if (this.conn === conn) this.lost(info);
           resolve(info);
@@ -575,7 +609,10 @@ class ClientImpl implements Client {
       if (x.req.kind === "unsubscribe") this.settle(x.req);
       else this.settle(x.req, new ClosedError(info.code, info.reason));
     }
-    for (const sub of this.subs.values()) if (sub.state === "active") sub.state = "pending";
+    for (const sub of this.subs.values()) {
+      if (sub.state === "active") sub.state = "pending";
+      sub.discard();
+    }
   }
 
   /** A terminal close code: stop for good. */
@@ -613,6 +650,7 @@ class ClientImpl implements Client {
       }
     }
     this.subs.clear();
+    this.aliases.clear();
     const done = this.serveDone;
     this.serveDone = undefined;
     done?.({ code, reason });
@@ -629,21 +667,39 @@ class ClientImpl implements Client {
     if (f.type === "message") {
       const sub = this.subs.get(f.channel);
       if (sub?.state !== "active") return; // not subscribed (any more)
-      sub.epoch = f.epoch;
-      sub.offset = f.offset;
-      try {
-        sub.handler({ channel: f.channel, data: f.data, epoch: f.epoch, offset: f.offset });
-      } catch (e) {
-        this.report(e, f.channel);
-      }
+      sub.message(f.epoch, f.offset, f.data);
       return;
     }
-    if (f.id === 0) return; // an unexpected push
+    if (f.id === 0) {
+      // A refused datagram is answered with an error of id 0.
+      if (f.type === "error") this.emit("error", { error: new RequestError(f.code, f.message) });
+      return; // any other push is unexpected
+    }
     const x = this.inflight.get(f.id);
     if (!x) return;
     this.inflight.delete(f.id);
     if (x.kind === "subscribe") this.onSubscribeReply(conn, x.sub, f);
     else if (x.kind === "request") this.onRequestReply(x.req, f);
+  }
+
+  /** A message from a subscription's stream: it may come before Subscribed. */
+  private onStreamMessage(conn: Connection, alias: number, f: FrameOf<"message">): void {
+    if (conn !== this.conn) return;
+    const sub = this.aliases.get(alias);
+    if (sub === undefined || sub.channel !== f.channel) return; // only its own channel comes on a stream
+    if (sub.state === "active") sub.message(f.epoch, f.offset, f.data);
+    else if (sub.state === "pending") sub.hold(false, f.epoch, f.offset, f.data);
+  }
+
+  private onDatagram(conn: Connection, d: Datagram): void {
+    if (conn !== this.conn) return;
+    const sub = this.aliases.get(d.alias);
+    if (sub === undefined) return; // unsubscribed meanwhile
+    if (sub.state === "active") {
+      if (sub.volatile) sub.datagram(d.seq, d.payload.slice());
+    } else if (sub.state === "pending") {
+      sub.hold(true, "", d.seq, d.payload.slice());
+    }
   }
 
   private onSubscribeReply(conn: Connection, sub: SubscriptionImpl, f: Frame): void {
@@ -655,11 +711,7 @@ class ClientImpl implements Client {
     }
     if (f.type === "subscribed") {
       const resubscribed = sub.confirmed;
-      const missed = !resubscribed ? 0 : f.epoch === sub.epoch ? Math.max(0, f.offset - sub.offset) : null;
-      sub.state = "active";
-      sub.confirmed = true;
-      sub.epoch = f.epoch;
-      sub.offset = f.offset;
+      const missed = sub.confirm(f);
       const w = sub.waiter;
       sub.waiter = undefined;
       if (w) {
@@ -667,9 +719,10 @@ class ClientImpl implements Client {
         w.resolve(sub);
       }
       this.emit("subscribed", { channel: sub.channel, epoch: f.epoch, offset: f.offset, resubscribed, missed });
+      if (this.subs.get(sub.channel) === sub) sub.release();
       return;
     }
-    this.subs.delete(sub.channel);
+    this.forget(sub);
     sub.state = "closed";
     const err = f.type === "error"
       ? new RequestError(f.code, f.message)
@@ -704,7 +757,26 @@ class ClientImpl implements Client {
   private sendSubscribe(conn: Connection, sub: SubscriptionImpl): void {
     const id = this.nextId(conn);
     this.inflight.set(id, { kind: "subscribe", sub });
-    conn.send(id, "subscribe", { channel: sub.channel });
+    conn.send(id, "subscribe", { channel: sub.channel, alias: sub.alias });
+  }
+
+  /**
+   * The next free alias. Aliases go up to MAX_ALIAS before any is used
+   * again, so that a late delivery for an ended subscription (its stream,
+   * its datagrams) cannot reach a new one.
+   */
+  private newAlias(): number {
+    for (;;) {
+      this.lastAlias = (this.lastAlias % MAX_ALIAS) + 1;
+      if (!this.aliases.has(this.lastAlias)) return this.lastAlias;
+    }
+  }
+
+  /** Takes a subscription out of the client's maps. */
+  private forget(sub: SubscriptionImpl): void {
+    if (this.subs.get(sub.channel) === sub) this.subs.delete(sub.channel);
+    if (this.aliases.get(sub.alias) === sub) this.aliases.delete(sub.alias);
+    sub.discard();
   }
 
   private sendUnsubscribeNoWait(conn: Connection, channel: string): void {
@@ -751,13 +823,14 @@ class ClientImpl implements Client {
     if (this.subs.has(channel)) {
       return Promise.reject(new RequestError(ERR_ALREADY_SUBSCRIBED, `already subscribed to ${channel}`));
     }
-    const sub = new SubscriptionImpl(this, channel, handler);
+    const sub = new SubscriptionImpl(this, channel, this.newAlias(), handler);
     this.subs.set(channel, sub);
+    this.aliases.set(sub.alias, sub);
     return new Promise<Subscription>((resolve, reject) => {
       const timer = this.clock.setTimeout(() => {
         if (sub.waiter === undefined) return;
         sub.waiter = undefined;
-        if (this.subs.get(channel) === sub) this.subs.delete(channel);
+        this.forget(sub);
         sub.state = "closed";
         reject(new TimeoutError(`switchyard: subscribe to ${channel} not confirmed within ${this.s.requestTimeout} ms`));
       }, this.s.requestTimeout);
@@ -770,7 +843,7 @@ class ClientImpl implements Client {
   unsubscribe(sub: SubscriptionImpl): Promise<void> {
     if (sub.state === "closed") return Promise.resolve();
     sub.state = "closed";
-    if (this.subs.get(sub.channel) === sub) this.subs.delete(sub.channel);
+    this.forget(sub);
     const conn = this.conn;
     if (!conn) return Promise.resolve(); // the next session starts without it
     sub.unsubscribedOn = conn;
@@ -780,12 +853,31 @@ class ClientImpl implements Client {
   publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position> {
     if (this.closed) return Promise.reject(this.endError);
     if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
-    let bytes: Uint8Array;
-    if (typeof data === "string") bytes = textEncoder.encode(data);
-    else if (data instanceof ArrayBuffer) bytes = new Uint8Array(data.slice(0));
-    else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
-    else return Promise.reject(new TypeError("switchyard: publish data must be a string, Uint8Array or ArrayBuffer"));
+    const view = toBytes(data);
+    if (view === undefined) return Promise.reject(new TypeError("switchyard: publish data must be a string, Uint8Array or ArrayBuffer"));
+    // A copy: the caller may change data while the publish waits.
+    const bytes = typeof data === "string" ? view : view.slice();
     return this.request("publish", channel, bytes) as Promise<Position>;
+  }
+
+  sendDatagram(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): boolean {
+    if (this.closed) throw this.endError!;
+    if (typeof channel !== "string") throw new TypeError("switchyard: channel must be a string");
+    const bytes = toBytes(data);
+    if (bytes === undefined) throw new TypeError("switchyard: datagram data must be a string, Uint8Array or ArrayBuffer");
+    const sub = this.subs.get(channel);
+    if (sub === undefined || !sub.confirmed) {
+      throw new RequestError(ERR_NOT_SUBSCRIBED, `subscribe to ${channel} (and wait for it) before sending datagrams on it`);
+    }
+    if (!sub.volatile) throw new TypeError(`switchyard: ${channel} is not a volatile channel: publish() on it`);
+    if (bytes.length > this.maxDatagramSize) {
+      throw new RangeError(`switchyard: datagram payload is ${bytes.length} bytes, limit ${this.maxDatagramSize} (maxDatagramSize)`);
+    }
+    const conn = this.conn;
+    if (conn === undefined || sub.state !== "active") return false; // reconnecting: lost, as datagrams may be
+    this.datagramSeq = this.datagramSeq >= Number.MAX_SAFE_INTEGER ? 1 : this.datagramSeq + 1;
+    conn.sendDatagram(sub.alias, this.datagramSeq, bytes);
+    return true;
   }
 
   private request(kind: Req["kind"], channel: string, data?: Uint8Array): Promise<unknown> {
@@ -831,7 +923,7 @@ class ClientImpl implements Client {
   }
 
   /** An exception from a message handler: to "error" listeners, else reported as uncaught. */
-  private report(e: unknown, channel: string): void {
+  report(e: unknown, channel: string): void {
     if (this.listeners.get("error")?.size) {
       this.emit("error", { error: e instanceof Error ? e : new Error(String(e)), channel });
     } else {

@@ -1,7 +1,8 @@
 // The transport seam: a Transport carries length-prefixed frames to and
 // from one server session. The WebSocket and WebTransport adapters
 // implement it; unit tests substitute fakes through the internal option
-// below.
+// below. WebTransport adds two capabilities: datagrams both ways, and the
+// server's unidirectional streams, one per subscription.
 
 import type { Clock } from "./clock.js";
 import type { TransportName } from "./switchyard.js";
@@ -10,8 +11,12 @@ import type { TransportName } from "./switchyard.js";
 export interface TransportHandlers {
   /** The transport is ready: frames may be sent. */
   open(): void;
-  /** One frame body, without its length prefix. */
+  /** One frame body, without its length prefix, from the control stream (or a WebSocket message). */
   frame(body: Uint8Array): void;
+  /** One frame body from the server's stream for the subscription with this alias (WebTransport). */
+  streamFrame(alias: number, body: Uint8Array): void;
+  /** One datagram from the server, as received: alias, seq, payload (WebTransport). */
+  datagram(b: Uint8Array): void;
   /** The transport ended by itself (server close, failure, bad data). */
   close(code: number, reason: string): void;
 }
@@ -20,6 +25,13 @@ export interface Transport {
   readonly name: TransportName;
   /** Sends one length-prefixed frame; dropped unless open. */
   send(frame: Uint8Array): void;
+  /**
+   * Sends one datagram (alias, seq, payload), where the transport has
+   * datagrams (WebTransport). Returns false when it cannot take it (not
+   * open, or larger than the path allows): the caller sends a Datagram
+   * frame instead.
+   */
+  sendDatagram?(datagram: Uint8Array): boolean;
   /**
    * Closes the session with code and reason and silences the transport:
    * no handler is called afterwards. Idempotent.

@@ -1,9 +1,12 @@
 // The WebTransport transport: one bidirectional stream, the control stream,
 // opened by the client; both sides write length-prefixed frames on it as a
-// byte stream.
+// byte stream. The server also opens one unidirectional stream per
+// subscription (alias, then frames) when the client asked for them, and
+// both sides send datagrams for volatile channels.
 
 import { CLOSE_ABNORMAL, trimReason } from "./codes.js";
-import { ProtocolError } from "./codec.js";
+import { CODE_BAD_FRAME, ProtocolError } from "./codec.js";
+import { StreamHeader } from "./datagram.js";
 import { fetchCertHash } from "./endpoints.js";
 import { FrameSplitter } from "./framing.js";
 import type { Transport, TransportHandlers } from "./transport.js";
@@ -23,6 +26,7 @@ export class WebTransportTransport implements Transport {
   readonly name = "webtransport" as const;
   private wt: WebTransport | undefined;
   private writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  private datagrams: WritableStreamDefaultWriter<Uint8Array> | undefined;
   private done = false;
   private finTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
@@ -60,6 +64,8 @@ export class WebTransportTransport implements Transport {
       this.writer = stream.writable.getWriter();
       this.writer.closed.catch(() => {});
       void this.read(stream.readable.getReader());
+      void this.readDatagrams(wt);
+      void this.acceptStreams(wt);
       this.h.open();
     } catch (e) {
       this.fail(0, `webtransport ${stage}: ${describe(e)}`);
@@ -100,6 +106,85 @@ export class WebTransportTransport implements Transport {
       if (wt) await wt.closed.then(() => {}, () => {});
       this.fail(0, `webtransport: ${describe(e)}`);
     }
+  }
+
+  /** Delivers the server's datagrams until the session ends. */
+  private async readDatagrams(wt: WebTransport): Promise<void> {
+    try {
+      const reader = (wt.datagrams.readable as ReadableStream<Uint8Array>).getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.done) return;
+        this.h.datagram(value);
+      }
+    } catch {
+      // the session ended: closed reports it
+    }
+  }
+
+  /** Reads every unidirectional stream the server opens: one per subscription. */
+  private async acceptStreams(wt: WebTransport): Promise<void> {
+    try {
+      const streams = (wt.incomingUnidirectionalStreams as ReadableStream<ReadableStream<Uint8Array>>).getReader();
+      for (;;) {
+        const { value, done } = await streams.read();
+        if (done || this.done) return;
+        void this.readStream(value.getReader());
+      }
+    } catch {
+      // the session ended
+    }
+  }
+
+  /** Reads one subscription's stream: its alias, then length-prefixed frames. */
+  private async readStream(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+    const header = new StreamHeader();
+    const splitter = new FrameSplitter();
+    let alias = -1;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.done) return;
+        let chunk = value;
+        let bodies: Uint8Array[];
+        try {
+          if (alias < 0) {
+            const h = header.push(chunk);
+            if (h === undefined) continue;
+            alias = h.alias;
+            chunk = h.rest;
+          }
+          bodies = splitter.push(chunk);
+        } catch (e) {
+          const code = e instanceof ProtocolError ? e.code : CODE_BAD_FRAME;
+          this.fail(code, `bad data from the server on a subscription stream: ${describe(e)}`);
+          return;
+        }
+        for (const b of bodies) {
+          if (this.done) return;
+          this.h.streamFrame(alias, b);
+        }
+      }
+    } catch {
+      // the stream was reset or the session ended
+    } finally {
+      if (this.done) reader.cancel().catch(() => {});
+    }
+  }
+
+  sendDatagram(datagram: Uint8Array): boolean {
+    const wt = this.wt;
+    if (this.done || !this.writer || !wt) return false;
+    const max = wt.datagrams.maxDatagramSize;
+    if (typeof max === "number" && max > 0 && datagram.length > max) return false;
+    if (!this.datagrams) {
+      this.datagrams = (wt.datagrams.writable as WritableStream<Uint8Array>).getWriter();
+      this.datagrams.closed.catch(() => {});
+    }
+    // Unreliable by nature: a datagram the browser cannot send is lost
+    // like one lost on the way.
+    this.datagrams.write(datagram).catch(() => {});
+    return true;
   }
 
   send(frame: Uint8Array): void {

@@ -34,6 +34,14 @@ const golden: [string, number, Kind, Record<string, unknown>][] = [
   ["1408ffffffff0f4a0c0a016510ffffffffffffff0f", 4294967295, "publishAck", { epoch: "e", offset: Number.MAX_SAFE_INTEGER }],
   ["09080532050a03612f62", 5, "unsubscribe", { channel: "a/b" }],
   ["0908053a050a03612f62", 5, "unsubscribed", { channel: "a/b" }],
+  // docs/protocol.md §11 and protocols/datagram_test.go (TestDatagramVectors)
+  ["15 08 01 12 11 1a 0d 73 77 69 74 63 68 79 61 72 64 2e 76 31 20 01", 1, "connect", { protocol: "switchyard.v1", streams: true }],
+  ["0e 08 02 22 0a 0a 06 67 61 6d 65 3a 31 10 03", 2, "subscribe", { channel: "game:1", alias: 3 }],
+  ["13 08 02 2a 0f 0a 06 67 61 6d 65 3a 31 18 ab 02 20 03 28 01", 2, "subscribed", { channel: "game:1", epoch: "", offset: 299, alias: 3, volatile: true }],
+  ["0a 7a 08 08 03 10 01 1a 02 68 69", 0, "datagram", { alias: 3, seq: 1, data: bytes(0x68, 0x69) }],
+  ["11 52 0f 0a 06 67 61 6d 65 3a 31 18 ac 02 22 02 68 69", 0, "message", { channel: "game:1", epoch: "", offset: 300, data: bytes(0x68, 0x69) }],
+  // connected with the datagram limit and streams, checked against protocols.MustEncode
+  ["1b 08 01 1a 17 0a 01 73 10 a8 c3 01 20 80 80 04 3a 05 76 31 2e 78 78 40 cc 08 48 01", 1, "connected", { sessionId: "s", pingIntervalMs: 25000, maxFrameSize: 65536, protocol: "v1.xx", maxDatagramSize: 1100, streams: true }],
 ];
 
 describe("codec", () => {
@@ -67,6 +75,7 @@ describe("codec", () => {
       ping: {},
       pong: {},
       disconnect: { code: 4999, reason: "🙂", reconnect: true, reconnectAfterMs: 1, reconnectUrl: "" },
+      datagram: { alias: 16383, seq: Number.MAX_SAFE_INTEGER, data: new Uint8Array(1100).fill(9) },
     };
     for (const kind of Object.keys(samples) as Kind[]) {
       for (const id of [0, 1, 127, 128, 0xffffffff]) {
@@ -108,26 +117,26 @@ describe("codec", () => {
     ];
     const inner = [0x0a, 0x01, 0x63, ...unknown, 0x18, 0x05];
     const frame = bytes(...unknown, 0x08, 0x03, 0x2a, inner.length, ...inner, ...unknown);
-    assert.deepEqual(decodeFrame(frame), { id: 3, type: "subscribed", channel: "c", epoch: "", offset: 5 });
+    assert.deepEqual(decodeFrame(frame), { id: 3, type: "subscribed", channel: "c", epoch: "", offset: 5, alias: 0, volatile: false });
   });
 
   it("treats a known field with another wire type as unknown", () => {
     // subscribed.channel sent as a varint, offset as bytes: both skipped
     const inner = [0x08, 0x07, 0x1a, 0x01, 0x00, 0x12, 0x01, 0x65];
-    assert.deepEqual(decodeFrame(bytes(0x2a, inner.length, ...inner)), { id: 0, type: "subscribed", channel: "", epoch: "e", offset: 0 });
+    assert.deepEqual(decodeFrame(bytes(0x2a, inner.length, ...inner)), { id: 0, type: "subscribed", channel: "", epoch: "e", offset: 0, alias: 0, volatile: false });
     // Frame.id as fixed32: skipped; the kind still decodes
     assert.deepEqual(decodeFrame(bytes(0x0d, 1, 0, 0, 0, 0x62, 0x00)), { id: 0, type: "ping" });
   });
 
   it("reports frames of unknown kinds as unknown", () => {
-    assert.deepEqual(decodeFrame(bytes(0x08, 0x04, 0x7a, 0x00)), { id: 4, type: "unknown" }); // field 15
+    assert.deepEqual(decodeFrame(bytes(0x08, 0x04, 0x82, 0x01, 0x00)), { id: 4, type: "unknown" }); // field 16
     assert.deepEqual(decodeFrame(bytes(0x60, 0x01)), { id: 0, type: "unknown" }); // ping as a varint
   });
 
   it("merges a repeated kind and lets a later kind win", () => {
     const a = [0x2a, 0x03, 0x0a, 0x01, 0x61]; // subscribed{channel:"a"}
     const b = [0x2a, 0x02, 0x18, 0x09]; // subscribed{offset:9}
-    assert.deepEqual(decodeFrame(bytes(...a, ...b)), { id: 0, type: "subscribed", channel: "a", epoch: "", offset: 9 });
+    assert.deepEqual(decodeFrame(bytes(...a, ...b)), { id: 0, type: "subscribed", channel: "a", epoch: "", offset: 9, alias: 0, volatile: false });
     assert.deepEqual(decodeFrame(bytes(...a, 0x62, 0x00)), { id: 0, type: "ping" });
   });
 

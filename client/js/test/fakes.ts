@@ -1,7 +1,10 @@
 // Test doubles: a fake clock whose timers run only when the test advances
-// time, and fake transports driven by a small in-memory Switchyard node.
+// time, and fake transports driven by a small in-memory Switchyard node
+// (with volatile channels: datagrams on WebTransport, messages on
+// WebSocket; and per-subscription streams on WebTransport when asked).
 
 import { decodeFrame, encodeFrame } from "../src/codec.js";
+import { encodeDatagram, parseDatagram } from "../src/datagram.js";
 import type { Frame, Kind, Kinds } from "../src/codec.js";
 import type { Clock } from "../src/clock.js";
 import { splitMessage } from "../src/framing.js";
@@ -76,6 +79,12 @@ export type Behavior =
 export class FakeTransport implements Transport {
   /** Client frames the server received. */
   readonly received: Frame[] = [];
+  /** Client datagrams (alias, seq, payload) the server received. */
+  readonly datagrams: Uint8Array[] = [];
+  /** The server delivers on per-subscription streams (granted in Connected). */
+  streams = false;
+  /** The session's subscriptions: alias → channel. */
+  readonly aliases = new Map<number, string>();
   closedBy: { code: number; reason: string } | undefined; // the client closed it
   ended = false; // the server side ended it
   readonly createdAt: number;
@@ -120,6 +129,22 @@ export class FakeTransport implements Transport {
     this.pushRaw(encodeFrame(id, kind, body));
   }
 
+  /** The server pushes a frame on the stream of the subscription with alias. */
+  pushStream<K extends Kind>(alias: number, kind: K, body: Partial<Kinds[K]> = {}): void {
+    if (!this.live) return;
+    for (const b of splitMessage(encodeFrame(0, kind, body))) this.h.streamFrame(alias, b);
+  }
+
+  /** The server sends a datagram. */
+  pushDatagram(alias: number, seq: number, payload: Uint8Array): void {
+    this.pushDatagramBytes(encodeDatagram(alias, seq, payload));
+  }
+
+  /** The server sends a datagram of these bytes. */
+  pushDatagramBytes(b: Uint8Array): void {
+    if (this.live) this.h.datagram(b);
+  }
+
   /** The server pushes raw bytes as one message (frames are cut out of it). */
   pushRaw(bytes: Uint8Array): void {
     if (!this.live) return;
@@ -157,6 +182,18 @@ export class FakeTransport implements Transport {
     }
   }
 
+  /** WebTransport only, like the real transports. */
+  sendDatagram(datagram: Uint8Array): boolean {
+    if (this.name !== "webtransport" || !this.live || datagram.length > this.net.datagramPathMax) return false;
+    this.datagrams.push(datagram);
+    const d = parseDatagram(datagram);
+    if (!d) throw new Error("client sent a malformed datagram");
+    queueMicrotask(() => {
+      if (this.live) this.net.datagram(this, d.alias, d.payload);
+    });
+    return true;
+  }
+
   close(code: number, reason: string): void {
     if (this.closedBy || this.ended) return;
     this.closedBy = { code, reason };
@@ -180,10 +217,17 @@ export class FakeNet {
   /** Decides what each new transport does; default: serve at once. */
   behave: (name: TransportName, n: number) => Behavior = () => ({ kind: "serve" });
   /** Connected fields the node announces. */
-  connected: Partial<Kinds["connected"]> = { pingIntervalMs: 0, pongTimeoutMs: 0, maxFrameSize: 65536, node: "n1", region: "local", protocol: "switchyard.v1" };
+  connected: Partial<Kinds["connected"]> = { pingIntervalMs: 0, pongTimeoutMs: 0, maxFrameSize: 65536, node: "n1", region: "local", protocol: "switchyard.v1", maxDatagramSize: 1100 };
+  /** Whether the node grants per-subscription streams to WebTransport sessions that ask. */
+  grantStreams = true;
+  /** The largest datagram the (fake) QUIC path takes. */
+  datagramPathMax = 1200;
+  /** Which channels are volatile. */
+  volatile = (channel: string): boolean => channel.startsWith("game:");
   /** When false the node does not answer requests (replies are left to the test). */
   answer = true;
-  private channels = new Map<string, { epoch: string; offset: number; subs: Set<FakeTransport> }>();
+  /** Channels; subs maps each subscribed transport to its alias. */
+  private channels = new Map<string, { epoch: string; offset: number; subs: Map<FakeTransport, number> }>();
   private sessions = 0;
   private epochs = 0;
 
@@ -217,11 +261,29 @@ export class FakeNet {
   }
 
   /** Publishes from the server side (like POST /api/publish). */
-  publish(channel: string, data: string): { epoch: string; offset: number } {
+  publish(channel: string, data: string | Uint8Array): { epoch: string; offset: number } {
     const ch = this.channel(channel);
     ch.offset++;
-    for (const t of ch.subs) t.push(0, "message", { channel, epoch: ch.epoch, offset: ch.offset, data: new TextEncoder().encode(data) });
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    for (const [t, alias] of ch.subs) this.deliver(t, alias, channel, ch.epoch, ch.offset, bytes);
     return { epoch: ch.epoch, offset: ch.offset };
+  }
+
+  /** One delivery, the way the node sends it to this transport. */
+  private deliver(t: FakeTransport, alias: number, channel: string, epoch: string, offset: number, data: Uint8Array): void {
+    if (this.volatile(channel) && t.name === "webtransport") t.pushDatagram(alias, offset, data);
+    else if (t.streams) t.pushStream(alias, "message", { channel, epoch, offset, data });
+    else t.push(0, "message", { channel, epoch, offset, data });
+  }
+
+  /** A datagram from a client (a QUIC datagram or a Datagram frame). */
+  datagram(t: FakeTransport, alias: number, payload: Uint8Array): void {
+    const channel = t.aliases.get(alias);
+    if (channel === undefined || !this.volatile(channel)) {
+      t.push(0, "error", { code: 105, message: `datagram for alias ${alias}: no volatile subscription has it` });
+      return;
+    }
+    this.publish(channel, payload);
   }
 
   /** Drops a channel so that its next use starts a new epoch. */
@@ -236,7 +298,7 @@ export class FakeNet {
   private channel(name: string) {
     let ch = this.channels.get(name);
     if (!ch) {
-      ch = { epoch: `epoch${++this.epochs}`, offset: 0, subs: new Set() };
+      ch = { epoch: this.volatile(name) ? "" : `epoch${++this.epochs}`, offset: 0, subs: new Map() };
       this.channels.set(name, ch);
     }
     return ch;
@@ -253,7 +315,12 @@ export class FakeNet {
         t.disconnect(b.code, b.reason);
         return;
       }
-      t.push(f.id, "connected", { sessionId: `s${++this.sessions}`, ...this.connected });
+      t.streams = f.streams && t.name === "webtransport" && this.grantStreams;
+      t.push(f.id, "connected", { sessionId: `s${++this.sessions}`, ...this.connected, streams: t.streams });
+      return;
+    }
+    if (f.type === "datagram") {
+      this.datagram(t, f.alias, f.data);
       return;
     }
     if (!this.answer) return;
@@ -264,8 +331,13 @@ export class FakeNet {
           t.push(f.id, "error", { code: 104, message: "already subscribed to " + f.channel });
           return;
         }
-        ch.subs.add(t);
-        t.push(f.id, "subscribed", { channel: f.channel, epoch: ch.epoch, offset: ch.offset });
+        if (f.alias < 1 || f.alias > 16383 || t.aliases.has(f.alias)) {
+          t.push(f.id, "error", { code: 100, message: `alias ${f.alias} is taken or out of range` });
+          return;
+        }
+        ch.subs.set(t, f.alias);
+        t.aliases.set(f.alias, f.channel);
+        t.push(f.id, "subscribed", { channel: f.channel, epoch: ch.epoch, offset: ch.offset, alias: f.alias, volatile: this.volatile(f.channel) });
         return;
       }
       case "unsubscribe": {
@@ -274,6 +346,7 @@ export class FakeNet {
           t.push(f.id, "error", { code: 105, message: "not subscribed to " + f.channel });
           return;
         }
+        t.aliases.delete(ch.subs.get(t)!);
         ch.subs.delete(t);
         t.push(f.id, "unsubscribed", { channel: f.channel });
         return;
@@ -283,9 +356,13 @@ export class FakeNet {
           t.push(f.id, "error", { code: 102, message: "invalid channel" });
           return;
         }
+        if (this.volatile(f.channel) && f.data.length > (this.connected.maxDatagramSize ?? 0)) {
+          t.push(f.id, "error", { code: 106, message: "payload too large" });
+          return;
+        }
         const ch = this.channel(f.channel);
         ch.offset++;
-        for (const s of ch.subs) s.push(0, "message", { channel: f.channel, epoch: ch.epoch, offset: ch.offset, data: f.data });
+        for (const [s, alias] of ch.subs) this.deliver(s, alias, f.channel, ch.epoch, ch.offset, f.data);
         t.push(f.id, "publishAck", { epoch: ch.epoch, offset: ch.offset });
         return;
       }

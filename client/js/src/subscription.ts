@@ -1,0 +1,144 @@
+// One subscription: its state across reconnects, and delivery to its
+// handler of reliable messages and of a volatile channel's datagrams
+// (sequence numbers, loss counting), including what arrives on a
+// subscription stream or as a datagram before the server's Subscribed.
+
+import type { SubscribedBody } from "./codec.js";
+import type { Connection } from "./connection.js";
+import type { Message, MessageHandler, Position, Subscription } from "./switchyard.js";
+
+/**
+ * The most deliveries a subscription holds while its Subscribed is on the
+ * way (a subscription stream or a datagram may overtake it); more are
+ * dropped and counted.
+ */
+export const HOLD_LIMIT = 1024;
+
+/** What a subscription needs from its client. */
+export interface SubscriptionOwner {
+  unsubscribe(sub: SubscriptionImpl): Promise<void>;
+  /** An exception thrown by the handler. */
+  report(e: unknown, channel: string): void;
+}
+
+/** A delivery that came before Subscribed. */
+interface Held {
+  datagram: boolean;
+  epoch: string;
+  offset: number;
+  data: Uint8Array;
+}
+
+export class SubscriptionImpl implements Subscription {
+  /** pending: waiting for Subscribed (first time or after a reconnect). */
+  state: "pending" | "active" | "closed" = "pending";
+  /** The server confirmed it at least once. */
+  confirmed = false;
+  epoch = "";
+  offset = 0;
+  volatile = false;
+  lost = 0;
+  dropped = 0;
+  waiter: { resolve(s: Subscription): void; reject(e: Error): void; timer: unknown } | undefined;
+  /** The connection its Unsubscribe went out on. */
+  unsubscribedOn: Connection | undefined;
+
+  /** The highest datagram sequence number seen. */
+  private lastSeq = 0;
+  /** Deliveries of the current connection that came before Subscribed. */
+  private held: Held[] = [];
+
+  constructor(
+    private readonly owner: SubscriptionOwner,
+    readonly channel: string,
+    /** The subscription's alias, sent in every Subscribe (resubscribes too). */
+    readonly alias: number,
+    readonly handler: MessageHandler,
+  ) {}
+
+  get position(): Position {
+    return { epoch: this.epoch, offset: this.offset };
+  }
+
+  get active(): boolean {
+    return this.state === "active";
+  }
+
+  unsubscribe(): Promise<void> {
+    return this.owner.unsubscribe(this);
+  }
+
+  /**
+   * The server confirmed the subscription. Returns how many publications
+   * went by since the last position on a resubscribe (0 the first time),
+   * or null when the epoch changed. Deliveries held until now follow.
+   */
+  confirm(f: SubscribedBody): number | null {
+    const missed = !this.confirmed ? 0 : f.epoch === this.epoch ? Math.max(0, f.offset - this.offset) : null;
+    this.state = "active";
+    this.confirmed = true;
+    this.volatile = f.volatile;
+    this.epoch = f.epoch;
+    this.offset = f.offset;
+    this.lastSeq = f.offset;
+    return missed;
+  }
+
+  /** Delivers what came before Subscribed (call after confirm). */
+  release(): void {
+    const held = this.held;
+    this.held = [];
+    for (const h of held) {
+      if (this.state !== "active") return;
+      if (h.datagram) this.datagram(h.offset, h.data);
+      else this.message(h.epoch, h.offset, h.data);
+    }
+  }
+
+  /** The connection ended (or the subscription failed): what was held goes. */
+  discard(): void {
+    this.held = [];
+  }
+
+  /** Keeps a delivery that overtook Subscribed, up to HOLD_LIMIT. */
+  hold(datagram: boolean, epoch: string, offset: number, data: Uint8Array): void {
+    if (this.held.length >= HOLD_LIMIT) {
+      this.dropped++;
+      return;
+    }
+    this.held.push({ datagram, epoch, offset, data });
+  }
+
+  /** A message frame of the channel (control stream or the subscription's stream). */
+  message(epoch: string, offset: number, data: Uint8Array): void {
+    if (this.volatile) {
+      // Over WebSocket (and for what does not fit a datagram) a volatile
+      // channel's datagrams come as messages: epoch "", offset = sequence number.
+      this.datagram(offset, data);
+      return;
+    }
+    this.epoch = epoch;
+    this.offset = offset;
+    this.deliver({ channel: this.channel, data, epoch, offset, datagram: false });
+  }
+
+  /** A volatile publication with its sequence number. */
+  datagram(seq: number, data: Uint8Array): void {
+    if (seq > this.lastSeq) {
+      this.lost += seq - this.lastSeq - 1;
+      this.lastSeq = seq;
+      this.offset = seq;
+    } else if (this.lost > 0) {
+      this.lost--; // a late one: it was counted lost
+    }
+    this.deliver({ channel: this.channel, data, epoch: "", offset: seq, datagram: true });
+  }
+
+  private deliver(m: Message): void {
+    try {
+      this.handler(m);
+    } catch (e) {
+      this.owner.report(e, this.channel);
+    }
+  }
+}
