@@ -39,8 +39,9 @@ type Config struct {
 // What one QUIC connection of a client may hold open on the node: streams
 // of each direction, and unread bytes in all of them.
 const (
-	maxClientStreams = 8
-	maxClientWindow  = 1 << 20
+	maxClientStreams    = 2
+	maxClientUniStreams = 3
+	maxClientWindow     = 1 << 20
 )
 
 // Server serves HTTP/3 on a UDP socket and upgrades CONNECT requests on the
@@ -79,12 +80,12 @@ func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
 			MaxIdleTimeout:                   cfg.IdleTimeout,
 			KeepAlivePeriod:                  cfg.IdleTimeout / 3,
 			// A client needs one request stream and one control stream
-			// (bidirectional) and HTTP/3's three unidirectional streams.
-			// Other streams it opens are refused (see StreamRefused); the
-			// small stream counts and receive windows bound what a client
-			// can park in the node's memory meanwhile.
+			// (bidirectional) and HTTP/3's three unidirectional streams
+			// (control, QPACK encoder and decoder): it can open no other,
+			// so none sits unread in the node's memory, and no goroutine
+			// per session has to refuse them.
 			MaxIncomingStreams:             maxClientStreams,
-			MaxIncomingUniStreams:          maxClientStreams,
+			MaxIncomingUniStreams:          maxClientUniStreams,
 			InitialStreamReceiveWindow:     256 << 10,
 			MaxStreamReceiveWindow:         1 << 20,
 			InitialConnectionReceiveWindow: 384 << 10,
@@ -166,39 +167,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = sess.CloseWithError(webtransport.SessionErrorCode(protocols.CodeHandshakeTimeout), "no control stream")
 		return
 	}
-	var refusing sync.WaitGroup
-	refusing.Go(func() { refuseStreams(sess) })
-	refusing.Go(func() { refuseUniStreams(sess) })
 	protocols.Serve(newWire(sess, str, s.session.MaxFrameSize), protocols.WebTransport, r, s.acc, s.session)
-	refusing.Wait() // the session is closed: the accepts have returned
-}
-
-// StreamRefused is the stream error code (STOP_SENDING, RESET_STREAM) of
-// a stream the client opens besides the control stream: this version
-// reads no other stream. Refusing a stream at once, rather than leaving it
-// unread, hands its bytes back to the connection's flow control, so that
-// junk on other streams cannot stall the control stream.
-const StreamRefused webtransport.StreamErrorCode = 1
-
-func refuseStreams(sess *webtransport.Session) {
-	for {
-		str, err := sess.AcceptStream(sess.Context())
-		if err != nil {
-			return
-		}
-		str.CancelRead(StreamRefused)
-		str.CancelWrite(StreamRefused)
-	}
-}
-
-func refuseUniStreams(sess *webtransport.Session) {
-	for {
-		str, err := sess.AcceptUniStream(sess.Context())
-		if err != nil {
-			return
-		}
-		str.CancelRead(StreamRefused)
-	}
 }
 
 type wire struct {
