@@ -175,10 +175,11 @@ type conn struct {
 	cfg      SessionConfig
 	ctx      context.Context
 	cancel   context.CancelFunc
-	wake     chan struct{} // cap 1: the writer has something to do
 	room     chan struct{} // cap 1: queued replies fell below the bound, or the session closes
 	readDone chan struct{} // closed when the read loop has ended
-	done     chan struct{} // closed when the writer returns
+	done     chan struct{} // closed when the writer has finished for good
+	pingT    *time.Timer   // nil without heartbeats
+	pongT    *time.Timer
 	dw       DatagramWire  // nil: no datagrams (volatile publications conflate in q)
 	sw       StreamWire    // nil: no streams (deliveries go in q)
 
@@ -197,6 +198,8 @@ type conn struct {
 	pongOwed  bool                  // a ping awaits its pong; one pong answers them all
 	pongID    uint32                // the id of the latest ping
 	closed    bool                  // no more Sends
+	writing   bool                  // a writer goroutine runs (it exists only while there is work)
+	final     bool                  // the writer has finished for good: no more writers
 	streams   bool                  // deliveries go on per-subscription streams
 	outs      map[uint32]*outStream // those streams, by alias
 	slots     map[uint32]*slot      // conflation slots by alias (without datagrams)
@@ -205,7 +208,13 @@ type conn struct {
 	dropped   uint64                // volatile publications dropped (replaced or queue full)
 
 	bg sync.WaitGroup // stream writers and the datagram sender and reader; started under mu while !closed
+
+	// owned by the running writer
+	outstanding int64 // when the unanswered ping was sent; 0: none
 }
+
+// batches recycles the writers' batch slices: an idle session keeps none.
+var batches = sync.Pool{New: func() any { b := make([][]byte, 0, 64); return &b }}
 
 // maxQueuedDatagrams bounds the datagrams waiting to be sent on one
 // session; past it the oldest is dropped.
@@ -241,7 +250,6 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 		cfg:      cfg,
 		ctx:      ctx,
 		cancel:   cancel,
-		wake:     make(chan struct{}, 1),
 		room:     make(chan struct{}, 1),
 		readDone: make(chan struct{}),
 		done:     make(chan struct{}),
@@ -249,7 +257,11 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 	c.dw, _ = w.(DatagramWire)
 	c.sw, _ = w.(StreamWire)
 	c.lastSeen.Store(time.Now().UnixNano())
-	go c.writeLoop()
+	if cfg.PingInterval > 0 {
+		c.pingT = time.AfterFunc(cfg.PingInterval, func() { c.pingDue.Store(true); c.kick() })
+		c.pongT = time.AfterFunc(time.Hour, func() { c.pongDue.Store(true); c.kick() })
+		c.pongT.Stop()
+	}
 
 	h, err := acc.Accept(c, r)
 	if err != nil {
@@ -295,7 +307,7 @@ func (c *conn) Send(frame []byte) error {
 	c.sent++
 	c.sentBytes += len(frame)
 	c.mu.Unlock()
-	c.signal()
+	c.kick()
 	return nil
 }
 
@@ -308,7 +320,7 @@ func (c *conn) Reply(frame []byte) error {
 	c.q.push(item{b: frame, kind: reply})
 	c.replies++
 	c.mu.Unlock()
-	c.signal()
+	c.kick()
 	return nil
 }
 
@@ -336,7 +348,7 @@ func (c *conn) Deliver(alias uint32, frame []byte) error {
 	if !c.streams {
 		c.q.push(item{b: frame, kind: delivery})
 		c.mu.Unlock()
-		c.signal()
+		c.kick()
 		return nil
 	}
 	o := c.outs[alias]
@@ -464,7 +476,7 @@ func (c *conn) DeliverVolatile(v Volatile) {
 	sl.frame = v.Frame
 	c.q.push(item{kind: volatile, slot: sl})
 	c.mu.Unlock()
-	c.signal()
+	c.kick()
 }
 
 // Dropped returns how many volatile publications the session dropped.
@@ -525,7 +537,7 @@ func (c *conn) queuePing() {
 		c.q.push(item{b: pingFrame(), kind: control})
 	}
 	c.mu.Unlock()
-	c.signal()
+	c.kick()
 }
 
 // owePong records that the client's ping id wants a pong. Pings coalesce:
@@ -536,14 +548,29 @@ func (c *conn) owePong(id uint32) {
 		c.pongOwed, c.pongID = true, id
 	}
 	c.mu.Unlock()
-	c.signal()
+	c.kick()
 }
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// kick makes sure a writer runs to act on what was just queued or
+// flagged: it starts one unless one runs (it will see the work before it
+// stops) or the writer has finished for good.
+func (c *conn) kick() {
+	c.mu.Lock()
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
+}
+
+// startWriterLocked claims the writer's place; the caller starts
+// writeLoop when it returns true.
+func (c *conn) startWriterLocked() bool {
+	if c.writing || c.final {
+		return false
+	}
+	c.writing = true
+	return true
 }
 
 func (c *conn) signalRoom() {
@@ -584,7 +611,7 @@ func (c *conn) CloseWith(ce *CloseError) {
 		stored.Reason = TrimReason(ce.Reason)
 		stored.Remote = false
 		c.closeErr.Store(&stored)
-		c.signal()
+		c.kick()
 		c.signalRoom()
 	})
 }
@@ -628,59 +655,77 @@ func (c *conn) take(batch [][]byte) [][]byte {
 	return batch
 }
 
-// writeLoop owns every write to the wire: it drains the queue without
-// blocking, writes the batch at once, then waits for more. Everything that
-// needs the writer (frames, close, the reader's end, heartbeat timers)
-// raises a flag and signals the one wake channel, so an idle writer waits
-// on a single channel, the cheapest wake-up there is.
+// writeLoop owns every write to the wire while it runs: it drains the
+// queue without blocking, writes each batch at once, acts on the heartbeat
+// timers and the close, and returns once nothing is left to do; the next
+// Send, timer or close starts it again (kick). So an idle session has no
+// writer goroutine, and never more than one writes.
 func (c *conn) writeLoop() {
-	defer close(c.done)
-	var pingTimer, pongTimer *time.Timer
-	if c.cfg.PingInterval > 0 {
-		pingTimer = time.AfterFunc(c.cfg.PingInterval, func() { c.pingDue.Store(true); c.signal() })
-		pongTimer = time.AfterFunc(time.Hour, func() { c.pongDue.Store(true); c.signal() })
-		pongTimer.Stop()
-		defer pingTimer.Stop()
-		defer pongTimer.Stop()
-	}
-	var outstanding int64 // when the unanswered ping was sent; 0: none
-
-	batch := make([][]byte, 0, 64)
-	for range c.wake {
+	bp := batches.Get().(*[][]byte)
+	defer batches.Put(bp)
+	batch := (*bp)[:0]
+	for {
 		if c.readEnded.Load() {
 			if c.closeErr.Load() != nil {
 				c.finish(batch)
 			}
+			c.end()
 			return
 		}
 		if c.closeErr.Load() != nil {
 			c.finish(batch)
+			c.end()
 			return
 		}
 		if c.pingDue.Swap(false) {
-			if outstanding != 0 && c.lastSeen.Load() > outstanding {
-				outstanding = 0
+			if c.outstanding != 0 && c.lastSeen.Load() > c.outstanding {
+				c.outstanding = 0
 			}
-			if outstanding == 0 {
-				outstanding = time.Now().UnixNano()
+			if c.outstanding == 0 {
+				c.outstanding = time.Now().UnixNano()
 				c.queuePing()
-				pongTimer.Reset(c.cfg.PongTimeout)
+				c.pongT.Reset(c.cfg.PongTimeout)
 			}
-			pingTimer.Reset(c.cfg.PingInterval)
+			c.pingT.Reset(c.cfg.PingInterval)
 		}
 		if c.pongDue.Swap(false) {
-			if outstanding != 0 && c.lastSeen.Load() < outstanding {
+			if c.outstanding != 0 && c.lastSeen.Load() < c.outstanding {
 				c.Close(CodeHeartbeatTimeout, fmt.Sprintf("no pong within %v", c.cfg.PongTimeout))
-				continue // the signal from Close brings us back to finish
+				continue // back to the top, to finish
 			}
-			outstanding = 0
+			c.outstanding = 0
 		}
 		if err := c.flush(batch); err != nil {
 			c.cfg.Logger.Debug("session write failed", "session", c.id, "err", err)
 			c.wire.Abort()
+			c.end()
+			return
+		}
+		// Stop when there is nothing left, deciding under mu: whoever
+		// queues or flags after this starts a new writer.
+		c.mu.Lock()
+		idle := c.q.n == 0 && !c.pongOwed && !c.pingDue.Load() && !c.pongDue.Load() &&
+			c.closeErr.Load() == nil && !c.readEnded.Load()
+		if idle {
+			c.writing = false
+		}
+		c.mu.Unlock()
+		if idle {
 			return
 		}
 	}
+}
+
+// end marks the writer finished for good.
+func (c *conn) end() {
+	c.mu.Lock()
+	c.final, c.writing = true, false
+	c.mu.Unlock()
+	if c.pingT != nil {
+		c.pingT.Stop()
+		c.pongT.Stop()
+	}
+	close(c.done)
 }
 
 // flush writes everything queued, in batches.
@@ -796,7 +841,7 @@ read:
 	c.mu.Unlock()
 	c.readEnded.Store(true)
 	close(c.readDone)
-	c.signal()
+	c.kick()
 	<-c.done
 	c.cancel()
 	c.wire.Abort()

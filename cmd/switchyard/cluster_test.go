@@ -272,7 +272,8 @@ func TestThreeProcessCluster(t *testing.T) {
 
 	// Volatile channels span the nodes too: datagrams a WebTransport client
 	// sends on a reach subscribers on b (WebTransport) and c (WebSocket),
-	// in sequence order (none is resent, so a few may be missing).
+	// in sequence order, the newest last (none is resent, and a busy
+	// WebSocket subscriber gets only the newest, so some may be missing).
 	for i := range 3 {
 		ch := fmt.Sprintf("game:%d", i) // owners fall on different nodes
 		var vsubs []*client.Subscription
@@ -327,7 +328,9 @@ func TestThreeProcessCluster(t *testing.T) {
 					break recv
 				}
 			}
-			if got < 8 {
+			// A busy WebSocket writer keeps only the newest (latest wins):
+			// the last one must arrive, most of the others may not.
+			if got < 3 || !strings.HasPrefix(seen[len(seen)-1], "9@") {
 				t.Fatalf("%s on %s: %d of 10 datagrams: %v", ch, []string{"b", "c"}[k], got, seen)
 			}
 		}
