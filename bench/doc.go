@@ -16,6 +16,14 @@
 //     against each server in its own process on loopback, and prints
 //     Markdown tables. RESULTS.md records its runs; README.md explains
 //     the numbers.
+//   - datagrams.sh: the datagram fan-out of issue 8 (loadgen -scenario
+//     datagrams): Go SDK clients on WebTransport subscribed to a volatile
+//     channel, datagrams at a fixed rate, loss, latency, deliveries per
+//     server core-second and the server RSS of idle sessions.
+//   - hol: the head-of-line test of issue 8, a Go test that drops packets
+//     in a network namespace of its own and compares a small channel's p99
+//     latency beside a bulky one over WebTransport streams, one
+//     WebTransport stream and WebSocket.
 //
 // Allocations per delivery come from the hub micro-benchmark in edge/
 // (go test -run '^$' -bench Hub -benchmem ./edge/): the load generator

@@ -48,8 +48,10 @@ if ! command -v npm >/dev/null; then
 fi
 (cd client/js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && npm test --silent)
 
-step "chromium for the browser tests"
+step "chromium for the browser tests, nftables and iproute2 for the packet-loss test"
 need_apt chromium chromium || { echo "chromium is missing and could not be installed"; exit 1; }
+need_apt nft nftables || echo "nftables could not be installed: bench/hol skips its packet-loss test"
+need_apt ip iproute2 || echo "iproute2 could not be installed: bench/hol skips its packet-loss test"
 export SWITCHYARD_REQUIRE_BROWSER=1
 
 step "tests (race, shuffled)"

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchyard/switchyard/bench/internal/naive"
+	"github.com/switchyard/switchyard/certs"
+	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/protocols"
 	wsadapter "github.com/switchyard/switchyard/protocols/websocket"
 )
@@ -268,5 +271,88 @@ func TestProc(t *testing.T) {
 	}
 	if _, err := procCPU(-1); err == nil {
 		t.Error("procCPU(-1) succeeded")
+	}
+}
+
+// TestRunDatagrams runs the datagrams scenario against a node in this
+// process with a volatile channel.
+func TestRunDatagrams(t *testing.T) {
+	store, err := certs.NewDev(certs.DevConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := edge.New(edge.Config{Name: "bench", Listen: "127.0.0.1:0", Certs: store, VolatileChannels: []string{"game:*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	const subs = 10
+	r, err := RunDatagrams(context.Background(), DatagramConfig{
+		URL:       "https://" + n.Addrs().QUIC.String(),
+		CertHash:  store.Hash().Value,
+		Subs:      subs,
+		Rate:      200,
+		Warmup:    100 * time.Millisecond,
+		Duration:  time.Second,
+		Settle:    50 * time.Millisecond,
+		ServerPID: os.Getpid(), // the node runs in this process
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d publishes, %d deliveries, loss %.2f %%, latency p50 %.2f ms p99 %.2f ms, %.0f deliveries per core-s, idle session %.1f KiB",
+		r.Publishes, r.Deliveries, r.LossPct, r.LatencyP50Ms, r.LatencyP99Ms, r.DeliveriesPerCoreSec, r.IdleSessionKiB)
+	if r.Publishes < 100 || r.Deliveries == 0 || r.Deliveries > r.Publishes*subs {
+		t.Fatalf("%d publishes, %d deliveries to %d subscribers", r.Publishes, r.Deliveries, subs)
+	}
+	// Loopback at 200 datagrams/s: loss, if any, is the race detector's
+	// doing, never most of them.
+	if r.LossPct > 10 || r.Disconnects != 0 {
+		t.Errorf("loss %.2f %%, %d disconnects (%s)", r.LossPct, r.Disconnects, r.FirstError)
+	}
+	if r.LatencySamples != int(r.Deliveries) || r.LatencyP99Ms < r.LatencyP50Ms || r.LatencyP50Ms <= 0 {
+		t.Errorf("latency: %d samples, p50 %v ms, p99 %v ms", r.LatencySamples, r.LatencyP50Ms, r.LatencyP99Ms)
+	}
+	if r.ServerCPU <= 0 || r.BaseRSSMiB <= 0 || r.IdleRSSMiB <= 0 || r.SubscribedRSSMiB <= 0 {
+		t.Errorf("server CPU %v s, RSS %v / %v / %v MiB: want all > 0", r.ServerCPU, r.BaseRSSMiB, r.IdleRSSMiB, r.SubscribedRSSMiB)
+	}
+}
+
+func TestRunDatagramsBadConfig(t *testing.T) {
+	_, err := RunDatagrams(context.Background(), DatagramConfig{Payload: 8})
+	if err == nil {
+		t.Fatal("RunDatagrams accepted no URL and an 8-byte payload")
+	}
+}
+
+// TestTable checks that -table sorts fan-out and datagram lines into
+// their own tables.
+func TestTable(t *testing.T) {
+	name := t.TempDir() + "/runs.jsonl"
+	lines := `{"target":"switchyard","subs":1000,"deliveries_per_s":5}
+not json: skipped
+{"scenario":"datagrams","subs":1000,"loss_pct":1.5,"idle_session_kib":146.5}
+`
+	if err := os.WriteFile(name, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := printTable(&out, []string{name}); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{"| target | subs |", "| switchyard | 1000 |", "| subs | payload B | datagrams/s |", "| 1000 | 0 | 0 | 0 | 1.500 |", "| 146.5 (0.0) |"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -7,6 +7,12 @@
 //	loadgen -target naive -url ws://127.0.0.1:9000/ws -server-pid 1235 -json
 //	loadgen -table results.jsonl   # Markdown table of -json lines
 //
+// The datagrams scenario instead connects Go SDK clients over WebTransport
+// to a volatile channel and publishes datagrams at a fixed rate (see
+// datagrams.go); it also reports loss and the server RSS of idle sessions:
+//
+//	loadgen -scenario datagrams -url https://127.0.0.1:4433 -cert-hash HASH -server-pid 1234
+//
 // The load generator and the server share the machine's cores: every
 // figure is for that setup, not for a server with the machine to itself.
 package main
@@ -37,15 +43,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
+	scenario := fs.String("scenario", scenarioFanout, "`scenario`: fanout (WebSocket, -target) or datagrams (WebTransport datagrams on a volatile channel)")
+	certHash := fs.String("cert-hash", "", "datagrams: base64 SHA-256 of the node's certificate (the node prints it as cert sha-256)")
+	settle := fs.Duration("settle", 2*time.Second, "datagrams: idle time before each RSS reading of idle sessions")
 	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard or naive")
-	fs.StringVar(&cfg.URL, "url", "", "subscribers' WebSocket `URL`, e.g. ws://127.0.0.1:8080/ws")
+	fs.StringVar(&cfg.URL, "url", "", "subscribers' WebSocket `URL`, e.g. ws://127.0.0.1:8080/ws; datagrams: the node's WebTransport URL, https://127.0.0.1:4433")
 	fs.StringVar(&cfg.PubURL, "pub-url", "", "publisher's WebSocket `URL` (default: -url for switchyard, its /pub for naive)")
-	fs.StringVar(&cfg.Channel, "channel", "bench", "switchyard `channel`")
+	fs.StringVar(&cfg.Channel, "channel", "bench", "switchyard `channel` (datagrams: game:bench)")
 	fs.IntVar(&cfg.Subs, "subs", 1000, "subscriber `connections`")
 	fs.IntVar(&cfg.Payload, "payload", 64, "payload `bytes` (at least 16)")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "load before the measurement window")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement window")
-	fs.Float64Var(&cfg.Rate, "rate", 0, "publishes per `second`; 0 saturates (as fast as the server keeps up, within -window)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "publishes per `second`; 0 saturates (as fast as the server keeps up, within -window); datagrams: 0 means 60")
 	fs.IntVar(&cfg.Window, "window", 32, "publications the slowest subscriber may lag behind (and unacked publishes) before the publisher waits")
 	fs.IntVar(&cfg.LatencySubs, "latency-subs", 10, "subscribers that time every message")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server `PID` whose CPU time and RSS to sample from /proc (0: none)")
@@ -65,10 +74,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	name := cfg.Target
+	if *scenario != scenarioFanout {
+		name = *scenario
+	}
 	if !*quiet {
 		cfg.Logf = func(format string, args ...any) {
-			fmt.Fprintf(stderr, "loadgen %s: %s\n", cfg.Target, fmt.Sprintf(format, args...))
+			fmt.Fprintf(stderr, "loadgen %s: %s\n", name, fmt.Sprintf(format, args...))
 		}
+	}
+	switch *scenario {
+	case scenarioFanout:
+	case scenarioDatagrams:
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		dc := DatagramConfig{
+			URL: cfg.URL, CertHash: *certHash, Subs: cfg.Subs, Payload: cfg.Payload, Rate: cfg.Rate,
+			Warmup: cfg.Warmup, Duration: cfg.Duration, Settle: *settle, ServerPID: cfg.ServerPID, Logf: cfg.Logf,
+		}
+		if set["channel"] {
+			dc.Channel = cfg.Channel
+		}
+		return runDatagrams(ctx, dc, *asJSON, stdout)
+	default:
+		return fmt.Errorf("scenario %q: want %s or %s", *scenario, scenarioFanout, scenarioDatagrams)
 	}
 	r, err := Run(ctx, cfg)
 	if err != nil {
@@ -87,6 +116,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %d lost, %d out of order, %d disconnects (%s)", r.Target, r.Lost, r.OutOfOrder, r.Disconnects, r.FirstError)
 	}
 	return nil
+}
+
+func runDatagrams(ctx context.Context, cfg DatagramConfig, asJSON bool, stdout io.Writer) error {
+	r, err := RunDatagrams(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		printDatagramText(stdout, r)
+	}
+	if r.Disconnects > 0 {
+		return fmt.Errorf("datagrams: %d sessions ended during the run (%s)", r.Disconnects, r.FirstError)
+	}
+	return nil
+}
+
+func printDatagramText(w io.Writer, r *DatagramResult) {
+	met := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	fmt.Fprintf(w, "scenario            datagrams (%d WebTransport subscribers, %d-byte payload, %g/s)\n", r.Subs, r.Payload, r.Rate)
+	fmt.Fprintf(w, "window              %.2f s; load generator and server share %d CPUs\n", r.Seconds, r.CPUs)
+	fmt.Fprintf(w, "publishes           %d\n", r.Publishes)
+	fmt.Fprintf(w, "deliveries          %d (%.0f/s), loss %.3f %% (%d dropped in the client)\n", r.Deliveries, r.DeliveriesPerSec, r.LossPct, r.Dropped)
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(w, "server CPU          %.2f s (%.2f cores)\n", r.ServerCPU, r.ServerCores)
+		fmt.Fprintf(w, "per server core-s   %.0f deliveries (target ≥ %d: %s)\n", r.DeliveriesPerCoreSec, targetDeliveriesPerCoreSec,
+			met(r.DeliveriesPerCoreSec >= targetDeliveriesPerCoreSec))
+		fmt.Fprintf(w, "server RSS          %.1f MiB at the end; %.1f MiB before the sessions\n", r.ServerRSSMiB, r.BaseRSSMiB)
+		fmt.Fprintf(w, "idle session        %.1f KiB of server RSS connected (target ≤ %d: %s), %.1f KiB subscribed\n", r.IdleSessionKiB,
+			targetIdleSessionKiB, met(r.IdleSessionKiB <= targetIdleSessionKiB), r.SubscribedSessionKiB)
+	}
+	fmt.Fprintf(w, "loadgen CPU         %.2f s\n", r.LoadgenCPU)
+	fmt.Fprintf(w, "latency             p50 %.2f ms, p99 %.2f ms (target ≤ %d: %s), max %.2f ms (%d samples)\n", r.LatencyP50Ms, r.LatencyP99Ms,
+		targetP99Ms, met(r.LatencyP99Ms <= targetP99Ms), r.LatencyMaxMs, r.LatencySamples)
+	fmt.Fprintf(w, "disconnects         %d\n", r.Disconnects)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error         %s\n", r.FirstError)
+	}
 }
 
 func printText(w io.Writer, r *Result) {

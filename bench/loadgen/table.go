@@ -9,9 +9,13 @@ import (
 	"strings"
 )
 
-// printTable prints the -json result lines in files as a Markdown table.
+// printTable prints the -json result lines in files as Markdown tables:
+// one for the fan-out runs, one for the datagram runs.
 func printTable(w io.Writer, files []string) error {
-	var rs []Result
+	var (
+		rs []Result
+		ds []DatagramResult
+	)
 	for _, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
@@ -19,16 +23,29 @@ func printTable(w io.Writer, files []string) error {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if !strings.HasPrefix(line, "{") {
+			line := []byte(strings.TrimSpace(sc.Text()))
+			if len(line) == 0 || line[0] != '{' {
 				continue
 			}
-			var r Result
-			if err := json.Unmarshal([]byte(line), &r); err != nil {
+			var kind struct {
+				Scenario string `json:"scenario"`
+			}
+			err = json.Unmarshal(line, &kind)
+			if err == nil && kind.Scenario == scenarioDatagrams {
+				var d DatagramResult
+				if err = json.Unmarshal(line, &d); err == nil {
+					ds = append(ds, d)
+				}
+			} else if err == nil {
+				var r Result
+				if err = json.Unmarshal(line, &r); err == nil {
+					rs = append(rs, r)
+				}
+			}
+			if err != nil {
 				f.Close()
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			rs = append(rs, r)
 		}
 		err = sc.Err()
 		f.Close()
@@ -36,6 +53,19 @@ func printTable(w io.Writer, files []string) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	if len(rs) > 0 {
+		printFanoutTable(w, rs)
+	}
+	if len(ds) > 0 {
+		if len(rs) > 0 {
+			fmt.Fprintln(w)
+		}
+		printDatagramTable(w, ds)
+	}
+	return nil
+}
+
+func printFanoutTable(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "| target | subs | payload B | publishes/s (asked) | deliveries/s | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | server RSS MiB | latency p50 / p99 ms | lost |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rs {
@@ -47,5 +77,14 @@ func printTable(w io.Writer, files []string) error {
 			r.Target, r.Subs, r.Payload, r.PublishesPerSec, asked, r.DeliveriesPerSec, r.DeliveriesPerCoreSec,
 			r.ServerCPU, r.ServerCores, r.LoadgenCPU, r.ServerRSSMiB, r.LatencyP50Ms, r.LatencyP99Ms, r.Lost)
 	}
-	return nil
+}
+
+func printDatagramTable(w io.Writer, ds []DatagramResult) {
+	fmt.Fprintln(w, "| subs | payload B | datagrams/s | deliveries/s | loss % | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | latency p50 / p99 / max ms | idle session KiB (subscribed) | server RSS MiB |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, d := range ds {
+		fmt.Fprintf(w, "| %d | %d | %g | %.0f | %.3f | %.0f | %.2f (%.2f) | %.2f | %.2f / %.2f / %.2f | %.1f (%.1f) | %.1f |\n",
+			d.Subs, d.Payload, d.Rate, d.DeliveriesPerSec, d.LossPct, d.DeliveriesPerCoreSec, d.ServerCPU, d.ServerCores,
+			d.LoadgenCPU, d.LatencyP50Ms, d.LatencyP99Ms, d.LatencyMaxMs, d.IdleSessionKiB, d.SubscribedSessionKiB, d.ServerRSSMiB)
+	}
 }
