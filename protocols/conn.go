@@ -180,8 +180,8 @@ type conn struct {
 	done     chan struct{} // closed when the writer has finished for good
 	pingT    *time.Timer   // nil without heartbeats
 	pongT    *time.Timer
-	dw       DatagramWire  // nil: no datagrams (volatile publications conflate in q)
-	sw       StreamWire    // nil: no streams (deliveries go in q)
+	dw       DatagramWire // nil: no datagrams (volatile publications conflate in q)
+	sw       StreamWire   // nil: no streams (deliveries go in q)
 
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[CloseError] // set by the first Close
