@@ -203,7 +203,7 @@ type conn struct {
 	streams   bool                  // deliveries go on per-subscription streams
 	outs      map[uint32]*outStream // those streams, by alias
 	slots     map[uint32]*slot      // conflation slots by alias (without datagrams)
-	dq        []Volatile            // datagrams to send (with dw), oldest first
+	dq        *datagrams            // datagrams to send (with dw); made on first use
 	dsending  bool                  // sendDatagrams runs
 	dropped   uint64                // volatile publications dropped (replaced or queue full)
 
@@ -445,12 +445,12 @@ func (c *conn) DeliverVolatile(v Volatile) {
 		return
 	}
 	if c.dw != nil {
-		if len(c.dq) >= maxQueuedDatagrams {
-			c.dq[0] = Volatile{}
-			c.dq = c.dq[1:]
+		if c.dq == nil {
+			c.dq = newDatagrams()
+		}
+		if c.dq.push(v) {
 			c.dropped++
 		}
-		c.dq = append(c.dq, v)
 		if !c.dsending {
 			c.dsending = true
 			c.bg.Go(c.sendDatagrams)
@@ -486,23 +486,69 @@ func (c *conn) Dropped() uint64 {
 	return c.dropped
 }
 
+// datagrams is a session's queue of datagrams to send: a ring that grows
+// to maxQueuedDatagrams and then drops the oldest.
+type datagrams struct {
+	// guarded by conn.mu
+	buf  []Volatile
+	head int
+	n    int
+
+	frame []byte // owned by the sender: the datagram being sent
+}
+
+func newDatagrams() *datagrams { return &datagrams{} }
+
+// push queues v and reports whether the oldest was dropped for it.
+func (d *datagrams) push(v Volatile) (dropped bool) {
+	if d.n == len(d.buf) {
+		if len(d.buf) == maxQueuedDatagrams {
+			d.buf[d.head] = v
+			d.head = (d.head + 1) % len(d.buf)
+			return true
+		}
+		nb := make([]Volatile, max(4, 2*len(d.buf)))
+		for i := 0; i < d.n; i++ {
+			nb[i] = d.buf[(d.head+i)%len(d.buf)]
+		}
+		d.buf, d.head = nb, 0
+	}
+	d.buf[(d.head+d.n)%len(d.buf)] = v
+	d.n++
+	return false
+}
+
+func (d *datagrams) pop() (Volatile, bool) {
+	if d.n == 0 {
+		return Volatile{}, false
+	}
+	v := d.buf[d.head]
+	d.buf[d.head] = Volatile{}
+	d.head = (d.head + 1) % len(d.buf)
+	d.n--
+	if d.n == 0 && len(d.buf) > 8 {
+		d.buf, d.head = nil, 0 // a burst is over: let its room go
+	}
+	return v, true
+}
+
 // sendDatagrams sends the queued datagrams and returns once the queue is
 // empty (DeliverVolatile starts it again).
 func (c *conn) sendDatagrams() {
-	var buf []byte
+	c.mu.Lock()
+	d := c.dq
+	c.mu.Unlock()
 	for {
 		c.mu.Lock()
-		if len(c.dq) == 0 || c.closed {
-			c.dq, c.dsending = nil, false
+		v, ok := d.pop()
+		if !ok || c.closed {
+			c.dsending = false
 			c.mu.Unlock()
 			return
 		}
-		v := c.dq[0]
-		c.dq[0] = Volatile{}
-		c.dq = c.dq[1:]
 		c.mu.Unlock()
-		buf = AppendDatagram(buf[:0], v.Alias, v.Seq, v.Data)
-		if err := c.dw.SendDatagram(buf); err != nil {
+		d.frame = AppendDatagram(d.frame[:0], v.Alias, v.Seq, v.Data)
+		if err := c.dw.SendDatagram(d.frame); err != nil {
 			c.mu.Lock()
 			c.dropped++
 			c.mu.Unlock()
@@ -756,7 +802,10 @@ func (c *conn) finish(batch [][]byte) {
 		for _, o := range c.outs {
 			o.q = nil
 		}
-		c.dq = nil
+		if c.dq != nil {
+			for _, ok := c.dq.pop(); ok; _, ok = c.dq.pop() {
+			}
+		}
 	}
 	c.q.push(item{kind: control, b: MustEncode(&Frame{Kind: &Frame_Disconnect{Disconnect: &Disconnect{
 		Code: uint32(ce.Code), Reason: ce.Reason, Reconnect: ce.Code.Reconnect(),
