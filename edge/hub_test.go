@@ -48,6 +48,7 @@ func (f *fakeSession) Reply(b []byte) error                 { return f.Send(b) }
 func (f *fakeSession) Deliver(_ uint32, b []byte) error     { return f.Send(b) }
 func (f *fakeSession) EndDeliveries(uint32)                 {}
 func (f *fakeSession) UseStreams() bool                     { return false }
+func (f *fakeSession) ReceiveDatagrams()                    {}
 func (f *fakeSession) DeliverVolatile(v protocols.Volatile) { _ = f.Send(v.Frame) }
 
 func (f *fakeSession) messages(t *testing.T) []*protocols.Message {

@@ -117,6 +117,7 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 		c.mu.Lock()
 		c.volatile[alias] = name
 		c.mu.Unlock()
+		c.session.ReceiveDatagrams()
 	}
 	return nil
 }

@@ -205,6 +205,8 @@ type conn struct {
 	slots     map[uint32]*slot      // conflation slots by alias (without datagrams)
 	dq        *datagrams            // datagrams to send (with dw); made on first use
 	dsending  bool                  // sendDatagrams runs
+	dh        DatagramHandler       // the handler's datagram side; nil if none
+	receiving bool                  // receiveDatagrams runs
 	dropped   uint64                // volatile publications dropped (replaced or queue full)
 
 	bg sync.WaitGroup // stream writers and the datagram sender and reader; started under mu while !closed
@@ -269,9 +271,9 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 		c.Close(ce.Code, ce.Reason)
 		h = nil
 	}
-	if dh, ok := h.(DatagramHandler); ok && c.dw != nil {
-		c.bg.Go(func() { c.receiveDatagrams(dh) })
-	}
+	c.mu.Lock()
+	c.dh, _ = h.(DatagramHandler)
+	c.mu.Unlock()
 	end := c.readLoop(h)
 	if h != nil {
 		h.Closed(end)
@@ -554,6 +556,17 @@ func (c *conn) sendDatagrams() {
 			c.mu.Unlock()
 		}
 	}
+}
+
+func (c *conn) ReceiveDatagrams() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.receiving || c.closed || c.dw == nil || c.dh == nil {
+		return
+	}
+	c.receiving = true
+	h := c.dh
+	c.bg.Go(func() { c.receiveDatagrams(h) })
 }
 
 // receiveDatagrams hands the client's datagrams to h until the transport

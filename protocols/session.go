@@ -52,6 +52,11 @@ type Session interface {
 	// subscription replaces one not yet written (latest wins). It never
 	// blocks and never closes the session; what it drops is counted.
 	DeliverVolatile(v Volatile)
+	// ReceiveDatagrams starts handing the client's datagrams, where the
+	// transport has them, to the Handler (a DatagramHandler); until then
+	// they are dropped, so that a session that never uses a volatile
+	// channel keeps no goroutine waiting for them. Later calls do nothing.
+	ReceiveDatagrams()
 	// Close sends a Disconnect frame with code and reason, closes the
 	// transport with the same code and reason, and returns at once. Only the
 	// first Close or CloseWith has an effect.
