@@ -212,8 +212,15 @@ func New(cfg Config) (*Node, error) {
 		sweep:   make(chan struct{}),
 	}
 	for _, p := range cfg.VolatileChannels {
-		if err := n.checkChannel(strings.TrimSuffix(p, "*")); err != nil && p != "*" {
-			return nil, fmt.Errorf("edge: volatile channel pattern %q: %w", p, err)
+		name := strings.TrimSuffix(p, "*")
+		switch {
+		case p == "*":
+		case strings.Contains(name, "*"):
+			return nil, fmt.Errorf("edge: volatile channel pattern %q: '*' may only end a pattern (game:*) or stand alone (every channel)", p)
+		default:
+			if err := n.checkChannel(name); err != nil {
+				return nil, fmt.Errorf("edge: volatile channel pattern %q: %w", p, err)
+			}
 		}
 	}
 	if cfg.MaxDatagramSize > cfg.Session.MaxFrameSize-64 {
@@ -652,6 +659,9 @@ func publicOrigin(raw string) (string, error) {
 	}
 	if u.Host == "" {
 		return "", errors.New("want scheme://host[:port]")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", errors.New("want scheme://host[:port] without a path: the node serves /ws and /wt at the root")
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "https", "wss":

@@ -60,9 +60,22 @@ func TestOwnOriginsComeFromConfig(t *testing.T) {
 }
 
 func TestPublicURLsAreChecked(t *testing.T) {
-	for _, u := range []string{"ftp://x.example", "rt.example.com", "https://"} {
+	for _, u := range []string{"ftp://x.example", "rt.example.com", "https://", "https://rt.example.com/app"} {
 		if _, err := edge.New(edge.Config{HTTP: "127.0.0.1:0", PublicURLs: []string{u}}); err == nil {
 			t.Errorf("%q accepted", u)
+		}
+	}
+}
+
+func TestVolatilePatternsAreChecked(t *testing.T) {
+	for _, p := range []string{"game*x", "**", "bad name*", ""} {
+		if _, err := edge.New(edge.Config{HTTP: "127.0.0.1:0", VolatileChannels: []string{p}}); err == nil {
+			t.Errorf("%q accepted", p)
+		}
+	}
+	for _, p := range []string{"*", "game:*", "game:", "fx"} {
+		if _, err := edge.New(edge.Config{HTTP: "127.0.0.1:0", VolatileChannels: []string{p}}); err != nil {
+			t.Errorf("%q refused: %v", p, err)
 		}
 	}
 }

@@ -374,7 +374,13 @@ func (c *conn) take(batch [][]byte) [][]byte {
 			c.sent--
 			c.sentBytes -= len(it.b)
 		case volatile:
-			it.b, it.slot.frame = it.slot.frame, nil
+			for _, f := range it.slot.frames {
+				size += len(f)
+				batch = append(batch, f)
+			}
+			clear(it.slot.frames)
+			it.slot.frames = it.slot.frames[:0]
+			continue
 		}
 		size += len(it.b)
 		batch = append(batch, it.b)

@@ -4,9 +4,15 @@ package protocols
 // session; past it the oldest is dropped.
 const maxQueuedDatagrams = 64
 
-// slot holds the latest unwritten volatile publication of a subscription
-// (guarded by conn.mu).
-type slot struct{ frame []byte }
+// maxConflated bounds the volatile publications of one subscription
+// waiting in a session's queue (without datagrams); past it the oldest
+// waiting one is dropped: latest wins. More than one, so that what several
+// publishers send at the same moment (every player's tick) gets through.
+const maxConflated = 8
+
+// slot holds the unwritten volatile publications of a subscription, oldest
+// first (guarded by conn.mu).
+type slot struct{ frames [][]byte }
 
 func (c *conn) DeliverVolatile(v Volatile) {
 	c.mu.Lock()
@@ -36,14 +42,19 @@ func (c *conn) DeliverVolatile(v Volatile) {
 		}
 		c.slots[v.Alias] = sl
 	}
-	if sl.frame != nil {
-		// The previous one is still queued: the newer one takes its place.
-		sl.frame = v.Frame
-		c.dropped++
+	if len(sl.frames) > 0 {
+		// Some are still queued: this one joins them, in their place.
+		if len(sl.frames) == maxConflated {
+			copy(sl.frames, sl.frames[1:])
+			sl.frames[len(sl.frames)-1] = v.Frame
+			c.dropped++
+		} else {
+			sl.frames = append(sl.frames, v.Frame)
+		}
 		c.mu.Unlock()
 		return
 	}
-	sl.frame = v.Frame
+	sl.frames = append(sl.frames, v.Frame)
 	c.q.push(item{kind: volatile, slot: sl})
 	c.mu.Unlock()
 	c.kick()

@@ -27,7 +27,7 @@ func (b *bucket) take(now time.Time, rate float64, burst int) bool {
 type item struct {
 	b    []byte
 	kind itemKind
-	slot *slot // volatile: b is taken from it when written
+	slot *slot // volatile: the frames are taken from it when written
 }
 
 type itemKind uint8

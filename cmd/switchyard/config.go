@@ -21,22 +21,43 @@ type fileConfig struct {
 	Cert           string   `json:"cert"`
 	Key            string   `json:"key"`
 	APIKey         string   `json:"api_key"`
-	AllowedOrigins []string `json:"allowed_origins"`
-	PublicURLs     []string `json:"public_urls"`
-	Volatile       []string `json:"volatile_channels"`
+	AllowedOrigins list     `json:"allowed_origins"`
+	PublicURLs     list     `json:"public_urls"`
+	Volatile       list     `json:"volatile_channels"`
 	Node           string   `json:"node"`
 	Region         string   `json:"region"`
 	LogLevel       string   `json:"log_level"`
 	MaxFrameSize   int      `json:"max_frame_size"`
 	MeshBind       string   `json:"mesh_bind"`
 	MeshForward    string   `json:"mesh_forward"`
-	Join           []string `json:"join"`
+	Join           list     `json:"join"`
 	MeshKey        string   `json:"mesh_key"`
 	MeshTLS        string   `json:"mesh_tls"`
 	MeshProfile    string   `json:"mesh_profile"`
 	MeshLANBind    string   `json:"mesh_lan_bind"`
 	PingInterval   duration `json:"ping_interval"`
 	PongTimeout    duration `json:"pong_timeout"`
+}
+
+// list reads a JSON array of strings, or one string of comma-separated
+// values as the flags take.
+type list []string
+
+func (l *list) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = splitList(one)
+		if *l == nil {
+			*l = list{} // "" is an empty list, not an absent one
+		}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("want a list of strings or one comma-separated string")
+	}
+	*l = many
+	return nil
 }
 
 // duration reads "25s"-style strings from JSON.

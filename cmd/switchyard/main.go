@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -186,6 +187,9 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
 		if a.TLS != nil {
 			fmt.Fprintf(w, "  Cert hash     http://%s/certhash\n", a.HTTP)
 		}
+	}
+	if len(o.volatile) > 0 {
+		fmt.Fprintf(w, "  Volatile      %s (datagram channels; --volatile-channels)\n", strings.Join(o.volatile, ", "))
 	}
 	if store != nil {
 		h := store.Hash()

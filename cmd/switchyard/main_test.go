@@ -153,6 +153,8 @@ func TestBadConfigIsRejected(t *testing.T) {
 		"nothing to serve": {"--listen", "", "--http", ""},
 		"bad origin":       {"--allowed-origins", "not a url", "--listen", "127.0.0.1:0", "--http", ""},
 		"bad public url":   {"--public-url", "ftp://x.example", "--listen", "127.0.0.1:0", "--http", ""},
+		"bad volatile":     {"--volatile-channels", "game*x", "--listen", "127.0.0.1:0", "--http", ""},
+		"bad list":         {"--config", write("list.json", `{"join": 5}`)},
 	}
 	for name, args := range cases {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -174,6 +176,16 @@ func TestConfigFile(t *testing.T) {
 	if o.listen != "" || o.http != "127.0.0.1:0" || o.apiKey != "k" || o.region != "us" || o.pingInterval != 5*time.Second ||
 		len(o.publicURLs) != 1 || o.publicURLs[0] != "https://rt.example.com" {
 		t.Fatalf("options %+v", o)
+	}
+	// A list may also be one comma-separated string, as on the command line;
+	// an empty one turns the default off.
+	os.WriteFile(p, []byte(`{"volatile_channels": "game:*, fx:*", "allowed_origins": ["http://a.example"]}`), 0o600)
+	if o, err = parseOptions([]string{"--config", p}, io.Discard); err != nil || strings.Join(o.volatile, " ") != "game:* fx:*" || o.allowedOrigins[0] != "http://a.example" {
+		t.Fatalf("options %+v, %v", o, err)
+	}
+	os.WriteFile(p, []byte(`{"volatile_channels": ""}`), 0o600)
+	if o, err = parseOptions([]string{"--config", p}, io.Discard); err != nil || len(o.volatile) != 0 {
+		t.Fatalf("options %+v, %v", o, err)
 	}
 }
 
