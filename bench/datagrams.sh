@@ -57,7 +57,7 @@ go build -o "$tmp/loadgen" ./bench/loadgen
 # a clean baseline) and sets server_pid, url and hash.
 start_server() {
   local out=$tmp/switchyard.out
-  "$tmp/switchyard" --listen 127.0.0.1:0 --http '' --volatile-channels 'game:*' --log-level warn \
+  "$tmp/switchyard" --listen 127.0.0.1:0 --http '' --volatile-channels 'game:*' --log-level warn ${SERVER_FLAGS:-} \
     >"$out" 2>>"$tmp/switchyard.err" &
   server_pid=$!
   url= hash=

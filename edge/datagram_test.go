@@ -231,3 +231,48 @@ func TestStreamsIsolateSubscriptions(t *testing.T) {
 		t.Fatalf("chat2 got %q", m.Data)
 	}
 }
+
+// With BatchUDPWrites the node's QUIC packets go out in batches: sessions,
+// their streams and datagrams work the same, and shutdown leaves nothing
+// running (goleak).
+func TestBatchedUDPWrites(t *testing.T) {
+	n := startNode(t, func(c *edge.Config) {
+		c.VolatileChannels = []string{"game:*"}
+		c.BatchUDPWrites = true
+	})
+	ctx := ctxT(t)
+	a, b := n.dial(t, protocols.WebTransport), n.dial(t, protocols.WebTransport)
+	subA, err := a.Subscribe(ctx, "game:b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subB, err := b.Subscribe(ctx, "game:b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reliable, err := b.Subscribe(ctx, "news")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := a.SendDatagram("game:b", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		for _, sub := range []*client.Subscription{subA, subB} {
+			if m := receive(t, sub, 1)[0]; string(m.Data) != fmt.Sprint(i) {
+				t.Fatalf("got %q, want %d", m.Data, i)
+			}
+		}
+	}
+	big := strings.Repeat("x", 60000)
+	for range 20 {
+		if _, err := a.Publish(ctx, "news", []byte(big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range receive(t, reliable, 20) {
+		if len(m.Data) != len(big) {
+			t.Fatalf("message of %d bytes", len(m.Data))
+		}
+	}
+}

@@ -67,6 +67,10 @@ type Config struct {
 
 	// Session tunes every session (queue limits, heartbeats, frame size).
 	Session protocols.SessionConfig
+	// BatchUDPWrites sends the QUIC packets of all WebTransport sessions in
+	// batches, several per system call (webtransport.Config.BatchWrites).
+	// Zero: one system call per packet, as quic-go does.
+	BatchUDPWrites bool
 	// MaxSubscriptions per session. Zero: 128.
 	MaxSubscriptions int
 	// MaxChannelLen is the longest channel name in bytes. Zero: 128.
@@ -248,8 +252,9 @@ func New(cfg Config) (*Node, error) {
 		wt, err := webtransport.NewServer(n, webtransport.Config{
 			TLSConfig: n.tlsConfig(),
 			// n.mux is built below; the closure reads it once serving.
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.mux.ServeHTTP(w, r) }),
-			Session: cfg.Session,
+			Handler:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.mux.ServeHTTP(w, r) }),
+			BatchWrites: cfg.BatchUDPWrites,
+			Session:     cfg.Session,
 		})
 		if err != nil {
 			return nil, err

@@ -34,6 +34,9 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a QUIC connection that hears nothing. Zero: 60 s.
 	IdleTimeout time.Duration
+	// BatchWrites sends the packets of all connections in batches, several
+	// per system call (see batchConn), when Serve gets a *net.UDPConn.
+	BatchWrites bool
 }
 
 // What one QUIC connection of a client may hold open on the node: streams
@@ -54,8 +57,11 @@ type Server struct {
 	timeout time.Duration
 	wt      *webtransport.Server
 
+	batch bool
+
 	mu     sync.Mutex // guards the fields below
 	ln     *quic.EarlyListener
+	bc     *batchConn // nil unless BatchWrites
 	closed bool
 	conns  sync.WaitGroup // one per ServeQUICConn goroutine
 }
@@ -93,6 +99,7 @@ func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
 		},
 	}
 	return &Server{
+		batch:   cfg.BatchWrites,
 		acc:     acc,
 		session: cfg.Session.WithDefaults(),
 		timeout: cfg.HandshakeTimeout,
@@ -108,14 +115,26 @@ func NewServer(acc protocols.Acceptor, cfg Config) (*Server, error) {
 // webtransport.Server.Serve) so that Close may run at any time, even
 // before Serve: webtransport-go's own Serve and Close race on a WaitGroup.
 func (s *Server) Serve(pc net.PacketConn) error {
+	if u, ok := pc.(*net.UDPConn); ok && s.batch {
+		bc := newBatchConn(u)
+		s.mu.Lock()
+		s.bc = bc
+		s.mu.Unlock()
+		pc = bc
+	}
 	ln, err := quic.ListenEarly(pc, s.wt.H3.TLSConfig, s.wt.H3.QUICConfig)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	if s.closed {
+		bc := s.bc
 		s.mu.Unlock()
-		return ln.Close()
+		err := ln.Close()
+		if bc != nil {
+			_ = bc.Close()
+		}
+		return err
 	}
 	s.ln = ln
 	s.mu.Unlock()
@@ -150,6 +169,12 @@ func (s *Server) Close() error {
 		_ = ln.Close()
 	}
 	s.conns.Wait()
+	s.mu.Lock()
+	bc := s.bc
+	s.mu.Unlock()
+	if bc != nil {
+		_ = bc.Close() // stops its flusher; closes the socket
+	}
 	return err
 }
 
