@@ -25,29 +25,9 @@ WARMUP=${WARMUP:-1s}
 SETTLE=${SETTLE:-2s}
 RUNS=${RUNS:-1}
 
-# Every session is one UDP socket in the load generator.
-hard=$(ulimit -Hn)
-[[ $hard == unlimited ]] && hard=1048576
-ulimit -n "$hard" 2>/dev/null || true
-if (( $(ulimit -n) < SUBS + 100 )); then
-  echo "datagrams.sh: open files limited to $(ulimit -n); SUBS=$SUBS needs more" >&2
-  exit 1
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-datagrams.XXXXXX")
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ -n ${KEEP:-} ]]; then
-    echo "datagrams.sh: kept $tmp" >&2
-  else
-    rm -rf "$tmp"
-  fi
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
+raise_open_files datagrams.sh $((SUBS + 100)) # a socket per session in each process
+bench_tmp datagrams
 
 echo "datagrams.sh: building into $tmp" >&2
 go build -o "$tmp/switchyard" ./cmd/switchyard

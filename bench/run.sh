@@ -23,30 +23,9 @@ WINDOW=${WINDOW:-32}
 LAT_RATE=${LAT_RATE:-50}
 TARGETS=${TARGETS:-switchyard naive}
 
-# Every subscriber is one socket in the load generator and one in the
-# server: raise the soft limit on open files to the hard limit.
-hard=$(ulimit -Hn)
-[[ $hard == unlimited ]] && hard=1048576
-ulimit -n "$hard" 2>/dev/null || true
-if (( $(ulimit -n) < SUBS + 100 )); then
-  echo "run.sh: open files limited to $(ulimit -n); SUBS=$SUBS needs more" >&2
-  exit 1
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ -n ${KEEP:-} ]]; then
-    echo "run.sh: kept $tmp" >&2
-  else
-    rm -rf "$tmp"
-  fi
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
+raise_open_files run.sh $((SUBS + 100)) # a socket per session in each process
+bench_tmp bench
 
 echo "run.sh: building into $tmp" >&2
 go build -o "$tmp/switchyard" ./cmd/switchyard
