@@ -276,3 +276,17 @@ func TestBatchedUDPWrites(t *testing.T) {
 		}
 	}
 }
+
+// A WebTransport datagram that does not parse gets a clear error (id 0,
+// code 100), and the session lives on.
+func TestMalformedDatagram(t *testing.T) {
+	n := volatileNode(t)
+	r := n.rawWT(t, "")
+	r.send(connectFrame(), &protocols.Frame{Id: 2, Kind: &protocols.Frame_Subscribe{Subscribe: &protocols.Subscribe{Channel: "game:m", Alias: 3}}})
+	r.readUntil(5*time.Second, func(a *answer) bool { return a.has(2, "subscribed") })
+	if err := r.sess.SendDatagram([]byte{0xff, 0xff, 0xff}); err != nil { // alias over 16383, cut short
+		t.Fatal(err)
+	}
+	a := r.readUntil(5*time.Second, func(a *answer) bool { return a.errorFor(0) != nil })
+	expectError(t, a, 0, protocols.ErrCodeBadRequest, "malformed datagram")
+}

@@ -170,6 +170,10 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 // names. It has no reply; a refusal is told as an Error with id 0, at most
 // once a second.
 func (c *client) HandleDatagram(alias uint32, payload []byte) {
+	if alias == 0 {
+		c.datagramError(protocols.ErrCodeBadRequest, "malformed datagram: want alias:varint seq:varint payload, alias 1 to 16383")
+		return
+	}
 	c.mu.Lock()
 	name, ok := c.volatile[alias]
 	c.mu.Unlock()

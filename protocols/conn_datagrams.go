@@ -161,7 +161,7 @@ func (c *conn) receiveDatagrams(h DatagramHandler) {
 		}
 		alias, _, payload, err := ParseDatagram(b)
 		if err != nil {
-			continue
+			alias, payload = 0, nil // no subscription has alias 0: the handler refuses it
 		}
 		h.HandleDatagram(alias, payload)
 	}

@@ -91,7 +91,8 @@ type Handler interface {
 
 // DatagramHandler is a Handler that also takes the session's datagrams
 // (WebTransport). HandleDatagram runs on a goroutine of its own, at the
-// same time as HandleFrame: it must be safe for that.
+// same time as HandleFrame: it must be safe for that. A datagram that does
+// not parse comes with alias 0, which no subscription has.
 type DatagramHandler interface {
 	HandleDatagram(alias uint32, payload []byte)
 }
