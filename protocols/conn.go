@@ -229,6 +229,19 @@ func (c *conn) Protocol() string         { return c.protocol }
 func (c *conn) Context() context.Context { return c.ctx }
 
 func (c *conn) Send(frame []byte) error {
+	if err := c.admitLocking(frame); err != nil {
+		return err
+	}
+	c.q.push(item{b: frame, kind: delivery})
+	c.mu.Unlock()
+	c.kick()
+	return nil
+}
+
+// admitLocking takes mu and counts a delivery against the send queue's
+// limits, returning with mu held; or it returns ErrClosed, or closes the
+// session as a slow consumer and returns ErrQueueFull, without mu.
+func (c *conn) admitLocking(frame []byte) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -240,11 +253,8 @@ func (c *conn) Send(frame []byte) error {
 		c.Close(CodeSlowConsumer, fmt.Sprintf("send queue full (%d frames, %d bytes)", n, bytes))
 		return ErrQueueFull
 	}
-	c.q.push(item{b: frame, kind: delivery})
 	c.sent++
 	c.sentBytes += len(frame)
-	c.mu.Unlock()
-	c.kick()
 	return nil
 }
 

@@ -23,19 +23,9 @@ func (c *conn) UseStreams() bool {
 }
 
 func (c *conn) Deliver(alias uint32, frame []byte) error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
+	if err := c.admitLocking(frame); err != nil {
+		return err
 	}
-	if c.sent >= c.cfg.SendQueueFrames || c.sentBytes+len(frame) > c.cfg.SendQueueBytes {
-		n, bytes := c.sent, c.sentBytes
-		c.mu.Unlock()
-		c.Close(CodeSlowConsumer, fmt.Sprintf("send queue full (%d frames, %d bytes)", n, bytes))
-		return ErrQueueFull
-	}
-	c.sent++
-	c.sentBytes += len(frame)
 	if !c.streams {
 		c.q.push(item{b: frame, kind: delivery})
 		c.mu.Unlock()
