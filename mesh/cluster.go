@@ -119,6 +119,8 @@ type Cluster struct {
 
 	dg dgState // volatile publications between nodes (datagram.go)
 
+	signals atomic.Pointer[Signals] // the node's WebRTC signaling; nil: none (signal.go)
+
 	nextID atomic.Uint64
 	wg     sync.WaitGroup
 

@@ -199,6 +199,10 @@ func (c *Cluster) handle(peer string, m message) {
 		c.registered(peer, m)
 	case msgUnregister:
 		c.interest.register(peer, m.channel, false)
+	case msgSignal:
+		if s := c.signals.Load(); s != nil {
+			(*s).HandleSignal(peer, m.rest)
+		}
 	default:
 		if c.rate.allow("msg:"+peer, time.Minute) {
 			c.log.Warn("unexpected link message", "peer", peer, "type", m.typ)

@@ -45,6 +45,8 @@ package mesh
 //	5 register         request id, channel
 //	6 register reply   request id, channel, epoch, offset
 //	7 unregister       channel
+//	8 signal           rest = a message of the node's WebRTC signaling,
+//	                   opaque to the mesh (signal.go)
 //
 // Writers (one goroutine per outbound link) drain their queue without
 // blocking, write the batch through one bufio.Writer and flush once, with a
@@ -82,6 +84,7 @@ const (
 	msgRegister      = 5
 	msgRegisterReply = 6
 	msgUnregister    = 7
+	msgSignal        = 8
 
 	// maxLinkMessage bounds one message's payload (a frame is at most
 	// 64 KiB by default; this leaves room for larger configured limits).
@@ -196,6 +199,8 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 		m.id, m.channel, m.epoch, m.offset = r.uvarint(), r.string(), r.string(), r.uvarint()
 	case msgUnregister:
 		m.channel = r.string()
+	case msgSignal:
+		m.rest, r.b = r.b, nil
 	default:
 		return message{}, fmt.Errorf("%w: unknown type %d", errLinkMessage, typ)
 	}
@@ -205,8 +210,8 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 	return m, nil
 }
 
-// readMessage reads the next message. The payload of deliver and publish
-// messages is a new slice (the frame and the data outlive the read); the
+// readMessage reads the next message. The payload of deliver, publish and
+// signal messages is a new slice (the frame and the data outlive the read); the
 // others reuse *scratch.
 func readMessage(br *bufio.Reader, scratch *[]byte) (message, error) {
 	typ, err := br.ReadByte()
@@ -221,7 +226,7 @@ func readMessage(br *bufio.Reader, scratch *[]byte) (message, error) {
 		return message{}, fmt.Errorf("%w: %d bytes, limit %d", errLinkMessage, n, maxLinkMessage)
 	}
 	var p []byte
-	if typ == msgDeliver || typ == msgPublish {
+	if typ == msgDeliver || typ == msgPublish || typ == msgSignal {
 		p = make([]byte, n)
 	} else {
 		if uint64(cap(*scratch)) < n {

@@ -108,7 +108,8 @@ func (c *Cluster) reconcile(now time.Time) {
 	var selfRegs []selfReg
 	c.regMu.Lock()
 	view := c.view.Load()
-	if view != c.lastView || len(resets) > 0 {
+	changed := view != c.lastView || len(resets) > 0
+	if changed {
 		c.lastView = view
 		for ch, r := range c.regs {
 			if _, reset := resets[r.owner]; reset && r.owner != c.name {
@@ -160,6 +161,9 @@ func (c *Cluster) reconcile(now time.Time) {
 		if ok {
 			c.local.Registered(s.channel, epoch, offset)
 		}
+	}
+	if changed {
+		c.signalsChanged(resets)
 	}
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates protocols/switchyard.pb.go from protocols/proto/switchyard.proto.
-# Needs protoc (Debian: apt-get install -y protobuf-compiler); installs the
-# pinned protoc-gen-go into the Go bin directory when missing.
+# Regenerates the protobuf code: protocols/switchyard.pb.go (the client
+# wire) and signaling/internal/meshpb/signaling.pb.go (signaling between
+# nodes). Needs protoc (Debian: apt-get install -y protobuf-compiler);
+# installs the pinned protoc-gen-go into the Go bin directory when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v protoc >/dev/null; then
@@ -16,4 +17,7 @@ fi
 PATH=$gobin:$PATH protoc -I protocols/proto \
   --go_out=. --go_opt=module=github.com/switchyard/switchyard \
   protocols/proto/switchyard.proto
-echo "generated protocols/switchyard.pb.go"
+PATH=$gobin:$PATH protoc -I signaling/proto \
+  --go_out=. --go_opt=module=github.com/switchyard/switchyard \
+  signaling/proto/signaling.proto
+echo "generated protocols/switchyard.pb.go and signaling/internal/meshpb/signaling.pb.go"

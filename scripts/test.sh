@@ -32,12 +32,15 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 step "generated protobuf code is current"
 if need_apt protoc protobuf-compiler; then
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-  cp protocols/switchyard.pb.go "$tmp/committed.pb.go"
+  generated=(protocols/switchyard.pb.go signaling/internal/meshpb/signaling.pb.go)
+  for f in "${generated[@]}"; do cp "$f" "$tmp/$(basename "$f")"; done
   ./scripts/generate.sh >/dev/null
-  if ! cmp -s protocols/switchyard.pb.go "$tmp/committed.pb.go"; then
-    cp "$tmp/committed.pb.go" protocols/switchyard.pb.go
-    echo "protocols/switchyard.pb.go is stale: run make generate and commit"; exit 1
-  fi
+  for f in "${generated[@]}"; do
+    if ! cmp -s "$f" "$tmp/$(basename "$f")"; then
+      cp "$tmp/$(basename "$f")" "$f"
+      echo "$f is stale: run make generate and commit"; exit 1
+    fi
+  done
 else
   echo "protoc unavailable and not installable here: generated code not re-checked"
 fi
