@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,22 +106,23 @@ func (c *client) next(typ string, skip ...string) map[string]any {
 	c.t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
+		var m map[string]any
 		select {
-		case m := <-c.msgs:
-			if m["type"] == typ {
-				return m
-			}
-			skipped := false
-			for _, s := range skip {
-				skipped = skipped || m["type"] == s
-			}
-			if !skipped {
-				c.t.Fatalf("waiting for %q, got %v", typ, m)
-			}
+		case m = <-c.msgs:
 		case <-c.done:
-			c.t.Fatalf("waiting for %q: connection ended: %v", typ, c.err)
+			select {
+			case m = <-c.msgs: // what arrived before the end comes first
+			default:
+				c.t.Fatalf("waiting for %q: connection ended: %v", typ, c.err)
+			}
 		case <-deadline:
 			c.t.Fatalf("no %q within 10 s", typ)
+		}
+		if m["type"] == typ {
+			return m
+		}
+		if !slices.Contains(skip, m["type"].(string)) {
+			c.t.Fatalf("waiting for %q, got %v", typ, m)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/switchyard/switchyard/signaling/internal/meshpb"
@@ -56,8 +57,12 @@ func (or *ownedRoom) list(except string) []*meshpb.Peer {
 }
 
 func (s *Server) announce(ob *outbox, room string, or *ownedRoom, kind meshpb.Event_Kind, peer, node, except string) {
-	for _, n := range or.nodes(except) {
-		ob.node(n, &meshpb.Envelope{Kind: &meshpb.Envelope_Event{Event: &meshpb.Event{
+	s.announceTo(ob, or.nodes(except), room, kind, peer, node)
+}
+
+func (s *Server) announceTo(ob *outbox, nodes []string, room string, kind meshpb.Event_Kind, peer, node string) {
+	for _, n := range nodes {
+		s.toNode(ob, n, &meshpb.Envelope{Kind: &meshpb.Envelope_Event{Event: &meshpb.Event{
 			Room: room, Kind: kind, Peer: peer, Node: node,
 		}}}, nil)
 	}
@@ -69,9 +74,13 @@ func (s *Server) ownerJoin(ob *outbox, from string, j *meshpb.Join) {
 	reply := &meshpb.JoinReply{Request: j.Request, Room: j.Room}
 	if p := or.peers[j.ResumeId]; j.ResumeId != "" && p != nil && equalHash(p.hash, j.ResumeHash) {
 		reply.Peer, reply.Resumed = j.ResumeId, true
-		if p.node != from {
+		if old := p.node; old != from {
 			p.node = from
-			s.announce(ob, j.Room, or, meshpb.Event_MOVED, j.ResumeId, from, from)
+			to := or.nodes(from)
+			if !slices.Contains(to, old) {
+				to = append(to, old) // it has no other peer here, but must let this one go
+			}
+			s.announceTo(ob, to, j.Room, meshpb.Event_MOVED, j.ResumeId, from)
 		}
 	} else {
 		max := int(j.MaxRoomSize)
@@ -83,7 +92,7 @@ func (s *Server) ownerJoin(ob *outbox, from string, j *meshpb.Join) {
 			if len(or.peers) == 0 {
 				delete(s.owned, j.Room)
 			}
-			ob.node(from, &meshpb.Envelope{Kind: &meshpb.Envelope_JoinReply{JoinReply: reply}}, nil)
+			s.toNode(ob, from, &meshpb.Envelope{Kind: &meshpb.Envelope_JoinReply{JoinReply: reply}}, nil)
 			return
 		}
 		or.seq++
@@ -92,7 +101,7 @@ func (s *Server) ownerJoin(ob *outbox, from string, j *meshpb.Join) {
 		s.announce(ob, j.Room, or, meshpb.Event_JOINED, j.NewId, from, from)
 	}
 	reply.Peers = or.list(reply.Peer)
-	ob.node(from, &meshpb.Envelope{Kind: &meshpb.Envelope_JoinReply{JoinReply: reply}}, nil)
+	s.toNode(ob, from, &meshpb.Envelope{Kind: &meshpb.Envelope_JoinReply{JoinReply: reply}}, nil)
 }
 
 // ownerLeave removes a peer that left node from.
@@ -135,7 +144,7 @@ func (s *Server) ownerSync(ob *outbox, from string, sy *meshpb.Sync) {
 			s.announce(ob, sy.Room, or, meshpb.Event_LEFT, id, from, from)
 		}
 	}
-	ob.node(from, &meshpb.Envelope{Kind: &meshpb.Envelope_SyncReply{SyncReply: &meshpb.SyncReply{
+	s.toNode(ob, from, &meshpb.Envelope{Kind: &meshpb.Envelope_SyncReply{SyncReply: &meshpb.SyncReply{
 		Room: sy.Room, Peers: or.list(""),
 	}}}, nil)
 	if len(or.peers) == 0 {

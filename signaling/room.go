@@ -75,7 +75,7 @@ func (s *Server) join(ob *outbox, c *conn, m *inbound) {
 	s.joins[req] = pj
 	pj.timer = time.AfterFunc(s.cfg.RequestTimeout, func() { s.joinTimedOut(req) })
 	owner := s.cl.Owner(roomKey(m.Room))
-	ob.node(owner, &meshpb.Envelope{Kind: &meshpb.Envelope_Join{Join: j}}, func(ob *outbox) {
+	s.toNode(ob, owner, &meshpb.Envelope{Kind: &meshpb.Envelope_Join{Join: j}}, func(ob *outbox) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.failJoin(ob, req, "the room's node cannot be reached: try again")
@@ -98,7 +98,7 @@ func (s *Server) failJoin(ob *outbox, req uint64, why string) {
 	delete(s.joins, req)
 	pj.timer.Stop()
 	// The join may have reached the owner (or a Sync named it): undo it.
-	ob.node(s.cl.Owner(roomKey(pj.room)), leaveEnv(pj.room, pj.newID), nil)
+	s.toNode(ob, s.cl.Owner(roomKey(pj.room)), leaveEnv(pj.room, pj.newID), nil)
 	if pj.c.state == stateJoining {
 		pj.c.state = stateClosed
 	}
@@ -111,7 +111,7 @@ func (s *Server) joinReply(ob *outbox, owner string, r *meshpb.JoinReply) {
 	if pj == nil || pj.room != r.Room {
 		if r.Error == "" && pj == nil {
 			// Too late: the client was told to try again. Undo the join.
-			ob.node(owner, leaveEnv(r.Room, r.Peer), nil)
+			s.toNode(ob, owner, leaveEnv(r.Room, r.Peer), nil)
 		}
 		return
 	}
@@ -129,7 +129,7 @@ func (s *Server) joinReply(ob *outbox, owner string, r *meshpb.JoinReply) {
 	}
 	if c.state != stateJoining { // the connection ended meanwhile
 		if !r.Resumed || s.rooms[r.Room] == nil || s.rooms[r.Room].local[r.Peer] == nil {
-			ob.node(owner, leaveEnv(r.Room, r.Peer), nil)
+			s.toNode(ob, owner, leaveEnv(r.Room, r.Peer), nil)
 		}
 		return
 	}
@@ -269,7 +269,7 @@ func (s *Server) removeLocal(ob *outbox, rm *room, id string) {
 	}
 	delete(rm.local, id)
 	s.forget(ob, rm, id)
-	ob.node(rm.owner, leaveEnv(rm.name, id), nil)
+	s.toNode(ob, rm.owner, leaveEnv(rm.name, id), nil)
 	s.pruneRoom(rm)
 }
 
@@ -333,7 +333,7 @@ func (s *Server) relayOut(ob *outbox, c *conn, m *inbound) {
 		Room: rm.name, From: c.peer, To: m.To, Payload: payload, ClientId: m.ID,
 	}}}
 	id, to := m.ID, m.To
-	ob.node(target.node, env, func(ob *outbox) {
+	s.toNode(ob, target.node, env, func(ob *outbox) {
 		ob.client(c, errorPayload(errPeerUnavailable, "the peer's node cannot be reached right now: try again", id, to))
 	})
 }
@@ -370,12 +370,19 @@ func (s *Server) relayFailed(ob *outbox, room, from, fromNode, to, code string, 
 		s.relayError(ob, e)
 		return
 	}
-	ob.node(fromNode, &meshpb.Envelope{Kind: &meshpb.Envelope_RelayError{RelayError: e}}, nil)
+	s.toNode(ob, fromNode, &meshpb.Envelope{Kind: &meshpb.Envelope_RelayError{RelayError: e}}, nil)
 }
 
 // relayIn takes a relay from another node.
 func (s *Server) relayIn(ob *outbox, from string, r *meshpb.Relay) {
 	rm := s.rooms[r.Room]
+	if rm == nil || rm.local[r.To] == nil {
+		if mv, ok := s.moved[movedKey{r.Room, r.To}]; ok && mv.node != s.self {
+			// Sent before the sender's node heard of the move: pass it on.
+			s.toNode(ob, mv.node, &meshpb.Envelope{Kind: &meshpb.Envelope_Relay{Relay: r}}, nil)
+			return
+		}
+	}
 	if rm == nil {
 		s.relayFailed(ob, r.Room, r.From, from, r.To, errUnknownPeer, r.ClientId)
 		return
@@ -426,11 +433,12 @@ func (s *Server) event(ob *outbox, owner string, e *meshpb.Event) {
 				ob.closeClient(lp.c, nil, closeReplaced, "replaced: the peer resumed on another connection")
 			}
 			for _, b := range lp.held {
-				ob.node(e.Node, &meshpb.Envelope{Kind: &meshpb.Envelope_Relay{Relay: &meshpb.Relay{
+				s.toNode(ob, e.Node, &meshpb.Envelope{Kind: &meshpb.Envelope_Relay{Relay: &meshpb.Relay{
 					Room: rm.name, From: relaySender(b), To: e.Peer, Payload: b,
 				}}}, nil)
 			}
 			delete(rm.local, e.Peer)
+			s.noteMoved(rm.name, e.Peer, e.Node)
 		}
 		if m := rm.view[e.Peer]; m != nil {
 			m.node = e.Node
@@ -438,6 +446,32 @@ func (s *Server) event(ob *outbox, owner string, e *meshpb.Event) {
 			s.learn(ob, rm, e.Peer, e.Node)
 		}
 		s.pruneRoom(rm)
+	}
+}
+
+// movedKey names a peer that resumed on another node.
+type movedKey struct{ room, peer string }
+
+type movedTo struct {
+	node string
+	at   time.Time
+}
+
+// noteMoved remembers for goneTTL where a peer of this node went, for the
+// messages still on their way here.
+func (s *Server) noteMoved(room, peer, node string) {
+	now := time.Now()
+	if len(s.moved) >= 1024 {
+		s.pruneMoved(now)
+	}
+	s.moved[movedKey{room, peer}] = movedTo{node: node, at: now}
+}
+
+func (s *Server) pruneMoved(now time.Time) {
+	for k, mv := range s.moved {
+		if now.Sub(mv.at) > goneTTL {
+			delete(s.moved, k)
+		}
 	}
 }
 
@@ -471,6 +505,7 @@ func (s *Server) membersChanged(ob *outbox, reset []string) {
 		wasReset[n] = true
 	}
 	now := time.Now()
+	s.pruneMoved(now)
 	for _, rm := range s.rooms {
 		for id, m := range rm.view {
 			if m.node != s.self && !s.cl.Live(m.node) {
@@ -503,7 +538,7 @@ func (s *Server) syncRoom(ob *outbox, rm *room, owner string) {
 			sy.Peers = append(sy.Peers, &meshpb.Peer{Id: pj.newID, Node: s.self, SecretHash: hashSecret(pj.secret)})
 		}
 	}
-	ob.node(owner, &meshpb.Envelope{Kind: &meshpb.Envelope_Sync{Sync: sy}}, nil)
+	s.toNode(ob, owner, &meshpb.Envelope{Kind: &meshpb.Envelope_Sync{Sync: sy}}, nil)
 }
 
 func equalHash(a, b []byte) bool {

@@ -32,6 +32,7 @@ type Server struct {
 	rooms   map[string]*room      // rooms with peers on this node
 	owned   map[string]*ownedRoom // rooms this node owns
 	joins   map[uint64]*pendingJoin
+	moved   map[movedKey]movedTo // this node's peers that resumed elsewhere, lately
 	nextReq uint64
 
 	wg sync.WaitGroup // every connection's goroutines
@@ -56,6 +57,7 @@ func New(cfg Config) (*Server, error) {
 		rooms: make(map[string]*room),
 		owned: make(map[string]*ownedRoom),
 		joins: make(map[uint64]*pendingJoin),
+		moved: make(map[movedKey]movedTo),
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -215,8 +217,6 @@ func (s *Server) flush(ob *outbox) {
 			if m.close != 0 {
 				m.c.shutdown(m.close, m.reason)
 			}
-		case m.node == s.self:
-			s.handleEnvelope(s.self, m.env)
 		default:
 			b, err := proto.Marshal(m.env)
 			if err == nil {
@@ -250,30 +250,46 @@ func (s *Server) HandleSignal(from string, msg []byte) {
 func (s *Server) handleEnvelope(from string, env *meshpb.Envelope) {
 	var ob outbox
 	s.mu.Lock()
+	s.dispatch(&ob, from, env)
+	s.mu.Unlock()
+	s.flush(&ob)
+}
+
+// dispatch runs a node message, with s.mu held.
+func (s *Server) dispatch(ob *outbox, from string, env *meshpb.Envelope) {
 	switch k := env.Kind.(type) {
 	case *meshpb.Envelope_Join:
-		s.ownerJoin(&ob, from, k.Join)
+		s.ownerJoin(ob, from, k.Join)
 	case *meshpb.Envelope_JoinReply:
-		s.joinReply(&ob, from, k.JoinReply)
+		s.joinReply(ob, from, k.JoinReply)
 	case *meshpb.Envelope_Leave:
-		s.ownerLeave(&ob, from, k.Leave)
+		s.ownerLeave(ob, from, k.Leave)
 	case *meshpb.Envelope_Event:
-		s.event(&ob, from, k.Event)
+		s.event(ob, from, k.Event)
 	case *meshpb.Envelope_Sync:
-		s.ownerSync(&ob, from, k.Sync)
+		s.ownerSync(ob, from, k.Sync)
 	case *meshpb.Envelope_SyncReply:
-		s.syncReply(&ob, from, k.SyncReply)
+		s.syncReply(ob, from, k.SyncReply)
 	case *meshpb.Envelope_Relay:
-		s.relayIn(&ob, from, k.Relay)
+		s.relayIn(ob, from, k.Relay)
 	case *meshpb.Envelope_RelayError:
-		s.relayError(&ob, k.RelayError)
+		s.relayError(ob, k.RelayError)
 	default:
 		if s.rl.allow("kind:"+from, time.Minute) {
 			s.log.Warn("signaling: unknown message from node", "node", from)
 		}
 	}
-	s.mu.Unlock()
-	s.flush(&ob)
+}
+
+// toNode sends env to node's signaling: queued in ob for another node,
+// run at once (s.mu held) for this one, so that this node's view and
+// its rooms change in the same critical section.
+func (s *Server) toNode(ob *outbox, node string, env *meshpb.Envelope, failed func(*outbox)) {
+	if node == s.self {
+		s.dispatch(ob, s.self, env)
+		return
+	}
+	ob.node(node, env, failed)
 }
 
 // MembersChanged is called by the mesh after the members changed, and
@@ -347,7 +363,6 @@ func hashSecret(secret string) []byte {
 
 // roomKey is the key whose owner owns the room.
 func roomKey(room string) string { return "signal/" + room }
-
 
 // rateLog limits repeated log lines per key.
 type rateLog struct {
