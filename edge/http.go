@@ -47,6 +47,9 @@ func (n *Node) routes() http.Handler {
 	if n.wt != nil {
 		mux.Handle("/wt", n.unlessStopping(n.wt))
 	}
+	if n.cfg.Signal != nil {
+		mux.Handle("/signal", n.unlessStopping(n.only([]string{http.MethodGet}, n.cfg.Signal)))
+	}
 	mux.Handle("/api/publish", n.only([]string{http.MethodPost}, http.HandlerFunc(n.apiPublish)))
 	mux.Handle("/api/nodes", n.only([]string{http.MethodGet}, http.HandlerFunc(n.apiNodes)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +68,7 @@ func (n *Node) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})))
-	own := map[string]bool{"/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/healthz": true, "/readyz": true, "/certhash": true}
+	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/healthz": true, "/readyz": true, "/certhash": true}
 	if n.cfg.Certs != nil {
 		mux.Handle("/certhash", n.only([]string{http.MethodGet, http.MethodHead, http.MethodOptions}, http.HandlerFunc(n.certHash)))
 	}

@@ -23,6 +23,13 @@ import (
 	"github.com/switchyard/switchyard/protocols/webtransport"
 )
 
+// SignalServer is the node's WebRTC signaling (signaling.Server): an HTTP
+// handler for /signal whose connections Close ends.
+type SignalServer interface {
+	http.Handler
+	Close(ctx context.Context) error
+}
+
 // CertSource supplies the TLS certificate; certs.Store satisfies it. The
 // node derives /certhash from the current leaf.
 type CertSource interface {
@@ -114,6 +121,11 @@ type Config struct {
 	// ChannelIdleTTL is how long a channel without subscribers keeps its
 	// epoch and offset after its last use. Zero: 5 minutes.
 	ChannelIdleTTL time.Duration
+
+	// Signal serves /signal (WebRTC signaling; signaling.Server satisfies
+	// it) on every TCP listener. Shutdown closes it with the sessions. Nil:
+	// no /signal (404).
+	Signal SignalServer
 
 	// Extra routes added to every listener's mux (the demo page, the
 	// browser SDK). Paths the node serves itself win.
@@ -430,6 +442,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		c.session.CloseWith(ce)
 	}
+	var sigDone chan error
+	if n.cfg.Signal != nil {
+		sigDone = make(chan error, 1)
+		go func() { sigDone <- n.cfg.Signal.Close(ctx) }()
+	}
 	done := make(chan struct{})
 	go func() {
 		n.sessions.Wait()
@@ -440,6 +457,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+	}
+	if sigDone != nil {
+		if serr := <-sigDone; err == nil {
+			err = serr
+		}
 	}
 
 	// Sessions are gone (or out of time): close the listeners.
@@ -583,6 +605,10 @@ func volatileMatcher(patterns []string) func(string) bool {
 		return false
 	}
 }
+
+// OriginAllowed reports whether a browser page of r's Origin may open a
+// session: the Origin allowlist (CSWSH protection), for /signal too.
+func (n *Node) OriginAllowed(r *http.Request) bool { return n.originAllowed(r) }
 
 // originAllowed implements the Origin allowlist (CSWSH protection).
 func (n *Node) originAllowed(r *http.Request) bool {

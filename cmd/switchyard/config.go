@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/signaling"
 )
 
 // fileConfig is the --config file: JSON with the same names as the flags.
@@ -37,6 +39,59 @@ type fileConfig struct {
 	MeshLANBind    string   `json:"mesh_lan_bind"`
 	PingInterval   duration `json:"ping_interval"`
 	PongTimeout    duration `json:"pong_timeout"`
+	ICEServers     iceList  `json:"ice_servers"`
+	TURNSecret     string   `json:"turn_secret"`
+	TURNTTL        duration `json:"turn_ttl"`
+	TURNListen     string   `json:"turn_listen"`
+	TURNRelayIP    string   `json:"turn_relay_ip"`
+	RoomSize       int      `json:"room_size"`
+	SignalGrace    duration `json:"signal_grace"`
+}
+
+// iceList reads ice_servers: a list whose entries are URLs ("stun:…",
+// "turn:…") or objects {"urls": [...], "username": "…", "credential": "…"}
+// for servers with fixed credentials; or one comma-separated string.
+type iceList []signaling.ICEServer
+
+func (l *iceList) UnmarshalJSON(b []byte) error {
+	var urls list
+	if err := urls.UnmarshalJSON(b); err == nil {
+		*l = iceServersOf(urls)
+		return nil
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("want a list of ICE server URLs or {urls, username, credential} objects")
+	}
+	out := iceList{}
+	for i, r := range raw {
+		var u string
+		if json.Unmarshal(r, &u) == nil {
+			out = append(out, signaling.ICEServer{URLs: []string{u}})
+			continue
+		}
+		var s struct {
+			URLs       list   `json:"urls"`
+			Username   string `json:"username"`
+			Credential string `json:"credential"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(r))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return fmt.Errorf("entry %d: %v", i, err)
+		}
+		out = append(out, signaling.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	*l = out
+	return nil
+}
+
+func iceServersOf(urls []string) []signaling.ICEServer {
+	out := make([]signaling.ICEServer, 0, len(urls))
+	for _, u := range urls {
+		out = append(out, signaling.ICEServer{URLs: []string{u}})
+	}
+	return out
 }
 
 // list reads a JSON array of strings, or one string of comma-separated
@@ -99,6 +154,13 @@ type options struct {
 	meshLANBind    string
 	pingInterval   time.Duration
 	pongTimeout    time.Duration
+	iceServers     []signaling.ICEServer
+	turnSecret     string
+	turnTTL        time.Duration
+	turnListen     string
+	turnRelayIP    string
+	roomSize       int
+	signalGrace    time.Duration
 }
 
 const devAPIKey = "dev-api-key"
@@ -121,6 +183,14 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
 	fs.StringVar(&o.region, "region", "", "`region` this node runs in (default: local)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	var iceServers string
+	fs.StringVar(&iceServers, "ice-servers", "", "comma-separated STUN/TURN `URLs` handed to WebRTC peers at /signal (stun:host:port, turn:host:port?transport=udp)")
+	fs.StringVar(&o.turnSecret, "turn-secret", "", "shared `secret` (or @FILE) for time-limited TURN credentials (TURN REST, as coturn's use-auth-secret); default with --turn-listen: a random one")
+	fs.DurationVar(&o.turnTTL, "turn-ttl", 24*time.Hour, "how long TURN credentials are valid")
+	fs.StringVar(&o.turnListen, "turn-listen", "", "UDP `address` for an embedded TURN server (pion/turn); empty: none")
+	fs.StringVar(&o.turnRelayIP, "turn-relay-ip", "", "`IP` the embedded TURN server's relays are reached at; default: the --turn-listen host")
+	fs.IntVar(&o.roomSize, "room-size", 50, "most peers in a signaling room, over the cluster")
+	fs.DurationVar(&o.signalGrace, "signal-grace", 10*time.Second, "how long a signaling peer whose connection was lost keeps its id for a resume")
 	var join string
 	fs.StringVar(&o.meshBind, "mesh-bind", "", "gossip `address` (UDP and TCP) to join a cluster; empty: a node on its own")
 	fs.StringVar(&o.meshForward, "mesh-forward", "", "forwarding-link `address` (TLS over TCP) for publications between nodes; default: the mesh-bind host, any port")
@@ -187,6 +257,24 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		}
 		o.pingInterval = time.Duration(fc.PingInterval)
 		o.pongTimeout = time.Duration(fc.PongTimeout)
+		if !set["ice-servers"] && fc.ICEServers != nil {
+			o.iceServers = fc.ICEServers
+		}
+		apply("turn-secret", &o.turnSecret, fc.TURNSecret)
+		apply("turn-listen", &o.turnListen, fc.TURNListen)
+		apply("turn-relay-ip", &o.turnRelayIP, fc.TURNRelayIP)
+		if !set["turn-ttl"] && fc.TURNTTL != 0 {
+			o.turnTTL = time.Duration(fc.TURNTTL)
+		}
+		if !set["room-size"] && fc.RoomSize != 0 {
+			o.roomSize = fc.RoomSize
+		}
+		if !set["signal-grace"] && fc.SignalGrace != 0 {
+			o.signalGrace = time.Duration(fc.SignalGrace)
+		}
+	}
+	if set["ice-servers"] {
+		o.iceServers = iceServersOf(splitList(iceServers))
 	}
 	o.allowedOrigins = splitList(origins)
 	o.publicURLs = splitList(publicURLs)
@@ -234,6 +322,23 @@ func (o *options) validate() error {
 	}
 	if o.meshProfile != "lan" && o.meshProfile != "wan" {
 		errs = append(errs, fmt.Errorf("--mesh-profile %q: want lan or wan", o.meshProfile))
+	}
+	if o.turnListen != "" {
+		if _, _, err := net.SplitHostPort(o.turnListen); err != nil {
+			errs = append(errs, fmt.Errorf("--turn-listen %q: want host:port", o.turnListen))
+		}
+	}
+	if o.turnRelayIP != "" && net.ParseIP(o.turnRelayIP) == nil {
+		errs = append(errs, fmt.Errorf("--turn-relay-ip %q: not an IP address", o.turnRelayIP))
+	}
+	if o.turnTTL <= 0 {
+		errs = append(errs, errors.New("--turn-ttl must be positive"))
+	}
+	if o.roomSize <= 0 {
+		errs = append(errs, fmt.Errorf("--room-size %d: must be positive", o.roomSize))
+	}
+	if o.signalGrace < 0 {
+		errs = append(errs, errors.New("--signal-grace must not be negative"))
 	}
 	if o.pingInterval < 0 || o.pongTimeout < 0 {
 		errs = append(errs, errors.New("ping_interval and pong_timeout must not be negative"))

@@ -87,7 +87,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var node *edge.Node
+	sig, turnServer, err := newSignaling(o, cluster, func(r *http.Request) bool { return node.OriginAllowed(r) }, logger)
+	if err != nil {
+		return err
+	}
+	if turnServer != nil {
+		defer turnServer.Close()
+	}
 	cfg := edge.Config{
+		Signal:           sig,
 		Name:             o.node,
 		Region:           o.region,
 		Listen:           o.listen,
@@ -114,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg.Cluster = cluster
 		cfg.Nodes = nodesOf(cluster)
 	}
-	node, err := edge.New(cfg)
+	node, err = edge.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -140,7 +149,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if store != nil {
 		bg.Go(func() { _ = store.Run(runCtx) })
 	}
-	printBanner(stdout, node, store, o)
+	turnURL := ""
+	if turnServer != nil {
+		turnURL = turnServer.URL()
+	}
+	printBanner(stdout, node, store, o, turnURL)
 	if cluster != nil {
 		fmt.Fprintf(stdout, "  mesh          node %s (region %s), gossip %s, links %s\n", cluster.Name(), o.region, cluster.Addr(), cluster.ForwardAddr())
 	}
@@ -168,12 +181,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
+func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options, turnURL string) {
 	a := node.Addrs()
 	fmt.Fprintln(w, "switchyard: node is up")
 	if a.TLS != nil {
 		fmt.Fprintf(w, "  WebSocket     wss://%s/ws\n", a.TLS)
 		fmt.Fprintf(w, "  WebTransport  https://%s/wt\n", a.QUIC)
+		fmt.Fprintf(w, "  Signaling     wss://%s/signal (WebRTC rooms)\n", a.TLS)
 		fmt.Fprintf(w, "  API           https://%s/api/publish\n", a.TLS)
 	}
 	if a.HTTP != nil {
@@ -184,6 +198,7 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
 			fmt.Fprintf(w, "  Demo chat     http://%s/?transports=websocket\n", a.HTTP)
 		}
 		fmt.Fprintf(w, "  Browser SDK   http://%s/switchyard.js\n", a.HTTP)
+		fmt.Fprintf(w, "  Signaling     ws://%s/signal (WebRTC rooms)\n", a.HTTP)
 		fmt.Fprintf(w, "  API           http://%s/api/publish\n", a.HTTP)
 		if a.TLS != nil {
 			fmt.Fprintf(w, "  Cert hash     http://%s/certhash\n", a.HTTP)
@@ -191,6 +206,9 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options) {
 	}
 	if len(o.volatile) > 0 {
 		fmt.Fprintf(w, "  Volatile      %s (datagram channels; --volatile-channels)\n", strings.Join(o.volatile, ", "))
+	}
+	if turnURL != "" {
+		fmt.Fprintf(w, "  TURN          %s (embedded; peers get credentials from /signal)\n", turnURL)
 	}
 	if store != nil {
 		h := store.Hash()

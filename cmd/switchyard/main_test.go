@@ -41,7 +41,7 @@ func startBinary(t *testing.T, args ...string) map[string]string {
 		}
 	})
 	banner := map[string]string{}
-	line := regexp.MustCompile(`^\s+(WebSocket|WebTransport|API key|API|Demo chat|Browser SDK|Cert hash|cert sha-256)\s+(\S+)`)
+	line := regexp.MustCompile(`^\s+(WebSocket|WebTransport|Signaling|TURN|API key|API|Demo chat|Browser SDK|Cert hash|cert sha-256)\s+(\S+)`)
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "try:") {
