@@ -19,6 +19,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeGossip$$' -fuzztime=$(FUZZTIME) ./mesh/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeMeta$$' -fuzztime=$(FUZZTIME) ./mesh/
 	$(GO) test -run='^$$' -fuzz='^FuzzLinkMessages$$' -fuzztime=$(FUZZTIME) ./mesh/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./signaling/
+	$(GO) test -run='^$$' -fuzz='^FuzzHandleSignal$$' -fuzztime=$(FUZZTIME) ./signaling/
 
 lint:
 	$(GO) vet ./...
