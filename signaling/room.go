@@ -231,7 +231,15 @@ func (s *Server) forget(ob *outbox, rm *room, id string) {
 		return
 	}
 	delete(rm.view, id)
-	rm.gone[id] = time.Now()
+	now := time.Now()
+	if len(rm.gone) >= 64 { // keep a busy room's memory of departures short
+		for g, t := range rm.gone {
+			if now.Sub(t) > goneTTL {
+				delete(rm.gone, g)
+			}
+		}
+	}
+	rm.gone[id] = now
 	s.tell(ob, rm, id, peerPayload("peer-left", id))
 }
 
