@@ -21,7 +21,7 @@ const (
 	closeUnauthorized = 3502
 	closeOrigin       = 3503
 	closePolicy       = 3505 // room full, flood
-	closeReplaced     = 4000 // the peer resumed on another connection
+	closeReplaced     = 4500 // the peer resumed on another connection (terminal)
 )
 
 // connState is where a connection is in its life; guarded by Server.mu.

@@ -257,7 +257,7 @@ func TestResume(t *testing.T) {
 	// A second connection resuming the same peer replaces the first.
 	b3 := dial(t, n.url)
 	b3.join("r", "peer", b.peer, "resume", b.resume)
-	if code, _ := b2.closed(); code != 4000 {
+	if code, _ := b2.closed(); code != 4500 {
 		t.Fatalf("replaced connection closed with %d", code)
 	}
 	// A wrong secret is a fresh join.

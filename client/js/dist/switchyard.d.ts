@@ -207,11 +207,22 @@ export declare class ClosedError extends Error {
     readonly reason: string;
     constructor(code: number, reason: string);
 }
-/** connect() or a request did not complete within requestTimeout. */
+/** connect(), joinRoom() or a request did not complete within requestTimeout. */
 export declare class TimeoutError extends Error {
     constructor(message: string, options?: {
         cause?: unknown;
     });
+}
+/**
+ * The signaling server refused something (docs/signaling.md §4): code is
+ * its error code, e.g. "room_full" or "bad_room" (joinRoom() rejects with
+ * it) or "unknown_peer" (a room's "error" event); message is the server's
+ * text; to is the target of a refused relay.
+ */
+export declare class SignalError extends Error {
+    readonly code: string;
+    readonly to: string | undefined;
+    constructor(code: string, message: string, to?: string);
 }
 /** Decodes a message's data (or any bytes) as UTF-8 text. */
 export declare function decodeText(m: Message | Uint8Array): string;
@@ -223,3 +234,89 @@ export declare function decodeText(m: Message | Uint8Array): string;
  * RangeError on bad options.
  */
 export declare function connect(url: string, options?: ConnectOptions): Promise<Client>;
+/** Options of joinRoom(). Every field is optional. */
+export interface JoinOptions {
+    /** Sent in join; a function is called before each join (rejoins included). */
+    token?: string | (() => string | Promise<string>);
+    /** ICE servers for every RTCPeerConnection, instead of the server's (joined.iceServers). */
+    iceServers?: RTCIceServer[];
+    /** Further RTCConfiguration for every RTCPeerConnection (bundlePolicy, iceTransportPolicy…); its iceServers are room.iceServers. */
+    rtcConfig?: RTCConfiguration;
+    /** How long, in ms, joinRoom() and each rejoin may take until joined. Default 10000. */
+    requestTimeout?: number;
+    /** Rejoin backoff bounds, in ms, as for connect(). Default {min: 500, max: 20000}. */
+    backoff?: {
+        min?: number;
+        max?: number;
+    };
+    /** The WebSocket constructor to use. Default globalThis.WebSocket. */
+    WebSocket?: new (url: string) => WebSocket;
+    /** The RTCPeerConnection constructor to use. Default globalThis.RTCPeerConnection. */
+    RTCPeerConnection?: new (configuration: RTCConfiguration) => RTCPeerConnection;
+}
+/** Where a room is: joined, rejoining after losing its WebSocket, or closed (leave(), a terminal close code). */
+export type RoomState = "connected" | "reconnecting" | "closed";
+/** Payload of a room's "reconnected": joined again; resumed false means a new peerId (and new peers). */
+export interface ReconnectedEvent {
+    peerId: string;
+    resumed: boolean;
+}
+/** A room's events and their handlers. */
+export interface RoomEvents {
+    /** Another peer joined the room. */
+    join: (peerId: string) => void;
+    /** A peer left the room; its RTCPeerConnection (if any) is closed already. */
+    leave: (peerId: string) => void;
+    /**
+     * A peer started a connection to this one: pc is this side's, wired, and
+     * the peer's offer is applied right after the handler returns (set
+     * ondatachannel and ontrack here).
+     */
+    connection: (peerId: string, pc: RTCPeerConnection) => void;
+    /** A peer's room.send(). */
+    message: (peerId: string, data: unknown) => void;
+    /** A non-fatal failure: a SignalError from the server (e.g. unknown_peer), or an error of a negotiation. */
+    error: (error: Error) => void;
+    /** The WebSocket of the room ended; reconnect false: the room is closed (terminal code, 4000 replaced). Not after leave(). */
+    disconnected: (e: DisconnectedEvent) => void;
+    /** Before each wait for a rejoin; attempt counts from 1. */
+    reconnecting: (e: ReconnectingEvent) => void;
+    /** Joined again, after the leave and join events the new peer list caused. */
+    reconnected: (e: ReconnectedEvent) => void;
+}
+export type RoomEventName = keyof RoomEvents;
+/** Membership of one signaling room, and an RTCPeerConnection to each peer on demand. */
+export interface Room {
+    /** The room's name. */
+    readonly name: string;
+    /** This peer's id (a new one after a rejoin with resumed false). */
+    readonly peerId: string;
+    /** The ICE servers of the peer connections: options.iceServers, else the server's. */
+    readonly iceServers: RTCIceServer[];
+    readonly state: RoomState;
+    /** The other peers' ids, in join order. */
+    peers(): string[];
+    /**
+     * The RTCPeerConnection to peer id, created and wired on first use:
+     * adding a track or data channel to it starts a negotiation. id need not
+     * be in peers() yet (its join may still be on the way). Throws TypeError
+     * for this peer's own id, ClosedError once closed.
+     */
+    peer(id: string): RTCPeerConnection;
+    /** Relays data (any JSON value) to peer id, who gets a "message" event. Throws ClosedError once closed. */
+    send(id: string, data: unknown): void;
+    /** Adds an event handler; returns a function that removes it. */
+    on<E extends RoomEventName>(event: E, handler: RoomEvents[E]): () => void;
+    off<E extends RoomEventName>(event: E, handler: RoomEvents[E]): void;
+    /** Leaves the room: sends leave, closes every peer connection and the WebSocket. Idempotent. */
+    leave(): void;
+}
+/**
+ * Joins a signaling room (docs/signaling.md) and resolves once joined.
+ * signalUrl is the node's /signal WebSocket URL (ws:// or wss://; http(s)://
+ * maps to ws(s)://, path /signal when it has none). Rejects with
+ * SignalError when the server refuses (room_full, bad_room…), ClosedError
+ * when the WebSocket closes first, TimeoutError after requestTimeout, and
+ * TypeError on a bad URL or room name. The first join is not retried.
+ */
+export declare function joinRoom(signalUrl: string, roomName: string, options?: JoinOptions): Promise<Room>;

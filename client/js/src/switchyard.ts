@@ -1,17 +1,21 @@
 // Switchyard browser SDK: pub/sub over WebTransport, falling back to
-// WebSocket, with automatic reconnects and resubscription.
+// WebSocket, with automatic reconnects and resubscription; and rooms of
+// WebRTC peers over the node's signaling endpoint.
 //
 //   import { connect } from "/switchyard.js";
 //   const client = await connect("https://127.0.0.1:4433", { certHash: "auto", webSocketUrl: "ws://127.0.0.1:8080/ws" });
 //   const sub = await client.subscribe("room", (m) => console.log(decodeText(m)));
 //   await client.publish("room", "hello");
 //
+//   const room = await joinRoom("ws://127.0.0.1:8080/signal", "lobby");
+//   room.on("join", (id) => room.peer(id).createDataChannel("chat"));
+//
 // This file is the public surface (dist/switchyard.d.ts is generated from it
 // alone) and the client itself. The other modules are internal:
 // codec (protobuf), datagram (datagrams and stream headers), framing
 // (length prefixes), connection (one session), subscription (delivery,
-// datagram loss counting), dialer (happy eyeballs), backoff, and the two
-// transports.
+// datagram loss counting), dialer (happy eyeballs), backoff, the two
+// transports, signaling (rooms) and negotiation (one peer connection).
 //
 // Layers: ClientImpl owns subscriptions, requests and the reconnect loop;
 // each connection attempt races transports (dialer.race) and yields one
@@ -35,6 +39,8 @@ import { MAX_ALIAS } from "./datagram.js";
 import type { Datagram } from "./datagram.js";
 import { race } from "./dialer.js";
 import { decodeCertHash, resolveEndpoints } from "./endpoints.js";
+import { rethrowLater } from "./report.js";
+import { join } from "./signaling.js";
 import { SubscriptionImpl } from "./subscription.js";
 import { INTERNALS } from "./transport.js";
 import type { Internals, TransportFactory } from "./transport.js";
@@ -276,11 +282,28 @@ export class ClosedError extends Error {
   }
 }
 
-/** connect() or a request did not complete within requestTimeout. */
+/** connect(), joinRoom() or a request did not complete within requestTimeout. */
 export class TimeoutError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "TimeoutError";
+  }
+}
+
+/**
+ * The signaling server refused something (docs/signaling.md §4): code is
+ * its error code, e.g. "room_full" or "bad_room" (joinRoom() rejects with
+ * it) or "unknown_peer" (a room's "error" event); message is the server's
+ * text; to is the target of a refused relay.
+ */
+export class SignalError extends Error {
+  readonly code: string;
+  readonly to: string | undefined;
+  constructor(code: string, message: string, to?: string) {
+    super(message || code);
+    this.name = "SignalError";
+    this.code = code;
+    this.to = to;
   }
 }
 
@@ -319,15 +342,103 @@ export function connect(url: string, options: ConnectOptions = {}): Promise<Clie
   return client.start().then(() => client);
 }
 
+// ------------------------------------------------------------------ rooms
+
+/** Options of joinRoom(). Every field is optional. */
+export interface JoinOptions {
+  /** Sent in join; a function is called before each join (rejoins included). */
+  token?: string | (() => string | Promise<string>);
+  /** ICE servers for every RTCPeerConnection, instead of the server's (joined.iceServers). */
+  iceServers?: RTCIceServer[];
+  /** Further RTCConfiguration for every RTCPeerConnection (bundlePolicy, iceTransportPolicy…); its iceServers are room.iceServers. */
+  rtcConfig?: RTCConfiguration;
+  /** How long, in ms, joinRoom() and each rejoin may take until joined. Default 10000. */
+  requestTimeout?: number;
+  /** Rejoin backoff bounds, in ms, as for connect(). Default {min: 500, max: 20000}. */
+  backoff?: { min?: number; max?: number };
+  /** The WebSocket constructor to use. Default globalThis.WebSocket. */
+  WebSocket?: new (url: string) => WebSocket;
+  /** The RTCPeerConnection constructor to use. Default globalThis.RTCPeerConnection. */
+  RTCPeerConnection?: new (configuration: RTCConfiguration) => RTCPeerConnection;
+}
+
+/** Where a room is: joined, rejoining after losing its WebSocket, or closed (leave(), a terminal close code). */
+export type RoomState = "connected" | "reconnecting" | "closed";
+
+/** Payload of a room's "reconnected": joined again; resumed false means a new peerId (and new peers). */
+export interface ReconnectedEvent {
+  peerId: string;
+  resumed: boolean;
+}
+
+/** A room's events and their handlers. */
+export interface RoomEvents {
+  /** Another peer joined the room. */
+  join: (peerId: string) => void;
+  /** A peer left the room; its RTCPeerConnection (if any) is closed already. */
+  leave: (peerId: string) => void;
+  /**
+   * A peer started a connection to this one: pc is this side's, wired, and
+   * the peer's offer is applied right after the handler returns (set
+   * ondatachannel and ontrack here).
+   */
+  connection: (peerId: string, pc: RTCPeerConnection) => void;
+  /** A peer's room.send(). */
+  message: (peerId: string, data: unknown) => void;
+  /** A non-fatal failure: a SignalError from the server (e.g. unknown_peer), or an error of a negotiation. */
+  error: (error: Error) => void;
+  /** The WebSocket of the room ended; reconnect false: the room is closed (terminal code, 4000 replaced). Not after leave(). */
+  disconnected: (e: DisconnectedEvent) => void;
+  /** Before each wait for a rejoin; attempt counts from 1. */
+  reconnecting: (e: ReconnectingEvent) => void;
+  /** Joined again, after the leave and join events the new peer list caused. */
+  reconnected: (e: ReconnectedEvent) => void;
+}
+
+export type RoomEventName = keyof RoomEvents;
+
+/** Membership of one signaling room, and an RTCPeerConnection to each peer on demand. */
+export interface Room {
+  /** The room's name. */
+  readonly name: string;
+  /** This peer's id (a new one after a rejoin with resumed false). */
+  readonly peerId: string;
+  /** The ICE servers of the peer connections: options.iceServers, else the server's. */
+  readonly iceServers: RTCIceServer[];
+  readonly state: RoomState;
+  /** The other peers' ids, in join order. */
+  peers(): string[];
+  /**
+   * The RTCPeerConnection to peer id, created and wired on first use:
+   * adding a track or data channel to it starts a negotiation. id need not
+   * be in peers() yet (its join may still be on the way). Throws TypeError
+   * for this peer's own id, ClosedError once closed.
+   */
+  peer(id: string): RTCPeerConnection;
+  /** Relays data (any JSON value) to peer id, who gets a "message" event. Throws ClosedError once closed. */
+  send(id: string, data: unknown): void;
+  /** Adds an event handler; returns a function that removes it. */
+  on<E extends RoomEventName>(event: E, handler: RoomEvents[E]): () => void;
+  off<E extends RoomEventName>(event: E, handler: RoomEvents[E]): void;
+  /** Leaves the room: sends leave, closes every peer connection and the WebSocket. Idempotent. */
+  leave(): void;
+}
+
+/**
+ * Joins a signaling room (docs/signaling.md) and resolves once joined.
+ * signalUrl is the node's /signal WebSocket URL (ws:// or wss://; http(s)://
+ * maps to ws(s)://, path /signal when it has none). Rejects with
+ * SignalError when the server refuses (room_full, bad_room…), ClosedError
+ * when the WebSocket closes first, TimeoutError after requestTimeout, and
+ * TypeError on a bad URL or room name. The first join is not retried.
+ */
+export function joinRoom(signalUrl: string, roomName: string, options: JoinOptions = {}): Promise<Room> {
+  return join(signalUrl, roomName, options);
+}
+
 // ------------------------------------------------------------------ client
 
 const EVENTS: readonly ClientEventName[] = ["connected", "disconnected", "reconnecting", "subscribed", "error"];
-
-function rethrowLater(e: unknown): void {
-  const report = (globalThis as { reportError?: (e: unknown) => void }).reportError;
-  if (typeof report === "function") report(e);
-  else globalThis.setTimeout(() => { throw e; }, 0);
-}
 
 function positiveNumber(name: string, v: number | undefined, def: number, min = 0, max = Infinity): number {
   if (v === undefined) return def;
