@@ -225,7 +225,9 @@ class RoomImpl implements Room {
     this.clock.clearTimeout(this.timer);
     this.backoff.reset();
     const resumed = m.resumed === true && m.peer === this.peerId;
-    const peers = Array.isArray(m.peers) ? m.peers : [];
+    const oldId = this.peerId;
+    // A refused resume may list our own old id, still within its grace.
+    const peers = (Array.isArray(m.peers) ? m.peers : []).filter((id) => resumed || id !== oldId);
     this.peerId = String(m.peer);
     this.resume = String(m.resume ?? "");
     this.iceServers = this.o.iceServers ?? m.iceServers ?? [];

@@ -325,6 +325,32 @@ describe("rooms: relaying", () => {
     room.leave();
   });
 
+  it("does not take its own old id for a peer when a resume is refused", async () => {
+    const srv = new FakeSignalServer();
+    srv.answer = false; // the test plays the server
+    const clock = new FakeClock();
+    const got: Room[] = [];
+    void joinRoom(URL, "lobby", fakeOptions(srv, clock, [], "A")).then((r) => got.push(r));
+    await settle();
+    srv.last.push({ type: "joined", room: "lobby", peer: "me", resume: "r", resumed: false, peers: ["other"], iceServers: [] });
+    await settle();
+    const room = got[0]!;
+    const log = listen(room);
+    srv.last.drop(1006, "");
+    await settle();
+    await clock.advance(20_000);
+    await settle();
+    const again = srv.last;
+    assert.deepEqual(again.of("join").map((m) => [m.peer, m.resume]), [["me", "r"]]);
+    // Refused (say, a wrong secret), while "me" is still within its grace.
+    again.push({ type: "joined", room: "lobby", peer: "me2", resume: "r2", resumed: false, peers: ["me", "other"], iceServers: [] });
+    await settle();
+    assert.equal(room.peerId, "me2");
+    assert.deepEqual(room.peers(), ["other"]);
+    assert.ok(!log.includes("join me"), log.join(", "));
+    room.leave();
+  });
+
   it("passes rtcConfig through, with the room's ICE servers", async () => {
     const srv = new FakeSignalServer();
     const clock = new FakeClock();
