@@ -3,6 +3,8 @@ package signaling_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -15,7 +17,24 @@ import (
 	"github.com/switchyard/switchyard/signaling"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks for leaked goroutines, giving memberlist's (which end
+// on their own timers after a shutdown) a few seconds.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(10 * time.Second)
+		err := goleak.Find()
+		for err != nil && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			err = goleak.Find()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // node is one signaling server on loopback.
 type node struct {
