@@ -16,10 +16,10 @@ import (
 // pionPeer is a Go peer (client/p2p) on loopback, with what it saw.
 type pionPeer struct {
 	room   *p2p.Room
-	msgs   chan string        // data channel messages
-	left   chan string        // OnLeave
-	errs   chan error         // OnError
-	conns  chan string        // OnConnection
+	msgs   chan string // data channel messages
+	left   chan string // OnLeave
+	errs   chan error  // OnError
+	conns  chan string // OnConnection
 	chans  chan *webrtc.DataChannel
 	cancel context.CancelFunc
 }
