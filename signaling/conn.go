@@ -39,8 +39,10 @@ type conn struct {
 	s  *Server
 	ws *websocket.Conn
 
-	out  chan []byte   // to the writer; cap Config.QueueLen
-	quit chan struct{} // closed by shutdown
+	qmu   sync.Mutex
+	queue [][]byte      // guarded by qmu: messages for the writer, at most Config.QueueLen
+	wake  chan struct{} // cap 1: the queue has something
+	quit  chan struct{} // closed by shutdown
 
 	closeOnce   sync.Once
 	closeCode   int    // set once, before quit closes
@@ -59,18 +61,37 @@ type conn struct {
 }
 
 // send queues a message for the client without blocking; a client that
-// lets Config.QueueLen messages wait is closed as a slow consumer.
+// lets Config.QueueLen messages wait is closed as a slow consumer. The
+// queue takes no memory while empty (most peers are idle most of the time).
 func (c *conn) send(b []byte) {
 	select {
 	case <-c.quit:
 		return
 	default:
 	}
-	select {
-	case c.out <- b:
-	default:
-		c.shutdown(closeSlowConsumer, "slow consumer: too many messages waiting")
+	c.qmu.Lock()
+	full := len(c.queue) >= c.s.cfg.QueueLen
+	if !full {
+		c.queue = append(c.queue, b)
 	}
+	c.qmu.Unlock()
+	if full {
+		c.shutdown(closeSlowConsumer, "slow consumer: too many messages waiting")
+		return
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue.
+func (c *conn) take() [][]byte {
+	c.qmu.Lock()
+	q := c.queue
+	c.queue = nil
+	c.qmu.Unlock()
+	return q
 }
 
 // shutdown makes the writer send what is queued, then a close frame with
@@ -94,11 +115,13 @@ func (c *conn) writeLoop() {
 	}
 	for {
 		select {
-		case b := <-c.out:
-			if !write(b) {
-				c.shutdown(websocket.CloseAbnormalClosure, "write failed")
-				c.ws.Close()
-				return
+		case <-c.wake:
+			for _, b := range c.take() {
+				if !write(b) {
+					c.shutdown(websocket.CloseAbnormalClosure, "write failed")
+					c.ws.Close()
+					return
+				}
 			}
 		case <-ping.C:
 			if c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)) != nil {
@@ -106,14 +129,9 @@ func (c *conn) writeLoop() {
 				return
 			}
 		case <-c.quit:
-			for done := false; !done; {
-				select {
-				case b := <-c.out:
-					if !write(b) {
-						done = true
-					}
-				default:
-					done = true
+			for _, b := range c.take() {
+				if !write(b) {
+					break
 				}
 			}
 			if c.closeCode != websocket.CloseAbnormalClosure {

@@ -78,7 +78,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // answered by the upgrader
 	}
-	c := &conn{s: s, ws: ws, out: make(chan []byte, s.cfg.QueueLen), quit: make(chan struct{})}
+	c := &conn{s: s, ws: ws, wake: make(chan struct{}, 1), quit: make(chan struct{})}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

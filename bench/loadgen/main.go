@@ -13,6 +13,15 @@
 //
 //	loadgen -scenario datagrams -url https://127.0.0.1:4433 -cert-hash HASH -server-pid 1234
 //
+// The signal scenario drives WebRTC signaling at /signal with raw JSON
+// WebSocket clients: relay latency of offers, answers and candidates
+// between pairs of peers (on one node or two), or the server RSS of many
+// idle peers in rooms (see signal.go):
+//
+//	loadgen -scenario signal -url ws://127.0.0.1:8080/signal -server-pid 1234
+//	loadgen -scenario signal -mode capacity -peers 5000 -room-size 10 -url ws://127.0.0.1:8080/signal -server-pid 1234
+//	loadgen -scenario signal -table results.jsonl
+//
 // The load generator and the server share the machine's cores: every
 // figure is for that setup, not for a server with the machine to itself.
 package main
@@ -43,9 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
-	scenario := fs.String("scenario", scenarioFanout, "`scenario`: fanout (WebSocket, -target) or datagrams (WebTransport datagrams on a volatile channel)")
+	scenario := fs.String("scenario", scenarioFanout, "`scenario`: fanout (WebSocket, -target), datagrams (WebTransport datagrams on a volatile channel) or signal (WebRTC signaling at /signal)")
 	certHash := fs.String("cert-hash", "", "datagrams: base64 SHA-256 of the node's certificate (the node prints it as cert sha-256)")
-	settle := fs.Duration("settle", 2*time.Second, "datagrams: idle time before each RSS reading of idle sessions")
+	settle := fs.Duration("settle", 2*time.Second, "datagrams: idle time before each RSS reading of idle sessions; signal capacity: before the RSS reading (3s unless set)")
 	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard or naive")
 	fs.StringVar(&cfg.URL, "url", "", "subscribers' WebSocket `URL`, e.g. ws://127.0.0.1:8080/ws; datagrams: the node's WebTransport URL, https://127.0.0.1:4433")
 	fs.StringVar(&cfg.PubURL, "pub-url", "", "publisher's WebSocket `URL` (default: -url for switchyard, its /pub for naive)")
@@ -62,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as one JSON line")
 	table := fs.Bool("table", false, "print a Markdown table of the -json result lines in the files named as arguments, then exit")
 	quiet := fs.Bool("q", false, "no progress on stderr")
+	sc := signalFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return nil
@@ -69,6 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *table {
+		if *scenario == scenarioSignal {
+			return printSignalTable(stdout, fs.Args())
+		}
 		return printTable(stdout, fs.Args())
 	}
 	if fs.NArg() > 0 {
@@ -96,8 +109,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dc.Channel = cfg.Channel
 		}
 		return runDatagrams(ctx, dc, *asJSON, stdout)
+	case scenarioSignal:
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		return runSignalScenario(ctx, sc, cfg, *settle, set, *asJSON, stdout)
 	default:
-		return fmt.Errorf("scenario %q: want %s or %s", *scenario, scenarioFanout, scenarioDatagrams)
+		return fmt.Errorf("scenario %q: want %s, %s or %s", *scenario, scenarioFanout, scenarioDatagrams, scenarioSignal)
 	}
 	r, err := Run(ctx, cfg)
 	if err != nil {
