@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"io"
@@ -76,6 +77,10 @@ func run(ctx context.Context, addrs []string, room string, bot bool, out io.Writ
 	if err != nil {
 		return err
 	}
+	key := make([]byte, 32) // gossip encryption, shared by this process's nodes
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
 	var nodes []*node
 	defer func() {
 		for _, n := range nodes {
@@ -86,7 +91,7 @@ func run(ctx context.Context, addrs []string, room string, bot bool, out io.Writ
 		}
 	}()
 	for i, addr := range addrs {
-		n, err := startNode(fmt.Sprintf("node-%d", i+1), addr, ca, nodes, logger)
+		n, err := startNode(fmt.Sprintf("node-%d", i+1), addr, ca, key, nodes, logger)
 		if err != nil {
 			return err
 		}
@@ -112,7 +117,7 @@ func run(ctx context.Context, addrs []string, room string, bot bool, out io.Writ
 	return nil
 }
 
-func startNode(name, addr string, ca *certs.CA, others []*node, logger *slog.Logger) (*node, error) {
+func startNode(name, addr string, ca *certs.CA, key []byte, others []*node, logger *slog.Logger) (*node, error) {
 	certPEM, keyPEM, err := ca.Issue(name, []string{"127.0.0.1"}, 0)
 	if err != nil {
 		return nil, err
@@ -127,7 +132,7 @@ func startNode(name, addr string, ca *certs.CA, others []*node, logger *slog.Log
 	}
 	px := &proxy{}
 	cl, err := mesh.New(mesh.Config{
-		Name: name, Bind: "127.0.0.1:0", ForwardBind: "127.0.0.1:0", Join: join, TLS: tlsCfg, Logger: logger,
+		Name: name, Bind: "127.0.0.1:0", ForwardBind: "127.0.0.1:0", Join: join, TLS: tlsCfg, Key: key, Logger: logger,
 	}, px)
 	if err != nil {
 		return nil, err
