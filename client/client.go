@@ -592,6 +592,12 @@ func (c *Client) dispatch(f *protocols.Frame) {
 	case *protocols.Frame_Pong:
 	case *protocols.Frame_Message:
 		c.deliver(k.Message)
+	case *protocols.Frame_Unsubscribed:
+		if f.Id == 0 { // the server ended the subscription on its own
+			c.resubscribe(k.Unsubscribed.GetChannel(), k.Unsubscribed.GetCode(), k.Unsubscribed.GetReason())
+			return
+		}
+		c.reply(f)
 	case *protocols.Frame_Disconnect:
 		d := k.Disconnect
 		ce := protocols.CloseErrorOf(d)
@@ -656,6 +662,10 @@ func (s *Subscription) deliver(m *protocols.Message) {
 	if s.closed {
 		return
 	}
+	if msg.Epoch == s.last.Epoch && msg.Offset <= s.last.Offset {
+		return // seen already (a recovery overlapping what was delivered)
+	}
+	s.last = msg.Position
 	select {
 	case s.ch <- msg:
 		return

@@ -42,6 +42,10 @@ type Subscription struct {
 	pos      Position
 	volatile bool
 
+	recovered atomic.Bool   // the last (re)subscription recovered all it asked for
+	resyncs   atomic.Uint64 // resubscriptions that could not recover
+	last      Position      // guarded by mu: the last message delivered (or pos)
+
 	readyOnce sync.Once
 	lastSeq   atomic.Uint64 // the highest datagram sequence number seen
 	lost      atomic.Uint64 // datagram sequence numbers skipped
@@ -56,6 +60,19 @@ type Subscription struct {
 	unsubscribed bool // Unsubscribe was called
 }
 
+// SubscribeOption changes a Subscribe.
+type SubscribeOption func(*protocols.Subscribe)
+
+// Since asks for the publications after p (the position of the last
+// message the caller saw, say before a reconnect) from the channel's
+// history: they arrive on Messages first, then the live ones, none twice.
+// Recovered tells whether the history held all of them.
+func Since(p Position) SubscribeOption {
+	return func(s *protocols.Subscribe) {
+		s.Recover, s.SinceEpoch, s.SinceOffset = true, p.Epoch, p.Offset
+	}
+}
+
 // Subscribe subscribes to channel and waits for the server to confirm.
 // Messages published after the returned Position arrive on Messages.
 // An Error reply (a bad channel name, too many subscriptions) is returned
@@ -63,7 +80,13 @@ type Subscription struct {
 // subscription to one channel on one Client (ErrCodeAlreadySubscribed).
 // A Subscribe abandoned through ctx holds its channel until the server's
 // answer comes; the client then undoes it.
-func (c *Client) Subscribe(ctx context.Context, channel string) (*Subscription, error) {
+//
+// When the server ends the subscription on its own because publications
+// were lost on their way to its node (Unsubscribed, code 3005), the client
+// subscribes again at once from the last message delivered, recovering
+// from the channel's history; Resyncs counts the times that could not
+// recover everything.
+func (c *Client) Subscribe(ctx context.Context, channel string, opts ...SubscribeOption) (*Subscription, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -75,6 +98,9 @@ func (c *Client) Subscribe(ctx context.Context, channel string) (*Subscription, 
 		ready:   make(chan struct{}),
 	}
 	sub := &protocols.Subscribe{Channel: channel}
+	for _, o := range opts {
+		o(sub)
+	}
 	id, cl, err := c.send(&protocols.Frame{Kind: &protocols.Frame_Subscribe{Subscribe: sub}}, s.confirm, func() error {
 		if _, dup := c.subs[channel]; dup {
 			return &protocols.RequestError{
@@ -119,6 +145,10 @@ func (s *Subscription) confirm(f *protocols.Frame, abandoned bool) {
 			s.pos = Position{Epoch: k.Subscribed.GetEpoch(), Offset: k.Subscribed.GetOffset()}
 			s.volatile = k.Subscribed.GetVolatile()
 			s.lastSeq.Store(s.pos.Offset)
+			s.recovered.Store(k.Subscribed.GetRecovered())
+			s.mu.Lock()
+			s.last = s.pos
+			s.mu.Unlock()
 			s.active = true
 		} else {
 			delete(c.subs, s.channel)
@@ -151,6 +181,68 @@ func (c *Client) sendUnsubscribe(channel string) {
 	c.calls[id] = &call{reply: make(chan *protocols.Frame, 1)}
 	c.queue = append(c.queue, outFrame{b: b})
 	c.signal()
+}
+
+// Recovered reports whether the last subscription (Subscribe with Since,
+// or the client's own resubscription after the server ended it) got every
+// publication after the position it asked for. False when no position was
+// asked for.
+func (s *Subscription) Recovered() bool { return s.recovered.Load() }
+
+// Resyncs counts the resubscriptions after which publications were missing
+// (the history no longer held them): the application's state may lack
+// them and should be fetched anew.
+func (s *Subscription) Resyncs() uint64 { return s.resyncs.Load() }
+
+// resubscribe runs on the read loop when the server ended the
+// subscription to channel (Unsubscribed with a code): it subscribes again
+// from the last message delivered, with recovery, and keeps delivering on
+// the same Messages.
+func (c *Client) resubscribe(channel string, code uint32, reason string) {
+	c.mu.Lock()
+	s := c.subs[channel]
+	if s == nil || !s.active || s.unsubscribed {
+		c.mu.Unlock()
+		return
+	}
+	s.active = false // what arrives until the new Subscribed was not asked for
+	c.mu.Unlock()
+	s.mu.Lock()
+	since := s.last
+	s.mu.Unlock()
+	c.log.Debug("client: the server ended a subscription; subscribing again", "channel", channel, "code", code,
+		"reason", reason, "since_epoch", since.Epoch, "since_offset", since.Offset)
+	sub := &protocols.Subscribe{Channel: channel, Alias: s.alias}
+	Since(since)(sub)
+	_, _, err := c.send(&protocols.Frame{Kind: &protocols.Frame_Subscribe{Subscribe: sub}}, func(f *protocols.Frame, _ bool) {
+		k, ok := f.Kind.(*protocols.Frame_Subscribed)
+		c.mu.Lock()
+		current := c.subs[channel] == s && !s.unsubscribed
+		if current && ok {
+			s.active = true
+		} else if current {
+			delete(c.subs, channel)
+			delete(c.aliases, s.alias)
+		}
+		c.mu.Unlock()
+		if !current {
+			return
+		}
+		if !ok {
+			s.end() // refused: the subscription is over
+			return
+		}
+		s.recovered.Store(k.Subscribed.GetRecovered())
+		if !k.Subscribed.GetRecovered() {
+			s.resyncs.Add(1)
+			s.mu.Lock()
+			s.last = Position{Epoch: k.Subscribed.GetEpoch(), Offset: k.Subscribed.GetOffset()}
+			s.mu.Unlock()
+		}
+	}, nil)
+	if err != nil {
+		c.log.Debug("client: resubscribe failed", "channel", channel, "err", err)
+	}
 }
 
 // Channel is the subscribed channel's name.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+
+	"github.com/switchyard/switchyard/protocols"
 )
 
 // NodeInfo describes a node of the cluster for /api/nodes and redirects.
@@ -74,14 +76,16 @@ func (n *Node) Deliver(channel, epoch string, offset uint64, frame []byte) {
 	n.hub.Deliver(channel, epoch, offset, frame)
 }
 
-// Hold runs fn while no publication of channel can be sequenced here.
-func (n *Node) Hold(channel string, fn func(epoch string, offset uint64)) {
+// Hold runs fn, with the channel's position and history, while no
+// publication of channel can be sequenced here.
+func (n *Node) Hold(channel string, fn func(epoch string, offset uint64, history []protocols.Publication)) {
 	n.hub.Hold(channel, fn)
 }
 
-// Registered records that the channel's owner forwards it here.
-func (n *Node) Registered(channel, epoch string, offset uint64) {
-	n.hub.Registered(channel, epoch, offset)
+// Registered records that the channel's owner forwards it here, from the
+// given position on, with its history up to it.
+func (n *Node) Registered(channel, epoch string, offset uint64, history []protocols.Publication) {
+	n.hub.Registered(channel, epoch, offset, history)
 }
 
 // Channels lists the channels with local subscribers.

@@ -14,8 +14,10 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/protocols"
 )
@@ -52,6 +54,7 @@ func (n *Node) routes() http.Handler {
 	}
 	mux.Handle("/api/publish", n.only([]string{http.MethodPost}, http.HandlerFunc(n.apiPublish)))
 	mux.Handle("/api/nodes", n.only([]string{http.MethodGet}, http.HandlerFunc(n.apiNodes)))
+	mux.Handle("/api/history", n.only(getHead, http.HandlerFunc(n.apiHistory)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such API endpoint: %.64q", r.URL.Path))
 	})
@@ -68,7 +71,7 @@ func (n *Node) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})))
-	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/healthz": true, "/readyz": true, "/certhash": true}
+	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/api/history": true, "/healthz": true, "/readyz": true, "/certhash": true}
 	if n.cfg.Certs != nil {
 		mux.Handle("/certhash", n.only([]string{http.MethodGet, http.MethodHead, http.MethodOptions}, http.HandlerFunc(n.certHash)))
 	}
@@ -303,4 +306,79 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// historyReply is the body of GET /api/history.
+type historyReply struct {
+	Channel      string               `json:"channel"`
+	Epoch        string               `json:"epoch"`
+	Offset       uint64               `json:"offset"`
+	Complete     bool                 `json:"complete"`
+	Publications []historyPublication `json:"publications"`
+}
+
+type historyPublication struct {
+	Offset     uint64 `json:"offset"`
+	Data       string `json:"data,omitempty"`
+	DataBase64 string `json:"data_base64,omitempty"`
+}
+
+// GET /api/history?channel=chat[&limit=N][&since_epoch=E&since_offset=O],
+// X-API-Key: the channel's kept publications (oldest first) and position;
+// with since, those after it, and "complete" tells whether none is
+// missing. Served from this node's copy: the owner's, or that of a node
+// with subscribers of the channel.
+func (n *Node) apiHistory(w http.ResponseWriter, r *http.Request) {
+	if !n.apiAuthorized(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	name := q.Get("channel")
+	if err := n.checkChannel(name); err != nil {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "invalid_channel", err.Error())
+		return
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		l, err := strconv.Atoi(v)
+		if err != nil || l < 0 {
+			protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_limit", "limit must be a non-negative integer")
+			return
+		}
+		limit = l
+	}
+	var since *Position
+	if q.Has("since_offset") || q.Has("since_epoch") {
+		o, err := strconv.ParseUint(q.Get("since_offset"), 10, 64)
+		if err != nil {
+			protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_since", "since_offset must be an unsigned integer, with since_epoch")
+			return
+		}
+		since = &Position{Epoch: q.Get("since_epoch"), Offset: o}
+	}
+	if n.hub.IsVolatile(name) {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "volatile_channel", "a volatile channel keeps no history")
+		return
+	}
+	if n.cfg.Cluster != nil && !n.cfg.Cluster.IsOwner(name) && n.hub.Subscribers(name) == 0 {
+		protocols.WriteHTTPError(w, http.StatusConflict, "not_here",
+			"this node neither owns the channel nor has subscribers of it: ask the owner node (see /api/nodes)")
+		return
+	}
+	pos, pubs, complete := n.hub.History(name, since, limit)
+	out := historyReply{Channel: name, Epoch: pos.Epoch, Offset: pos.Offset, Complete: complete, Publications: []historyPublication{}}
+	for _, p := range pubs {
+		data, ok := protocols.MessageData(p.Frame)
+		if !ok {
+			continue
+		}
+		hp := historyPublication{Offset: p.Offset}
+		if utf8.Valid(data) {
+			hp.Data = string(data)
+		} else {
+			hp.DataBase64 = base64.StdEncoding.EncodeToString(data)
+		}
+		out.Publications = append(out.Publications, hp)
+	}
+	writeJSON(w, http.StatusOK, out)
 }

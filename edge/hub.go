@@ -55,6 +55,7 @@ type Hub struct {
 	seed     maphash.Seed
 	cluster  Cluster // nil: this node owns every channel
 	volatile func(string) bool
+	history  func(string) (int, time.Duration)
 	timeout  time.Duration
 	idleTTL  time.Duration
 
@@ -79,6 +80,7 @@ type channel struct {
 	sequencer bool      // this node assigned the current epoch
 	used      time.Time // last publication or subscription
 	vseq      uint64    // volatile: the last datagram sequence number
+	hist      *history  // the latest publications; nil: none kept
 	subs      []member
 	index     map[protocols.Session]int // position in subs
 	// With a cluster: registered is true once publications from the owner
@@ -100,9 +102,15 @@ type member struct {
 // pendingSub is a subscription waiting for the owner's registration.
 type pendingSub struct {
 	member
-	reply func(Position) []byte
+	since *Position // recover from here; nil: no recovery asked
+	reply SubscribedFunc
 	fail  []byte
 }
+
+// SubscribedFunc encodes the reply to a subscription: the position it
+// starts after, and whether that is the position the client asked to
+// recover from.
+type SubscribedFunc func(p Position, recovered bool) []byte
 
 // HubConfig tunes a hub. The zero value is usable.
 type HubConfig struct {
@@ -117,6 +125,9 @@ type HubConfig struct {
 	// Volatile reports whether a channel is volatile (its publications
 	// travel as datagrams, latest wins). Nil: none is.
 	Volatile func(channel string) bool
+	// History gives a channel's history size and TTL (size 0: none). Nil:
+	// no channel keeps history.
+	History func(channel string) (size int, ttl time.Duration)
 }
 
 // NewHub returns an empty hub.
@@ -130,7 +141,11 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.Volatile == nil {
 		cfg.Volatile = func(string) bool { return false }
 	}
-	h := &Hub{seed: maphash.MakeSeed(), cluster: cfg.Cluster, volatile: cfg.Volatile, timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL}
+	if cfg.History == nil {
+		cfg.History = func(string) (int, time.Duration) { return 0, 0 }
+	}
+	h := &Hub{seed: maphash.MakeSeed(), cluster: cfg.Cluster, volatile: cfg.Volatile, history: cfg.History,
+		timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -153,6 +168,9 @@ func (h *Hub) acquire(name string) *channel {
 			ch = &channel{name: name, volatile: h.volatile(name), index: make(map[protocols.Session]int)}
 			if !ch.volatile {
 				ch.epoch = newEpoch()
+				if size, ttl := h.history(name); size > 0 {
+					ch.hist = newHistory(size, ttl)
+				}
 			}
 			ch.sequencer = h.owns(name)
 			ch.registered = ch.sequencer
@@ -239,14 +257,17 @@ func (h *Hub) Sweep() {
 // IsVolatile reports whether the channel is volatile.
 func (h *Hub) IsVolatile(name string) bool { return h.volatile(name) }
 
-// Subscribe adds s to the channel and queues reply(position) to s before
-// any publication that follows it, so the client sees Subscribed first.
+// Subscribe adds s to the channel and queues reply(position, recovered)
+// to s before any publication that follows it, so the client sees
+// Subscribed first. With since, the publications after since that the
+// channel's history holds follow the reply when they are all there
+// (recovered); otherwise the subscription starts at the current position.
 // With a cluster, the first subscriber of a channel owned elsewhere waits
 // until the owner forwards the channel here; fail is queued instead if the
 // owner does not answer in time. It reports false if s was already
 // subscribed or waiting.
 // Deliveries go to s under alias (see protocols.Session.Deliver).
-func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, reply func(Position) []byte, fail []byte) bool {
+func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, since *Position, reply SubscribedFunc, fail []byte) bool {
 	ch := h.acquire(name)
 	if _, ok := ch.index[s]; ok || ch.isPending(s) {
 		ch.mu.Unlock()
@@ -256,10 +277,9 @@ func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, reply fu
 	first := len(ch.subs) == 0 && len(ch.pending) == 0
 	register := false
 	if ch.registered {
-		ch.add(member{s, alias})
-		_ = s.Reply(reply(ch.position()))
+		ch.admit(member{s, alias}, since, reply, time.Now())
 	} else {
-		ch.pending = append(ch.pending, pendingSub{member: member{s, alias}, reply: reply, fail: fail})
+		ch.pending = append(ch.pending, pendingSub{member: member{s, alias}, since: since, reply: reply, fail: fail})
 		if !ch.registering {
 			ch.registering = true
 			register = true
@@ -277,15 +297,52 @@ func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, reply fu
 	return true
 }
 
-// dropSubscribers closes every local subscriber's session: publications of
-// the channel were lost before reaching this node. The sessions leave the
-// channel as they end.
-func (ch *channel) dropSubscribers() {
-	for _, m := range ch.subs {
-		m.s.CloseWith(&protocols.CloseError{
-			Code:   protocols.CodeMissedMessages,
-			Reason: "publications of " + ch.name + " were lost on the way to this node; resubscribe",
-		})
+// admit adds m and queues its Subscribed, then, when since is given and
+// the history holds everything after it, the publications after since.
+func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now time.Time) {
+	ch.add(m)
+	if since != nil && !ch.volatile && since.Epoch == ch.epoch {
+		var missed []entry
+		ok := since.Offset == ch.offset
+		if !ok && ch.hist != nil {
+			missed, ok = ch.hist.after(since.Offset, ch.offset, now)
+		}
+		if ok {
+			_ = m.s.Reply(reply(*since, true))
+			for _, e := range missed {
+				_ = m.s.Deliver(m.alias, e.frame)
+			}
+			return
+		}
+	}
+	_ = m.s.Reply(reply(ch.position(), false))
+}
+
+// endAll ends every subscription of the channel on this node, because
+// publications were lost on the way here and the history cannot fill the
+// gap: each session gets Unsubscribed with CodeMissedMessages (and
+// resubscribes with its position, to recover what can be). The session
+// stays up. It returns the members, whose deliveries the caller ends once
+// the channel is unlocked.
+func (ch *channel) endAll() []member {
+	ended := ch.subs
+	frame := protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Unsubscribed{Unsubscribed: &protocols.Unsubscribed{
+		Channel: ch.name, Code: uint32(protocols.CodeMissedMessages),
+		Reason: "publications were lost on the way to this node: subscribe again with your position to recover",
+	}}})
+	for _, m := range ended {
+		_ = m.s.Reply(frame)
+	}
+	ch.subs = nil
+	clear(ch.index)
+	return ended
+}
+
+// endDeliveries ends the deliveries of subscriptions the hub ended (their
+// streams, on WebTransport); called without any lock.
+func endDeliveries(ended []member) {
+	for _, m := range ended {
+		m.s.EndDeliveries(m.alias)
 	}
 }
 
@@ -355,30 +412,81 @@ func (h *Hub) registerTimedOut(name string) {
 }
 
 // Registered records that the owner forwards the channel here from the
-// given position on, and admits the subscriptions that waited for it.
-func (h *Hub) Registered(name, epoch string, offset uint64) {
+// given position on, with its history up to there, and admits the
+// subscriptions that waited for it. When publications were lost since the
+// last registration (a link reset), the history fills the gap for the
+// subscribers here, or, if it cannot, their subscriptions end (endAll).
+func (h *Hub) Registered(name, epoch string, offset uint64, hist []protocols.Publication) {
 	ch := h.lookup(name)
 	if ch == nil {
 		return // everyone left before the owner answered
 	}
+	now := time.Now()
+	var ended []member
 	if ch.volatile {
 		ch.vseq = max(ch.vseq, offset)
-	} else if ch.registered && !ch.sequencer && epoch == ch.epoch && offset > ch.offset {
-		// A new registration with the same owner starts past what was
-		// delivered here: the publications between were lost.
-		ch.dropSubscribers()
-	}
-	ch.registered, ch.registering = true, false
-	if !(ch.sequencer && h.owns(name)) {
+	} else if !(ch.sequencer && h.owns(name)) {
+		if ch.registered && !ch.sequencer && epoch == ch.epoch && offset > ch.offset {
+			// A new registration with the same owner starts past what was
+			// delivered here: the publications between were lost.
+			if fill := missing(hist, ch.offset, offset); fill != nil {
+				for _, p := range fill {
+					for _, m := range ch.subs {
+						_ = m.s.Deliver(m.alias, p.Frame)
+					}
+				}
+			} else {
+				ended = ch.endAll()
+			}
+		}
+		if ch.hist != nil {
+			ch.hist.reset()
+			for _, p := range hist {
+				if p.Offset <= offset {
+					ch.hist.add(p.Offset, p.Frame, now)
+				}
+			}
+		}
 		ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
 	}
-	pos := ch.position()
+	ch.registered, ch.registering = true, false
 	for _, p := range ch.pending {
-		ch.add(p.member)
-		_ = p.s.Reply(p.reply(pos))
+		ch.admit(p.member, p.since, p.reply, now)
 	}
 	ch.pending = nil
+	h.releaseEnded(ch, ended)
+}
+
+// releaseEnded unlocks ch after endAll ended the subscriptions in ended:
+// it ends their deliveries and, if nobody is left, withdraws the interest,
+// so that the next subscriber registers afresh and gets the owner's
+// history with the registration.
+func (h *Hub) releaseEnded(ch *channel, ended []member) {
+	unregister := len(ended) > 0 && len(ch.subs) == 0 && len(ch.pending) == 0 && h.cluster != nil
+	if unregister {
+		ch.registered, ch.registering = false, false
+	}
+	name := ch.name
 	h.release(ch)
+	endDeliveries(ended)
+	if unregister {
+		h.cluster.Unregister(name)
+	}
+}
+
+// missing returns the publications of hist with offsets after..upto, if
+// hist holds all of them, else nil.
+func missing(hist []protocols.Publication, after, upto uint64) []protocols.Publication {
+	for i, p := range hist {
+		if p.Offset == after+1 {
+			run := hist[i:]
+			if uint64(len(run)) >= upto-after && run[upto-after-1].Offset == upto {
+				return run[:upto-after]
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 // Unsubscribe removes s from the channel and queues reply, after which s
@@ -439,12 +547,18 @@ func (h *Hub) Sequence(name string, data []byte) Position {
 	}
 	if !ch.sequencer {
 		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
+		if ch.hist != nil {
+			ch.hist.reset()
+		}
 	}
 	ch.offset++
 	ch.used = time.Now()
 	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
-	if len(ch.subs) > 0 || h.cluster != nil {
+	if len(ch.subs) > 0 || h.cluster != nil || ch.hist != nil {
 		frame := protocols.EncodeMessage(name, pos.Epoch, pos.Offset, data)
+		if ch.hist != nil {
+			ch.hist.add(pos.Offset, frame, ch.used)
+		}
 		for _, m := range ch.subs {
 			_ = m.s.Deliver(m.alias, frame)
 		}
@@ -457,10 +571,11 @@ func (h *Hub) Sequence(name string, data []byte) Position {
 }
 
 // Deliver hands a publication sequenced by the channel's owner on another
-// node to the local subscribers. A publication that skips offsets of the
-// current epoch means some were lost on the way (a link reset): the local
-// subscribers are closed with CodeMissedMessages, to resubscribe, rather
-// than silently miss them.
+// node to the local subscribers, and keeps it in the channel's history. A
+// publication that skips offsets of the current epoch means some were lost
+// on the way (a link reset): the local subscriptions end with
+// CodeMissedMessages (endAll), to recover what the history holds when
+// they subscribe again, rather than silently miss them.
 func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 	ch := h.lookup(name)
 	if ch == nil {
@@ -470,20 +585,26 @@ func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 		h.deliverVolatile(ch, offset, frame)
 		return
 	}
+	var ended []member
 	if epoch == ch.epoch && !ch.sequencer {
 		if offset <= ch.offset {
 			ch.mu.Unlock() // already delivered (or before our registration)
 			return
 		}
 		if offset != ch.offset+1 {
-			ch.dropSubscribers()
+			ended = ch.endAll()
 		}
+	} else if ch.hist != nil {
+		ch.hist.reset() // a new epoch
 	}
 	ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
+	if ch.hist != nil {
+		ch.hist.add(offset, frame, time.Now()) // after a gap, add starts the ring anew
+	}
 	for _, m := range ch.subs {
 		_ = m.s.Deliver(m.alias, frame)
 	}
-	h.release(ch)
+	h.releaseEnded(ch, ended)
 }
 
 // sequenceVolatile numbers a publication of a volatile channel (locked)
@@ -528,17 +649,70 @@ func (h *Hub) deliverVolatile(ch *channel, seq uint64, frame []byte) {
 	h.fanOutVolatile(ch, protocols.Volatile{Seq: seq, Data: f.GetMessage().Data, Frame: frame})
 }
 
-// Hold runs fn with the channel's position while no publication of it can
-// be sequenced here.
-func (h *Hub) Hold(name string, fn func(epoch string, offset uint64)) {
+// Hold runs fn with the channel's position and history while no
+// publication of it can be sequenced here.
+func (h *Hub) Hold(name string, fn func(epoch string, offset uint64, history []protocols.Publication)) {
 	ch := h.acquire(name)
 	if !ch.sequencer && h.owns(name) && !ch.volatile {
 		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
+		if ch.hist != nil {
+			ch.hist.reset()
+		}
 	}
 	ch.used = time.Now()
 	pos := ch.position()
-	fn(pos.Epoch, pos.Offset)
+	var hist []protocols.Publication
+	if ch.hist != nil {
+		for _, e := range ch.hist.latest(0, ch.used) {
+			hist = append(hist, protocols.Publication{Offset: e.offset, Frame: e.frame})
+		}
+	}
+	fn(pos.Epoch, pos.Offset, hist)
 	h.release(ch)
+}
+
+// History returns up to limit of the channel's latest kept publications
+// (0: all), oldest first, with its position; since, when given, keeps only
+// those after it and reports whether they are all there.
+func (h *Hub) History(name string, since *Position, limit int) (pos Position, pubs []protocols.Publication, complete bool) {
+	ch := h.lookup(name)
+	if ch == nil {
+		return Position{}, nil, since == nil
+	}
+	defer ch.mu.Unlock()
+	pos = ch.position()
+	if ch.hist == nil {
+		return pos, nil, since != nil && since.Epoch == pos.Epoch && since.Offset == pos.Offset
+	}
+	now := time.Now()
+	var es []entry
+	complete = true
+	if since != nil && since.Epoch == pos.Epoch {
+		es, complete = ch.hist.after(since.Offset, pos.Offset, now)
+	} else {
+		complete = since == nil
+	}
+	if es == nil && !(complete && since != nil) {
+		es = ch.hist.latest(0, now)
+	}
+	if limit > 0 && len(es) > limit {
+		es = es[len(es)-limit:]
+	}
+	for _, e := range es {
+		pubs = append(pubs, protocols.Publication{Offset: e.offset, Frame: e.frame})
+	}
+	return pos, pubs, complete
+}
+
+// IsMember reports whether s is subscribed to the channel (or waiting).
+func (h *Hub) IsMember(name string, s protocols.Session) bool {
+	ch := h.lookup(name)
+	if ch == nil {
+		return false
+	}
+	defer ch.mu.Unlock()
+	_, ok := ch.index[s]
+	return ok || ch.isPending(s)
 }
 
 // Channels lists the channels with local subscribers (or subscribers

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func TestHubWaitsForTheOwnersRegistration(t *testing.T) {
 	fc := &fakeCluster{owned: map[string]bool{}}
 	h := NewHub(HubConfig{Cluster: fc})
 	s := &fakeSession{id: "s", keep: true}
-	if !h.Subscribe("remote", s, 1, subscribedReply, []byte("x")) {
+	if !h.Subscribe("remote", s, 1, nil, subscribedReply, []byte("x")) {
 		t.Fatal("subscribe refused")
 	}
 	if len(fc.registered) != 1 {
@@ -91,14 +92,14 @@ func TestHubWaitsForTheOwnersRegistration(t *testing.T) {
 	if got := frameKinds(t, s); len(got) != 0 {
 		t.Fatalf("frames before registration: %v", got)
 	}
-	h.Registered("remote", "e1", 3)
+	h.Registered("remote", "e1", 3, nil)
 	h.Deliver("remote", "e1", 4, protocols.EncodeMessage("remote", "e1", 4, nil))
 	if got := frameKinds(t, s); len(got) != 2 || got[0] != "subscribed@e1" || got[1] != "message@e1" {
 		t.Fatalf("frames %v, want subscribed then message", got)
 	}
 	// A second subscriber joins at once, at the delivered position.
 	s2 := &fakeSession{id: "s2", keep: true}
-	h.Subscribe("remote", s2, 1, subscribedReply, nil)
+	h.Subscribe("remote", s2, 1, nil, subscribedReply, nil)
 	if got := frameKinds(t, s2); len(got) != 1 || got[0] != "subscribed@e1" {
 		t.Fatalf("second subscriber got %v", got)
 	}
@@ -115,7 +116,7 @@ func TestHubFailsSubscriptionsWhenTheOwnerIsSilent(t *testing.T) {
 	h := NewHub(HubConfig{Cluster: fc, RegisterTimeout: 20 * time.Millisecond})
 	s := &fakeSession{id: "s", keep: true}
 	fail := protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Error{Error: &protocols.Error{Code: 108}}})
-	h.Subscribe("remote", s, 1, subscribedReply, fail)
+	h.Subscribe("remote", s, 1, nil, subscribedReply, fail)
 	deadline := time.Now().Add(5 * time.Second)
 	for len(frameKinds(t, s)) == 0 {
 		if time.Now().After(deadline) {
@@ -127,8 +128,8 @@ func TestHubFailsSubscriptionsWhenTheOwnerIsSilent(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 	// A late answer admits nobody; a new subscribe asks again.
-	h.Registered("remote", "e", 1)
-	h.Subscribe("remote", s, 1, subscribedReply, fail)
+	h.Registered("remote", "e", 1, nil)
+	h.Subscribe("remote", s, 1, nil, subscribedReply, fail)
 	fc.mu.Lock()
 	n := len(fc.registered)
 	fc.mu.Unlock()
@@ -141,7 +142,7 @@ func TestHubOwnerForwardsAndNewOwnerStartsNewEpoch(t *testing.T) {
 	fc := &fakeCluster{owned: map[string]bool{"c": true}}
 	h := NewHub(HubConfig{Cluster: fc})
 	s := &fakeSession{id: "s", keep: true}
-	h.Subscribe("c", s, 1, subscribedReply, nil)
+	h.Subscribe("c", s, 1, nil, subscribedReply, nil)
 	p1, _ := h.Publish(context.Background(), "c", []byte("a"))
 	if len(fc.forwarded) != 1 || fc.forwarded[0] != p1 {
 		t.Fatalf("forwarded %v, want %v", fc.forwarded, p1)
@@ -172,41 +173,49 @@ func TestHubHoldGivesTheNextEpoch(t *testing.T) {
 	fc := &fakeCluster{owned: map[string]bool{"c": true}}
 	h := NewHub(HubConfig{Cluster: fc})
 	var held Position
-	h.Hold("c", func(e string, o uint64) { held = Position{e, o} })
+	h.Hold("c", func(e string, o uint64, _ []protocols.Publication) { held = Position{e, o} })
 	p := h.Sequence("c", []byte("x"))
 	if p.Epoch != held.Epoch || p.Offset != held.Offset+1 {
 		t.Fatalf("held %+v, then published %+v", held, p)
 	}
 }
 
-func TestHubClosesSubscribersOnAGap(t *testing.T) {
+// A gap (publications lost on the way here) ends the subscriptions of the
+// channel on this node, one by one, with Unsubscribed code 3005: the
+// sessions stay up and subscribe again to recover.
+func TestHubEndsSubscriptionsOnAGap(t *testing.T) {
 	fc := &fakeCluster{owned: map[string]bool{}}
 	h := NewHub(HubConfig{Cluster: fc})
 	s := &fakeSession{id: "s", keep: true}
-	h.Subscribe("c", s, 1, subscribedReply, nil)
-	h.Registered("c", "e", 5)
+	h.Subscribe("c", s, 1, nil, subscribedReply, nil)
+	h.Registered("c", "e", 5, nil)
 	h.Deliver("c", "e", 6, protocols.EncodeMessage("c", "e", 6, nil))
 	h.Deliver("c", "e", 6, protocols.EncodeMessage("c", "e", 6, nil)) // a duplicate is dropped
-	if got := frameKinds(t, s); len(got) != 2 {
+	if got := frameLog(t, s); !reflect.DeepEqual(got, []string{"subscribed e:5", "message e:6"}) {
 		t.Fatalf("frames %v, want subscribed and one message", got)
 	}
-	if s.closed != nil {
-		t.Fatalf("closed with %v before any gap", s.closed)
-	}
 	h.Deliver("c", "e", 8, protocols.EncodeMessage("c", "e", 8, nil)) // 7 was lost
-	if s.closed == nil || s.closed.Code != protocols.CodeMissedMessages {
-		t.Fatalf("after a gap the subscriber was closed with %v, want %d", s.closed, protocols.CodeMissedMessages)
+	if got := frameLog(t, s); got[len(got)-1] != "unsubscribed 3005" || len(got) != 3 {
+		t.Fatalf("after a gap: %v, want the subscription ended with 3005 and message 8 not delivered", got)
+	}
+	if s.closed != nil || h.IsMember("c", s) {
+		t.Fatalf("session closed (%v) or still subscribed", s.closed)
+	}
+	if !reflect.DeepEqual(fc.unreg, []string{"c"}) {
+		t.Fatalf("unregistered %v: with nobody left the interest goes, to register afresh", fc.unreg)
 	}
 	// A new epoch (new owner) is a new stream, not a gap.
 	s2 := &fakeSession{id: "s2", keep: true}
-	h.Subscribe("c", s2, 1, subscribedReply, nil)
+	h.Subscribe("c", s2, 1, nil, subscribedReply, nil)
+	h.Registered("c", "e", 8, nil)
 	h.Deliver("c", "f", 1, protocols.EncodeMessage("c", "f", 1, nil))
-	if s2.closed != nil {
-		t.Fatalf("a new epoch closed the subscriber: %v", s2.closed)
+	if got := frameLog(t, s2); !reflect.DeepEqual(got, []string{"subscribed e:8", "message f:1"}) {
+		t.Fatalf("new epoch: %v", got)
 	}
-	// A re-registration with the same owner that starts further on is a gap.
-	h.Registered("c", "f", 4)
-	if s2.closed == nil || s2.closed.Code != protocols.CodeMissedMessages {
-		t.Fatalf("re-registration past the delivered offset: closed with %v", s2.closed)
+	// A re-registration with the same owner that starts further on, with
+	// no history to fill the gap, ends the subscription too.
+	h.Registered("c", "f", 4, nil)
+	if got := frameLog(t, s2); got[len(got)-1] != "unsubscribed 3005" {
+		t.Fatalf("re-registration past the delivered offset: %v", got)
 	}
 }

@@ -74,7 +74,7 @@ func (f *fakeSession) messages(t *testing.T) []*protocols.Message {
 	return out
 }
 
-func subscribedReply(p Position) []byte {
+func subscribedReply(p Position, _ bool) []byte {
 	return protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{Epoch: p.Epoch, Offset: p.Offset}}})
 }
 
@@ -83,7 +83,7 @@ func TestHubOneOrderForEverySubscriber(t *testing.T) {
 	subs := make([]*fakeSession, 5)
 	for i := range subs {
 		subs[i] = &fakeSession{id: fmt.Sprint(i), keep: true}
-		if !h.Subscribe("room", subs[i], 1, subscribedReply, nil) {
+		if !h.Subscribe("room", subs[i], 1, nil, subscribedReply, nil) {
 			t.Fatal("subscribe failed")
 		}
 	}
@@ -118,9 +118,9 @@ func TestHubOneOrderForEverySubscriber(t *testing.T) {
 func TestHubUnsubscribeStopsDelivery(t *testing.T) {
 	h := NewHub(HubConfig{})
 	a, b := &fakeSession{id: "a", keep: true}, &fakeSession{id: "b", keep: true}
-	h.Subscribe("c", a, 1, subscribedReply, nil)
-	h.Subscribe("c", b, 1, subscribedReply, nil)
-	if h.Subscribe("c", a, 1, subscribedReply, nil) {
+	h.Subscribe("c", a, 1, nil, subscribedReply, nil)
+	h.Subscribe("c", b, 1, nil, subscribedReply, nil)
+	if h.Subscribe("c", a, 1, nil, subscribedReply, nil) {
 		t.Fatal("second subscribe of the same session succeeded")
 	}
 	h.Sequence("c", []byte("1"))
@@ -175,7 +175,7 @@ func BenchmarkHubFanout(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			h := NewHub(HubConfig{})
 			for i := range n {
-				h.Subscribe("bench", &fakeSession{id: fmt.Sprint(i)}, 1, subscribedReply, nil)
+				h.Subscribe("bench", &fakeSession{id: fmt.Sprint(i)}, 1, nil, subscribedReply, nil)
 			}
 			payload := make([]byte, 64)
 			b.ReportAllocs()
@@ -220,7 +220,7 @@ type hubAcceptor struct {
 }
 
 func (a *hubAcceptor) Accept(s protocols.Session, _ *http.Request) (protocols.Handler, error) {
-	a.hub.Subscribe(a.channel, s, 1, subscribedReply, nil)
+	a.hub.Subscribe(a.channel, s, 1, nil, subscribedReply, nil)
 	a.ready.Done()
 	return nopHandler{}, nil
 }
@@ -278,7 +278,7 @@ func TestHubVolatileSequence(t *testing.T) {
 		}
 	}
 	s := &fakeSession{id: "s", keep: true}
-	h.Subscribe("game:1", s, 1, subscribedReply, nil)
+	h.Subscribe("game:1", s, 1, nil, subscribedReply, nil)
 	h.Sequence("game:1", []byte("y"))
 	kinds := frameKinds(t, s)
 	if len(kinds) != 2 || kinds[0] != "subscribed@" || kinds[1] != "message@" {

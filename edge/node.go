@@ -87,6 +87,12 @@ type Config struct {
 	// prefixes ending in "*" ("game:*"); "*" makes every channel volatile.
 	// Zero: none (the dev node of cmd/switchyard sets "game:*").
 	VolatileChannels []string
+	// History keeps the latest publications of the channels its rules
+	// match (the first matching rule wins), for recovery: a client that
+	// subscribes again with the position it last saw gets what it missed.
+	// Zero: no channel keeps history (the dev node of cmd/switchyard keeps
+	// 100 publications for 5 minutes on "chat" and "chat:*").
+	History []HistoryRule
 	// MaxDatagramSize is the largest payload of a volatile publication,
 	// told to clients in Connected. Zero:
 	// protocols.DefaultMaxDatagramSize (1,100 bytes, which fits any QUIC
@@ -221,11 +227,23 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("edge: Config.Certs is required with Listen")
 	}
 	n := &Node{
-		cfg:     cfg,
-		hub:     NewHub(HubConfig{Cluster: cfg.Cluster, IdleTTL: cfg.ChannelIdleTTL, Volatile: volatileMatcher(cfg.VolatileChannels)}),
+		cfg: cfg,
+		hub: NewHub(HubConfig{Cluster: cfg.Cluster, IdleTTL: cfg.ChannelIdleTTL, Volatile: volatileMatcher(cfg.VolatileChannels),
+			History: historyPolicy(cfg.History)}),
 		origins: make(map[string]bool),
 		clients: make(map[*client]struct{}),
 		sweep:   make(chan struct{}),
+	}
+	for i, r := range cfg.History {
+		name := strings.TrimSuffix(r.Channels, "*")
+		switch {
+		case r.Channels == "*":
+		case r.Channels == "" || strings.Contains(name, "*"):
+			return nil, fmt.Errorf("edge: History[%d]: channel pattern %q: want a name, a prefix ending in '*', or '*'", i, r.Channels)
+		}
+		if r.Size < 0 || r.Size > 1<<20 || r.TTL < 0 {
+			return nil, fmt.Errorf("edge: History[%d] (%s): size %d and TTL %v: want 0 to 1048576 and a TTL ≥ 0", i, r.Channels, r.Size, r.TTL)
+		}
 	}
 	for _, p := range cfg.VolatileChannels {
 		name := strings.TrimSuffix(p, "*")

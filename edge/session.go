@@ -87,8 +87,11 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 	if err := c.node.checkChannel(name); err != nil {
 		return c.fail(id, protocols.ErrCodeInvalidChannel, err.Error())
 	}
-	if _, ok := c.subs[name]; ok {
-		return c.fail(id, protocols.ErrCodeAlreadySubscribed, "already subscribed to "+name)
+	if alias, ok := c.subs[name]; ok {
+		if c.node.hub.IsMember(name, c.session) {
+			return c.fail(id, protocols.ErrCodeAlreadySubscribed, "already subscribed to "+name)
+		}
+		c.forget(name, alias) // the hub ended it (Unsubscribed with a code): subscribe anew
 	}
 	if len(c.subs) >= c.node.cfg.MaxSubscriptions {
 		return c.fail(id, protocols.ErrCodeTooManySubscriptions, fmt.Sprintf("at most %d subscriptions per session", c.node.cfg.MaxSubscriptions))
@@ -104,9 +107,13 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 		return c.fail(id, protocols.ErrCodeBadRequest, fmt.Sprintf("alias %d is in use by another subscription", alias))
 	}
 	volatile := c.node.hub.IsVolatile(name)
-	c.node.hub.Subscribe(name, c.session, alias, func(p Position) []byte {
+	var since *Position
+	if sub.Recover && !volatile {
+		since = &Position{Epoch: sub.SinceEpoch, Offset: sub.SinceOffset}
+	}
+	c.node.hub.Subscribe(name, c.session, alias, since, func(p Position, recovered bool) []byte {
 		return protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{
-			Channel: name, Epoch: p.Epoch, Offset: p.Offset, Alias: alias, Volatile: volatile,
+			Channel: name, Epoch: p.Epoch, Offset: p.Offset, Alias: alias, Volatile: volatile, Recovered: recovered,
 		}}})
 	}, protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{Error: &protocols.Error{
 		Code: uint32(protocols.ErrCodeInternal), Message: "the channel's owner node did not answer; try again",
@@ -134,9 +141,12 @@ func (c *client) unsubscribe(id uint32, u *protocols.Unsubscribe) error {
 		return c.fail(id, protocols.ErrCodeNotSubscribed, fmt.Sprintf("not subscribed to %.64q", name))
 	}
 	c.forget(name, alias)
-	c.node.hub.Unsubscribe(name, c.session, protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Unsubscribed{
+	reply := protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Unsubscribed{
 		Unsubscribed: &protocols.Unsubscribed{Channel: name},
-	}}))
+	}})
+	if !c.node.hub.Unsubscribe(name, c.session, reply) {
+		_ = c.reply(reply) // the hub had ended it already
+	}
 	c.session.EndDeliveries(alias)
 	return nil
 }

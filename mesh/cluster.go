@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/switchyard/switchyard/protocols"
 )
 
 // Local is what the mesh needs from its node (edge.Node satisfies it).
@@ -34,14 +36,20 @@ type Local interface {
 	// subscribers.
 	Deliver(channel, epoch string, offset uint64, frame []byte)
 	// Hold runs fn while no publication of channel can be sequenced on this
-	// node, passing the channel's current position.
-	Hold(channel string, fn func(epoch string, offset uint64))
+	// node, passing the channel's current position and its history (the
+	// latest publications, oldest first, ending at that position; nil when
+	// the channel keeps none).
+	Hold(channel string, fn func(epoch string, offset uint64, history []protocols.Publication))
 	// Registered tells the node that the owner now forwards channel to it,
-	// from the given position on.
-	Registered(channel, epoch string, offset uint64)
+	// from the given position on, with the owner's history up to it.
+	Registered(channel, epoch string, offset uint64, history []protocols.Publication)
 	// Channels lists the channels with local subscribers.
 	Channels() []string
 }
+
+// maxHistoryReply bounds the history a registration reply carries: the
+// newest publications that fit.
+const maxHistoryReply = 4 << 20
 
 // Cluster is one node's membership in the mesh: memberlist membership,
 // interest gossip, channel ownership and forwarding links.

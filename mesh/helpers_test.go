@@ -195,13 +195,13 @@ func checkFrame(frame []byte, channel, epoch string, offset uint64) (string, boo
 	return string(m.GetData()), ok
 }
 
-func (f *fakeLocal) Hold(channel string, fn func(epoch string, offset uint64)) {
+func (f *fakeLocal) Hold(channel string, fn func(epoch string, offset uint64, history []protocols.Publication)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fn(f.epochs[channel], f.offsets[channel])
+	fn(f.epochs[channel], f.offsets[channel], nil)
 }
 
-func (f *fakeLocal) Registered(channel, epoch string, offset uint64) {
+func (f *fakeLocal) Registered(channel, epoch string, offset uint64, _ []protocols.Publication) {
 	f.mu.Lock()
 	f.regs[channel] = append(f.regs[channel], regCall{epoch, offset})
 	f.mu.Unlock()

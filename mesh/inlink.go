@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/switchyard/switchyard/protocols"
 	"io"
 	"net"
 	"slices"
@@ -191,9 +192,9 @@ func (c *Cluster) handle(peer string, m message) {
 		}
 		c.complete(m.id, peer, r)
 	case msgRegister:
-		c.local.Hold(m.channel, func(epoch string, offset uint64) {
+		c.local.Hold(m.channel, func(epoch string, offset uint64, history []protocols.Publication) {
 			c.interest.register(peer, m.channel, true)
-			c.send(peer, registerReplyMsg(m.id, m.channel, epoch, offset))
+			c.send(peer, registerReplyMsg(m.id, m.channel, epoch, offset, history))
 		})
 	case msgRegisterReply:
 		c.registered(peer, m)

@@ -43,7 +43,8 @@ package mesh
 //	3 publish          request id, channel, rest = data
 //	4 publish reply    request id, epoch, offset, error ("" = ok)
 //	5 register         request id, channel
-//	6 register reply   request id, channel, epoch, offset
+//	6 register reply   request id, channel, epoch, offset, history count,
+//	                   then per publication: offset, Message frame
 //	7 unregister       channel
 //	8 signal           rest = a message of the node's WebRTC signaling,
 //	                   opaque to the mesh (signal.go)
@@ -67,6 +68,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/switchyard/switchyard/protocols"
 	"io"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -150,13 +152,32 @@ func registerMsg(id uint64, channel string) item {
 	return item{hdr: appendString(b, channel)}
 }
 
-func registerReplyMsg(id uint64, channel, epoch string, offset uint64) item {
-	p := protowire.SizeVarint(id) + sizeString(channel) + sizeString(epoch) + protowire.SizeVarint(offset)
+func registerReplyMsg(id uint64, channel, epoch string, offset uint64, history []protocols.Publication) item {
+	// The newest publications that fit in maxHistoryReply.
+	size, first := 0, len(history)
+	for first > 0 {
+		h := history[first-1]
+		n := protowire.SizeVarint(h.Offset) + protowire.SizeBytes(len(h.Frame))
+		if size+n > maxHistoryReply {
+			break
+		}
+		size += n
+		first--
+	}
+	history = history[first:]
+	p := protowire.SizeVarint(id) + sizeString(channel) + sizeString(epoch) + protowire.SizeVarint(offset) +
+		protowire.SizeVarint(uint64(len(history))) + size
 	b := startMsg(make([]byte, 0, 1+protowire.SizeVarint(uint64(p))+p), msgRegisterReply, p)
 	b = appendUvarint(b, id)
 	b = appendString(b, channel)
 	b = appendString(b, epoch)
-	return item{hdr: appendUvarint(b, offset)}
+	b = appendUvarint(b, offset)
+	b = appendUvarint(b, uint64(len(history)))
+	for _, h := range history {
+		b = appendUvarint(b, h.Offset)
+		b = protowire.AppendBytes(b, h.Frame)
+	}
+	return item{hdr: b}
 }
 
 func unregisterMsg(channel string) item {
@@ -175,7 +196,8 @@ type message struct {
 	epoch   string
 	offset  uint64
 	errText string
-	rest    []byte // deliver: frame; publish: data
+	rest    []byte                  // deliver: frame; publish: data
+	history []protocols.Publication // register reply
 }
 
 // decodeMessage parses the payload of a message of type typ.
@@ -197,6 +219,12 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 		m.id, m.channel = r.uvarint(), r.string()
 	case msgRegisterReply:
 		m.id, m.channel, m.epoch, m.offset = r.uvarint(), r.string(), r.string(), r.uvarint()
+		if n := r.count(2); n > 0 {
+			m.history = make([]protocols.Publication, n)
+			for i := range m.history {
+				m.history[i] = protocols.Publication{Offset: r.uvarint(), Frame: r.bytes()}
+			}
+		}
 	case msgUnregister:
 		m.channel = r.string()
 	case msgSignal:
@@ -210,8 +238,8 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 	return m, nil
 }
 
-// readMessage reads the next message. The payload of deliver, publish and
-// signal messages is a new slice (the frame and the data outlive the read); the
+// readMessage reads the next message. The payload of deliver, publish,
+// signal and register reply messages is a new slice (the frame and the data outlive the read); the
 // others reuse *scratch.
 func readMessage(br *bufio.Reader, scratch *[]byte) (message, error) {
 	typ, err := br.ReadByte()
@@ -226,7 +254,7 @@ func readMessage(br *bufio.Reader, scratch *[]byte) (message, error) {
 		return message{}, fmt.Errorf("%w: %d bytes, limit %d", errLinkMessage, n, maxLinkMessage)
 	}
 	var p []byte
-	if typ == msgDeliver || typ == msgPublish || typ == msgSignal {
+	if typ == msgDeliver || typ == msgPublish || typ == msgSignal || typ == msgRegisterReply {
 		p = make([]byte, n)
 	} else {
 		if uint64(cap(*scratch)) < n {

@@ -1,6 +1,10 @@
 package mesh
 
-import "time"
+import (
+	"time"
+
+	"github.com/switchyard/switchyard/protocols"
+)
 
 // Registration: a node with local interest in a channel registers with the
 // channel's owner over the link, so the owner forwards to it from a known
@@ -71,7 +75,7 @@ func (c *Cluster) registered(peer string, m message) {
 	}
 	c.regMu.Unlock()
 	if ok {
-		c.local.Registered(m.channel, m.epoch, m.offset)
+		c.local.Registered(m.channel, m.epoch, m.offset, m.history)
 	}
 }
 
@@ -149,7 +153,7 @@ func (c *Cluster) reconcile(now time.Time) {
 	for _, s := range selfRegs {
 		var epoch string
 		var offset uint64
-		c.local.Hold(s.channel, func(e string, o uint64) { epoch, offset = e, o })
+		c.local.Hold(s.channel, func(e string, o uint64, _ []protocols.Publication) { epoch, offset = e, o })
 		c.regMu.Lock()
 		r := c.regs[s.channel]
 		ok := r != nil && r.id == s.id && !r.confirmed
@@ -159,7 +163,7 @@ func (c *Cluster) reconcile(now time.Time) {
 		}
 		c.regMu.Unlock()
 		if ok {
-			c.local.Registered(s.channel, epoch, offset)
+			c.local.Registered(s.channel, epoch, offset, nil) // our own: nothing to catch up
 		}
 	}
 	if changed {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -144,7 +145,7 @@ func TestLinkMessages(t *testing.T) {
 		publishMsg(7, "room", []byte("data")),
 		publishReplyMsg(7, "ep", 43, "boom"),
 		registerMsg(8, "room"),
-		registerReplyMsg(8, "room", "ep", 43),
+		registerReplyMsg(8, "room", "ep", 43, []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}),
 		unregisterMsg("room"),
 	}
 	for _, it := range its {
@@ -159,7 +160,8 @@ func TestLinkMessages(t *testing.T) {
 		{typ: msgPublish, id: 7, channel: "room", rest: []byte("data")},
 		{typ: msgPublishReply, id: 7, epoch: "ep", offset: 43, errText: "boom"},
 		{typ: msgRegister, id: 8, channel: "room"},
-		{typ: msgRegisterReply, id: 8, channel: "room", epoch: "ep", offset: 43},
+		{typ: msgRegisterReply, id: 8, channel: "room", epoch: "ep", offset: 43,
+			history: []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}},
 		{typ: msgUnregister, channel: "room"},
 	}
 	for i, w := range want {
@@ -168,7 +170,8 @@ func TestLinkMessages(t *testing.T) {
 			t.Fatalf("message %d: %v", i, err)
 		}
 		if m.typ != w.typ || m.id != w.id || m.name != w.name || m.version != w.version || m.channel != w.channel ||
-			m.epoch != w.epoch || m.offset != w.offset || m.errText != w.errText || !bytes.Equal(m.rest, w.rest) {
+			m.epoch != w.epoch || m.offset != w.offset || m.errText != w.errText || !bytes.Equal(m.rest, w.rest) ||
+			!reflect.DeepEqual(m.history, w.history) {
 			t.Fatalf("message %d: %+v, want %+v", i, m, w)
 		}
 	}
@@ -187,7 +190,7 @@ func FuzzLinkMessages(f *testing.F) {
 	frame := protocols.EncodeMessage("room", "ep", 42, []byte("payload"))
 	var seed bytes.Buffer
 	for _, it := range []item{helloMsg("n1"), {hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
-		publishMsg(1, "c", []byte("d")), publishReplyMsg(1, "e", 2, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4), unregisterMsg("c")} {
+		publishMsg(1, "c", []byte("d")), publishReplyMsg(1, "e", 2, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4, nil), unregisterMsg("c")} {
 		seed.Write(it.hdr)
 		seed.Write(it.body)
 	}

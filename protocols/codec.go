@@ -276,3 +276,25 @@ func (fr *FrameReader) Next() ([]byte, error) {
 	}
 	return body, nil
 }
+
+// Publication is one entry of a channel's history: its offset and its
+// Message frame as the owner encoded it (EncodeMessage, length prefix
+// included), shared by the hub and the mesh.
+type Publication struct {
+	Offset uint64
+	Frame  []byte
+}
+
+// MessageData returns the payload of a length-prefixed Message frame (as
+// EncodeMessage makes it).
+func MessageData(frame []byte) ([]byte, bool) {
+	body, _, err := NextFrame(frame, len(frame))
+	if err != nil {
+		return nil, false
+	}
+	f, err := DecodeFrame(body)
+	if err != nil || f.GetMessage() == nil {
+		return nil, false
+	}
+	return f.GetMessage().Data, true
+}

@@ -518,7 +518,14 @@ type Subscribe struct {
 	// alias is the client's small number for this subscription, unique among
 	// its subscriptions (1 to 16383); it names the subscription in datagrams
 	// and on its stream. 0: the server picks one.
-	Alias         uint32 `protobuf:"varint,2,opt,name=alias,proto3" json:"alias,omitempty"`
+	Alias uint32 `protobuf:"varint,2,opt,name=alias,proto3" json:"alias,omitempty"`
+	// recover asks for the publications after the position (since_epoch,
+	// since_offset), the last one the client saw, from the channel's history:
+	// they follow Subscribed as Messages, then the live ones, none twice.
+	// Subscribed.recovered says whether that was possible.
+	Recover       bool   `protobuf:"varint,3,opt,name=recover,proto3" json:"recover,omitempty"`
+	SinceEpoch    string `protobuf:"bytes,4,opt,name=since_epoch,json=sinceEpoch,proto3" json:"since_epoch,omitempty"`
+	SinceOffset   uint64 `protobuf:"varint,5,opt,name=since_offset,json=sinceOffset,proto3" json:"since_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +574,27 @@ func (x *Subscribe) GetAlias() uint32 {
 	return 0
 }
 
+func (x *Subscribe) GetRecover() bool {
+	if x != nil {
+		return x.Recover
+	}
+	return false
+}
+
+func (x *Subscribe) GetSinceEpoch() string {
+	if x != nil {
+		return x.SinceEpoch
+	}
+	return ""
+}
+
+func (x *Subscribe) GetSinceOffset() uint64 {
+	if x != nil {
+		return x.SinceOffset
+	}
+	return 0
+}
+
 type Subscribed struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -580,7 +608,13 @@ type Subscribed struct {
 	// volatile is true for a volatile channel: publications travel as
 	// datagrams (on WebSocket as conflated messages), latest wins, none is
 	// resent.
-	Volatile      bool `protobuf:"varint,5,opt,name=volatile,proto3" json:"volatile,omitempty"`
+	Volatile bool `protobuf:"varint,5,opt,name=volatile,proto3" json:"volatile,omitempty"`
+	// recovered answers Subscribe.recover: true when every publication after
+	// the client's position follows (epoch and offset are then that
+	// position); false when some are gone (the history is shorter, or the
+	// epoch changed), and epoch and offset are the channel's current position:
+	// the client missed what lies between and must resync.
+	Recovered     bool `protobuf:"varint,6,opt,name=recovered,proto3" json:"recovered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -650,6 +684,13 @@ func (x *Subscribed) GetVolatile() bool {
 	return false
 }
 
+func (x *Subscribed) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
+}
+
 type Unsubscribe struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -694,9 +735,15 @@ func (x *Unsubscribe) GetChannel() string {
 	return ""
 }
 
+// Unsubscribed answers Unsubscribe, or (id 0, code set) tells that the
+// server ended a subscription on its own: with code 3005 because
+// publications were lost on their way to this node and its history cannot
+// fill the gap; the client subscribes again with recover to catch up.
 type Unsubscribed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Code          uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -734,6 +781,20 @@ func (*Unsubscribed) Descriptor() ([]byte, []int) {
 func (x *Unsubscribed) GetChannel() string {
 	if x != nil {
 		return x.Channel
+	}
+	return ""
+}
+
+func (x *Unsubscribed) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Unsubscribed) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1230,21 +1291,28 @@ const file_switchyard_proto_rawDesc = "" +
 	"\x06region\x18\x06 \x01(\tR\x06region\x12\x1a\n" +
 	"\bprotocol\x18\a \x01(\tR\bprotocol\x12*\n" +
 	"\x11max_datagram_size\x18\b \x01(\rR\x0fmaxDatagramSize\x12\x18\n" +
-	"\astreams\x18\t \x01(\bR\astreams\";\n" +
+	"\astreams\x18\t \x01(\bR\astreams\"\x99\x01\n" +
 	"\tSubscribe\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
-	"\x05alias\x18\x02 \x01(\rR\x05alias\"\x86\x01\n" +
+	"\x05alias\x18\x02 \x01(\rR\x05alias\x12\x18\n" +
+	"\arecover\x18\x03 \x01(\bR\arecover\x12\x1f\n" +
+	"\vsince_epoch\x18\x04 \x01(\tR\n" +
+	"sinceEpoch\x12!\n" +
+	"\fsince_offset\x18\x05 \x01(\x04R\vsinceOffset\"\xa4\x01\n" +
 	"\n" +
 	"Subscribed\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x14\n" +
 	"\x05alias\x18\x04 \x01(\rR\x05alias\x12\x1a\n" +
-	"\bvolatile\x18\x05 \x01(\bR\bvolatile\"'\n" +
+	"\bvolatile\x18\x05 \x01(\bR\bvolatile\x12\x1c\n" +
+	"\trecovered\x18\x06 \x01(\bR\trecovered\"'\n" +
 	"\vUnsubscribe\x12\x18\n" +
-	"\achannel\x18\x01 \x01(\tR\achannel\"(\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\"T\n" +
 	"\fUnsubscribed\x12\x18\n" +
-	"\achannel\x18\x01 \x01(\tR\achannel\"7\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"7\n" +
 	"\aPublish\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\":\n" +

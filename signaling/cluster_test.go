@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/certs"
 	"github.com/switchyard/switchyard/mesh"
+	"github.com/switchyard/switchyard/protocols"
 	"github.com/switchyard/switchyard/signaling"
 )
 
@@ -25,10 +26,10 @@ type noChannels struct{}
 func (noChannels) Sequence(string, []byte) (string, uint64, error) {
 	return "", 0, fmt.Errorf("no channels on this test node")
 }
-func (noChannels) Deliver(string, string, uint64, []byte) {}
-func (noChannels) Hold(_ string, fn func(string, uint64)) { fn("", 0) }
-func (noChannels) Registered(string, string, uint64)      {}
-func (noChannels) Channels() []string                     { return nil }
+func (noChannels) Deliver(string, string, uint64, []byte)                          {}
+func (noChannels) Hold(_ string, fn func(string, uint64, []protocols.Publication)) { fn("", 0, nil) }
+func (noChannels) Registered(string, string, uint64, []protocols.Publication)      {}
+func (noChannels) Channels() []string                                              { return nil }
 
 type meshNode struct {
 	name string

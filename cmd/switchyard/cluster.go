@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/certs"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/mesh"
+	"github.com/switchyard/switchyard/protocols"
 )
 
 // localProxy hands the mesh's calls to the node, which is built after the
@@ -24,9 +25,11 @@ func (l *localProxy) Sequence(ch string, data []byte) (string, uint64, error) {
 func (l *localProxy) Deliver(ch, epoch string, offset uint64, frame []byte) {
 	l.node.Deliver(ch, epoch, offset, frame)
 }
-func (l *localProxy) Hold(ch string, fn func(string, uint64)) { l.node.Hold(ch, fn) }
-func (l *localProxy) Registered(ch, epoch string, offset uint64) {
-	l.node.Registered(ch, epoch, offset)
+func (l *localProxy) Hold(ch string, fn func(string, uint64, []protocols.Publication)) {
+	l.node.Hold(ch, fn)
+}
+func (l *localProxy) Registered(ch, epoch string, offset uint64, history []protocols.Publication) {
+	l.node.Registered(ch, epoch, offset, history)
 }
 func (l *localProxy) Channels() []string { return l.node.Channels() }
 

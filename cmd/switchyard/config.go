@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/signaling"
 )
 
@@ -26,6 +28,7 @@ type fileConfig struct {
 	AllowedOrigins list     `json:"allowed_origins"`
 	PublicURLs     list     `json:"public_urls"`
 	Volatile       list     `json:"volatile_channels"`
+	History        list     `json:"history"`
 	Node           string   `json:"node"`
 	Region         string   `json:"region"`
 	LogLevel       string   `json:"log_level"`
@@ -141,6 +144,7 @@ type options struct {
 	allowedOrigins []string
 	publicURLs     []string
 	volatile       []string
+	history        []edge.HistoryRule
 	batchUDP       bool
 	node, region   string
 	logLevel       string
@@ -169,7 +173,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs := flag.NewFlagSet("switchyard", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	var o options
-	var origins, publicURLs, volatile, configFile string
+	var origins, publicURLs, volatile, history, configFile string
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport")
 	fs.StringVar(&o.http, "http", "127.0.0.1:8080", "plain-HTTP `address` for local browsers and tools (empty disables it)")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); without it a self-signed dev certificate is generated and rotated")
@@ -178,6 +182,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect besides this node's own URLs (\"*\" for any)")
 	fs.StringVar(&publicURLs, "public-url", "", "comma-separated `URLs` clients reach this node by, when not its listen addresses (https://rt.example.com); their pages may connect and the cluster advertises them")
 	fs.StringVar(&volatile, "volatile-channels", "game:*", "comma-separated volatile `channels` (names, or prefixes ending in *): their publications travel as datagrams, latest wins; empty for none")
+	fs.StringVar(&history, "history", "chat=100/5m,chat:*=100/5m", "comma-separated `rules` CHANNELS=SIZE/TTL (CHANNELS a name, a prefix ending in *, or *): keep the latest SIZE publications for TTL, for recovery and /api/history; the first rule that matches wins; empty for none")
 	fs.BoolVar(&o.batchUDP, "batch-udp-writes", false, "send the QUIC packets of all WebTransport sessions in batches (sendmmsg), several per system call")
 	fs.StringVar(&configFile, "config", "", "JSON config `file` (keys as the flags, with _ for -)")
 	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
@@ -245,6 +250,9 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		if !set["volatile-channels"] && fc.Volatile != nil {
 			volatile = strings.Join(fc.Volatile, ",")
 		}
+		if !set["history"] && fc.History != nil {
+			history = strings.Join(fc.History, ",")
+		}
 		o.maxFrameSize = fc.MaxFrameSize
 		apply("mesh-bind", &o.meshBind, fc.MeshBind)
 		apply("mesh-forward", &o.meshForward, fc.MeshForward)
@@ -279,6 +287,11 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	o.allowedOrigins = splitList(origins)
 	o.publicURLs = splitList(publicURLs)
 	o.volatile = splitList(volatile)
+	rules, err := parseHistory(splitList(history))
+	if err != nil {
+		return o, err
+	}
+	o.history = rules
 	if set["join"] || join != "" {
 		o.join = splitList(join)
 	}
@@ -363,4 +376,28 @@ func (o *options) loopback() bool {
 		}
 	}
 	return true
+}
+
+// parseHistory reads --history rules: CHANNELS=SIZE or CHANNELS=SIZE/TTL.
+func parseHistory(items []string) ([]edge.HistoryRule, error) {
+	var out []edge.HistoryRule
+	for _, it := range items {
+		pattern, spec, ok := strings.Cut(it, "=")
+		if !ok || pattern == "" {
+			return nil, fmt.Errorf("--history %q: want CHANNELS=SIZE/TTL, e.g. chat:*=100/5m", it)
+		}
+		sizeText, ttlText, hasTTL := strings.Cut(spec, "/")
+		size, err := strconv.Atoi(sizeText)
+		if err != nil || size < 0 {
+			return nil, fmt.Errorf("--history %q: size %q is not a count", it, sizeText)
+		}
+		r := edge.HistoryRule{Channels: pattern, Size: size}
+		if hasTTL {
+			if r.TTL, err = time.ParseDuration(ttlText); err != nil || r.TTL <= 0 {
+				return nil, fmt.Errorf("--history %q: TTL %q is not a positive duration such as 5m", it, ttlText)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

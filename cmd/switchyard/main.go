@@ -105,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		AllowedOrigins:   o.allowedOrigins,
 		PublicURLs:       o.publicURLs,
 		VolatileChannels: o.volatile,
+		History:          o.history,
 		BatchUDPWrites:   o.batchUDP,
 		Session: protocols.SessionConfig{
 			MaxFrameSize: o.maxFrameSize,

@@ -36,6 +36,7 @@ import (
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/examples/p2p/web"
 	"github.com/switchyard/switchyard/mesh"
+	"github.com/switchyard/switchyard/protocols"
 	"github.com/switchyard/switchyard/signaling"
 )
 
@@ -67,9 +68,11 @@ func (p *proxy) Sequence(ch string, data []byte) (string, uint64, error) {
 func (p *proxy) Deliver(ch, epoch string, offset uint64, frame []byte) {
 	p.n.Deliver(ch, epoch, offset, frame)
 }
-func (p *proxy) Hold(ch string, fn func(string, uint64))    { p.n.Hold(ch, fn) }
-func (p *proxy) Registered(ch, epoch string, offset uint64) { p.n.Registered(ch, epoch, offset) }
-func (p *proxy) Channels() []string                         { return p.n.Channels() }
+func (p *proxy) Hold(ch string, fn func(string, uint64, []protocols.Publication)) { p.n.Hold(ch, fn) }
+func (p *proxy) Registered(ch, epoch string, offset uint64, h []protocols.Publication) {
+	p.n.Registered(ch, epoch, offset, h)
+}
+func (p *proxy) Channels() []string { return p.n.Channels() }
 
 func run(ctx context.Context, addrs []string, room string, bot bool, out io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -70,11 +70,53 @@ export interface Message extends Position {
     datagram: boolean;
 }
 export type MessageHandler = (message: Message) => void;
+/** Options of client.subscribe(). Every field is optional. */
+export interface SubscribeOptions {
+    /**
+     * Start after this position (the last one the app saw, e.g. a stored
+     * message's {epoch, offset}): the publications after it are recovered
+     * from the channel's history and delivered first, in order, then the
+     * live ones. Check subscription.recovered once subscribe() resolves:
+     * false means the history did not reach back that far (or the epoch
+     * changed), and delivery starts at the channel's current position.
+     */
+    since?: Position;
+}
+/** Payload of a subscription's "resync": what lies between previous and {epoch, offset} is lost. */
+export interface ResyncEvent extends Position {
+    /** The position the subscription asked to recover from (the last one it had seen). */
+    previous: Position;
+}
+/** A subscription's events and their payloads. */
+export interface SubscriptionEvents {
+    /**
+     * A resubscription (after a reconnect, or after the server ended the
+     * subscription) asked to recover from the last position seen and the
+     * server could not: publications were missed, refetch the app's state.
+     * epoch and offset are the channel's position the messages now continue
+     * from. Fires before those messages; the handler keeps receiving them.
+     * (A first subscribe with since reports the same through recovered: its
+     * Subscription does not exist yet when the server answers.)
+     */
+    resync: ResyncEvent;
+}
+export type SubscriptionEventName = keyof SubscriptionEvents;
 /** A live subscription to one channel. */
 export interface Subscription {
     readonly channel: string;
-    /** The last position seen: from the server's confirmation, then from each message. */
+    /**
+     * The last position seen: the since option until confirmed, then the
+     * server's confirmation, then each message's.
+     */
     readonly position: Position;
+    /**
+     * Whether the last (re)subscription recovered everything: true on a
+     * first subscribe without since (nothing to miss) and whenever the server
+     * recovered what was asked; false when it could not (see "resync"), and
+     * on a volatile channel after a resubscription (datagrams are never
+     * recovered).
+     */
+    readonly recovered: boolean;
     /** Whether the server currently delivers the channel's messages (false while reconnecting). */
     readonly active: boolean;
     /**
@@ -97,6 +139,9 @@ export interface Subscription {
     readonly dropped: number;
     /** Stops the subscription; resolves once the server confirms (or at once when disconnected). */
     unsubscribe(): Promise<void>;
+    /** Adds an event handler; returns a function that removes it. */
+    on<E extends SubscriptionEventName>(event: E, handler: (e: SubscriptionEvents[E]) => void): () => void;
+    off<E extends SubscriptionEventName>(event: E, handler: (e: SubscriptionEvents[E]) => void): void;
 }
 /** Payload of "connected": a session began. */
 export interface ConnectedEvent {
@@ -124,11 +169,13 @@ export interface SubscribedEvent {
     offset: number;
     resubscribed: boolean;
     /**
-     * Publications missed while disconnected: 0 on a first subscribe or when
-     * nothing was missed; null when the epoch changed (the stream restarted:
-     * resync the app's state).
+     * Publications missed: 0 on a first subscribe without since, when nothing
+     * was missed, and when recovered (the missed ones follow); null when the
+     * epoch changed (the stream restarted: resync the app's state).
      */
     missed: number | null;
+    /** The subscription's recovered (see Subscription.recovered). */
+    recovered: boolean;
 }
 /**
  * Payload of "error": something failed that no promise reports (a
@@ -160,12 +207,15 @@ export interface Client {
     readonly maxDatagramSize: number;
     /**
      * Subscribes to channel; resolves once the server confirms. The handler
-     * gets every message published after that, and keeps getting them across
-     * reconnects (the client resubscribes). Rejects with RequestError (e.g.
-     * 102 invalid channel, 103 too many, 104 already subscribed on this
-     * client), TimeoutError, or ClosedError.
+     * gets every message published after that (or after options.since), and
+     * keeps getting them across reconnects: the client resubscribes,
+     * recovering what went by meanwhile from the channel's history (the
+     * subscription's "resync" event tells when it could not). Rejects with
+     * RequestError (e.g. 102 invalid channel, 103 too many, 104 already
+     * subscribed on this client), TimeoutError, ClosedError, or TypeError on
+     * a bad since.
      */
-    subscribe(channel: string, handler: MessageHandler): Promise<Subscription>;
+    subscribe(channel: string, handler: MessageHandler, options?: SubscribeOptions): Promise<Subscription>;
     /**
      * Publishes data (a string is sent as UTF-8) and resolves with its
      * position once the server acknowledges. A publish made while

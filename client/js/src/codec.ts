@@ -36,10 +36,23 @@ export interface ConnectedBody {
   maxDatagramSize: number;
   streams: boolean;
 }
-export interface SubscribeBody { channel: string; alias: number }
-export interface SubscribedBody { channel: string; epoch: string; offset: number; alias: number; volatile: boolean }
+export interface SubscribeBody {
+  channel: string;
+  alias: number;
+  recover: boolean;
+  sinceEpoch: string;
+  sinceOffset: number;
+}
+export interface SubscribedBody {
+  channel: string;
+  epoch: string;
+  offset: number;
+  alias: number;
+  volatile: boolean;
+  recovered: boolean;
+}
 export interface UnsubscribeBody { channel: string }
-export interface UnsubscribedBody { channel: string }
+export interface UnsubscribedBody { channel: string; code: number; reason: string }
 export interface PublishBody { channel: string; data: Uint8Array }
 export interface PublishAckBody { epoch: string; offset: number }
 export interface MessageBody { channel: string; epoch: string; offset: number; data: Uint8Array }
@@ -97,12 +110,15 @@ export const schemas: { readonly [K in Kind]: readonly Field[] } = {
     [4, "maxFrameSize", "uint32"], [5, "node", "string"], [6, "region", "string"], [7, "protocol", "string"],
     [8, "maxDatagramSize", "uint32"], [9, "streams", "bool"],
   ],
-  subscribe: [[1, "channel", "string"], [2, "alias", "uint32"]],
+  subscribe: [
+    [1, "channel", "string"], [2, "alias", "uint32"], [3, "recover", "bool"], [4, "sinceEpoch", "string"], [5, "sinceOffset", "uint64"],
+  ],
   subscribed: [
     [1, "channel", "string"], [2, "epoch", "string"], [3, "offset", "uint64"], [4, "alias", "uint32"], [5, "volatile", "bool"],
+    [6, "recovered", "bool"],
   ],
   unsubscribe: [[1, "channel", "string"]],
-  unsubscribed: [[1, "channel", "string"]],
+  unsubscribed: [[1, "channel", "string"], [2, "code", "uint32"], [3, "reason", "string"]],
   publish: [[1, "channel", "string"], [2, "data", "bytes"]],
   publishAck: [[1, "epoch", "string"], [2, "offset", "uint64"]],
   message: [[1, "channel", "string"], [2, "epoch", "string"], [3, "offset", "uint64"], [4, "data", "bytes"]],

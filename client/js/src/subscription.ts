@@ -1,11 +1,22 @@
 // One subscription: its state across reconnects, and delivery to its
 // handler of reliable messages and of a volatile channel's datagrams
 // (sequence numbers, loss counting), including what arrives on a
-// subscription stream or as a datagram before the server's Subscribed.
+// subscription stream or as a datagram before the server's Subscribed;
+// history recovery (the position a resubscribe asks to resume from, the
+// duplicate guard, "resync" when the server could not recover).
 
 import type { SubscribedBody } from "./codec.js";
 import type { Connection } from "./connection.js";
-import type { Message, MessageHandler, Position, Subscription } from "./switchyard.js";
+import { rethrowLater } from "./report.js";
+import type {
+  Message,
+  MessageHandler,
+  Position,
+  ResyncEvent,
+  Subscription,
+  SubscriptionEventName,
+  SubscriptionEvents,
+} from "./switchyard.js";
 
 /**
  * The most deliveries a subscription holds while its Subscribed is on the
@@ -37,6 +48,9 @@ export class SubscriptionImpl implements Subscription {
   epoch = "";
   offset = 0;
   volatile = false;
+  recovered = true;
+  /** The next Subscribe asks to recover from position (a since option, or confirmed on a reliable channel). */
+  recover: boolean;
   lost = 0;
   dropped = 0;
   waiter: { resolve(s: Subscription): void; reject(e: Error): void; timer: unknown } | undefined;
@@ -47,6 +61,9 @@ export class SubscriptionImpl implements Subscription {
   private lastSeq = 0;
   /** Deliveries of the current connection that came before Subscribed. */
   private held: Held[] = [];
+  /** A failed recovery, reported by release(). */
+  private gap: ResyncEvent | undefined;
+  private readonly resyncs = new Set<(e: ResyncEvent) => void>();
 
   constructor(
     private readonly owner: SubscriptionOwner,
@@ -54,7 +71,14 @@ export class SubscriptionImpl implements Subscription {
     /** The subscription's alias, sent in every Subscribe (resubscribes too). */
     readonly alias: number,
     readonly handler: MessageHandler,
-  ) {}
+    since?: Position,
+  ) {
+    this.recover = since !== undefined;
+    if (since) {
+      this.epoch = since.epoch;
+      this.offset = since.offset;
+    }
+  }
 
   get position(): Position {
     return { epoch: this.epoch, offset: this.offset };
@@ -68,24 +92,54 @@ export class SubscriptionImpl implements Subscription {
     return this.owner.unsubscribe(this);
   }
 
+  on<E extends SubscriptionEventName>(event: E, handler: (e: SubscriptionEvents[E]) => void): () => void {
+    if (event !== "resync") throw new TypeError(`switchyard: unknown subscription event ${JSON.stringify(event)}`);
+    if (typeof handler !== "function") throw new TypeError("switchyard: handler must be a function");
+    this.resyncs.add(handler);
+    return () => this.off(event, handler);
+  }
+
+  off<E extends SubscriptionEventName>(_event: E, handler: (e: SubscriptionEvents[E]) => void): void {
+    this.resyncs.delete(handler);
+  }
+
   /**
    * The server confirmed the subscription. Returns how many publications
-   * went by since the last position on a resubscribe (0 the first time),
-   * or null when the epoch changed. Deliveries held until now follow.
+   * went by since the last position on a resubscribe or a subscribe with
+   * since (0 on a plain first subscribe, and when recovered), or null when
+   * the epoch changed. Deliveries held until now follow.
    */
   confirm(f: SubscribedBody): number | null {
-    const missed = !this.confirmed ? 0 : f.epoch === this.epoch ? Math.max(0, f.offset - this.offset) : null;
+    const asked = this.recover;
+    const previous = this.position;
+    const missed = !this.confirmed && !asked ? 0 : f.epoch === this.epoch ? Math.max(0, f.offset - this.offset) : null;
+    // Not asked: a plain first subscribe (nothing to miss) or a volatile
+    // channel's resubscribe (what went by is gone).
+    this.recovered = asked ? f.recovered : !this.confirmed;
+    this.gap = asked && !f.recovered && !f.volatile ? { epoch: f.epoch, offset: f.offset, previous } : undefined;
     this.state = "active";
     this.confirmed = true;
     this.volatile = f.volatile;
+    this.recover = !f.volatile;
     this.epoch = f.epoch;
     this.offset = f.offset;
     this.lastSeq = f.offset;
     return missed;
   }
 
-  /** Delivers what came before Subscribed (call after confirm). */
+  /** Reports a failed recovery, then delivers what came before Subscribed (call after confirm). */
   release(): void {
+    const gap = this.gap;
+    this.gap = undefined;
+    if (gap) {
+      for (const h of [...this.resyncs]) {
+        try {
+          h(gap);
+        } catch (e) {
+          rethrowLater(e);
+        }
+      }
+    }
     const held = this.held;
     this.held = [];
     for (const h of held) {
@@ -117,6 +171,8 @@ export class SubscriptionImpl implements Subscription {
       this.datagram(offset, data);
       return;
     }
+    // Recovery and live delivery meet here: none twice.
+    if (epoch === this.epoch && offset <= this.offset) return;
     this.epoch = epoch;
     this.offset = offset;
     this.deliver({ channel: this.channel, data, epoch, offset, datagram: false });

@@ -123,11 +123,57 @@ export interface Message extends Position {
 
 export type MessageHandler = (message: Message) => void;
 
+/** Options of client.subscribe(). Every field is optional. */
+export interface SubscribeOptions {
+  /**
+   * Start after this position (the last one the app saw, e.g. a stored
+   * message's {epoch, offset}): the publications after it are recovered
+   * from the channel's history and delivered first, in order, then the
+   * live ones. Check subscription.recovered once subscribe() resolves:
+   * false means the history did not reach back that far (or the epoch
+   * changed), and delivery starts at the channel's current position.
+   */
+  since?: Position;
+}
+
+/** Payload of a subscription's "resync": what lies between previous and {epoch, offset} is lost. */
+export interface ResyncEvent extends Position {
+  /** The position the subscription asked to recover from (the last one it had seen). */
+  previous: Position;
+}
+
+/** A subscription's events and their payloads. */
+export interface SubscriptionEvents {
+  /**
+   * A resubscription (after a reconnect, or after the server ended the
+   * subscription) asked to recover from the last position seen and the
+   * server could not: publications were missed, refetch the app's state.
+   * epoch and offset are the channel's position the messages now continue
+   * from. Fires before those messages; the handler keeps receiving them.
+   * (A first subscribe with since reports the same through recovered: its
+   * Subscription does not exist yet when the server answers.)
+   */
+  resync: ResyncEvent;
+}
+
+export type SubscriptionEventName = keyof SubscriptionEvents;
+
 /** A live subscription to one channel. */
 export interface Subscription {
   readonly channel: string;
-  /** The last position seen: from the server's confirmation, then from each message. */
+  /**
+   * The last position seen: the since option until confirmed, then the
+   * server's confirmation, then each message's.
+   */
   readonly position: Position;
+  /**
+   * Whether the last (re)subscription recovered everything: true on a
+   * first subscribe without since (nothing to miss) and whenever the server
+   * recovered what was asked; false when it could not (see "resync"), and
+   * on a volatile channel after a resubscription (datagrams are never
+   * recovered).
+   */
+  readonly recovered: boolean;
   /** Whether the server currently delivers the channel's messages (false while reconnecting). */
   readonly active: boolean;
   /**
@@ -150,6 +196,9 @@ export interface Subscription {
   readonly dropped: number;
   /** Stops the subscription; resolves once the server confirms (or at once when disconnected). */
   unsubscribe(): Promise<void>;
+  /** Adds an event handler; returns a function that removes it. */
+  on<E extends SubscriptionEventName>(event: E, handler: (e: SubscriptionEvents[E]) => void): () => void;
+  off<E extends SubscriptionEventName>(event: E, handler: (e: SubscriptionEvents[E]) => void): void;
 }
 
 /** Payload of "connected": a session began. */
@@ -181,11 +230,13 @@ export interface SubscribedEvent {
   offset: number;
   resubscribed: boolean;
   /**
-   * Publications missed while disconnected: 0 on a first subscribe or when
-   * nothing was missed; null when the epoch changed (the stream restarted:
-   * resync the app's state).
+   * Publications missed: 0 on a first subscribe without since, when nothing
+   * was missed, and when recovered (the missed ones follow); null when the
+   * epoch changed (the stream restarted: resync the app's state).
    */
   missed: number | null;
+  /** The subscription's recovered (see Subscription.recovered). */
+  recovered: boolean;
 }
 
 /**
@@ -221,12 +272,15 @@ export interface Client {
   readonly maxDatagramSize: number;
   /**
    * Subscribes to channel; resolves once the server confirms. The handler
-   * gets every message published after that, and keeps getting them across
-   * reconnects (the client resubscribes). Rejects with RequestError (e.g.
-   * 102 invalid channel, 103 too many, 104 already subscribed on this
-   * client), TimeoutError, or ClosedError.
+   * gets every message published after that (or after options.since), and
+   * keeps getting them across reconnects: the client resubscribes,
+   * recovering what went by meanwhile from the channel's history (the
+   * subscription's "resync" event tells when it could not). Rejects with
+   * RequestError (e.g. 102 invalid channel, 103 too many, 104 already
+   * subscribed on this client), TimeoutError, ClosedError, or TypeError on
+   * a bad since.
    */
-  subscribe(channel: string, handler: MessageHandler): Promise<Subscription>;
+  subscribe(channel: string, handler: MessageHandler, options?: SubscribeOptions): Promise<Subscription>;
   /**
    * Publishes data (a string is sent as UTF-8) and resolves with its
    * position once the server acknowledges. A publish made while
@@ -784,6 +838,15 @@ class ClientImpl implements Client {
     if (f.id === 0) {
       // A refused datagram is answered with an error of id 0.
       if (f.type === "error") this.emit("error", { error: new RequestError(f.code, f.message) });
+      // The server ended a subscription (3005: publications lost on the
+      // way): subscribe again at once, recovering from the last position.
+      if (f.type === "unsubscribed" && f.code !== 0) {
+        const sub = this.subs.get(f.channel);
+        if (sub?.state === "active") {
+          sub.state = "pending";
+          this.sendSubscribe(conn, sub);
+        }
+      }
       return; // any other push is unexpected
     }
     const x = this.inflight.get(f.id);
@@ -829,7 +892,7 @@ class ClientImpl implements Client {
         this.clock.clearTimeout(w.timer);
         w.resolve(sub);
       }
-      this.emit("subscribed", { channel: sub.channel, epoch: f.epoch, offset: f.offset, resubscribed, missed });
+      this.emit("subscribed", { channel: sub.channel, epoch: f.epoch, offset: f.offset, resubscribed, missed, recovered: sub.recovered });
       if (this.subs.get(sub.channel) === sub) sub.release();
       return;
     }
@@ -868,7 +931,8 @@ class ClientImpl implements Client {
   private sendSubscribe(conn: Connection, sub: SubscriptionImpl): void {
     const id = this.nextId(conn);
     this.inflight.set(id, { kind: "subscribe", sub });
-    conn.send(id, "subscribe", { channel: sub.channel, alias: sub.alias });
+    const r = sub.recover; // from the last position seen
+    conn.send(id, "subscribe", { channel: sub.channel, alias: sub.alias, recover: r, sinceEpoch: r ? sub.epoch : "", sinceOffset: r ? sub.offset : 0 });
   }
 
   /**
@@ -927,14 +991,18 @@ class ClientImpl implements Client {
 
   // -------------------------------------------------------- public API
 
-  subscribe(channel: string, handler: MessageHandler): Promise<Subscription> {
+  subscribe(channel: string, handler: MessageHandler, options: SubscribeOptions = {}): Promise<Subscription> {
     if (this.closed) return Promise.reject(this.endError);
     if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
     if (typeof handler !== "function") return Promise.reject(new TypeError("switchyard: subscribe needs a handler function"));
+    const since = options?.since;
+    if (since !== undefined && (typeof since?.epoch !== "string" || !Number.isSafeInteger(since.offset) || since.offset < 0)) {
+      return Promise.reject(new TypeError("switchyard: since must be a position {epoch: string, offset: integer ≥ 0}"));
+    }
     if (this.subs.has(channel)) {
       return Promise.reject(new RequestError(ERR_ALREADY_SUBSCRIBED, `already subscribed to ${channel}`));
     }
-    const sub = new SubscriptionImpl(this, channel, this.newAlias(), handler);
+    const sub = new SubscriptionImpl(this, channel, this.newAlias(), handler, since && { epoch: since.epoch, offset: since.offset });
     this.subs.set(channel, sub);
     this.aliases.set(sub.alias, sub);
     return new Promise<Subscription>((resolve, reject) => {

@@ -412,7 +412,7 @@ describe("subscriptions and requests", () => {
     const sub = await subscribeNow(net, c, "room", (m) => got.push(m));
     assert.equal(sub.channel, "room");
     assert.equal(sub.active, true);
-    assert.deepEqual(subscribed, [{ channel: "room", epoch: "epoch1", offset: 0, resubscribed: false, missed: 0 }]);
+    assert.deepEqual(subscribed, [{ channel: "room", epoch: "epoch1", offset: 0, resubscribed: false, missed: 0, recovered: true }]);
     const p = c.publish("room", "héllo");
     await net.clock.advance(1);
     assert.deepEqual(await p, { epoch: "epoch1", offset: 1 });

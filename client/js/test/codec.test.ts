@@ -42,6 +42,12 @@ const golden: [string, number, Kind, Record<string, unknown>][] = [
   ["11 52 0f 0a 06 67 61 6d 65 3a 31 18 ac 02 22 02 68 69", 0, "message", { channel: "game:1", epoch: "", offset: 300, data: bytes(0x68, 0x69) }],
   // connected with the datagram limit and streams, checked against protocols.MustEncode
   ["1b 08 01 1a 17 0a 01 73 10 a8 c3 01 20 80 80 04 3a 05 76 31 2e 78 78 40 cc 08 48 01", 1, "connected", { sessionId: "s", pingIntervalMs: 25000, maxFrameSize: 65536, protocol: "v1.xx", maxDatagramSize: 1100, streams: true }],
+  // history recovery (subscribe.recover/since_*, subscribed.recovered, unsubscribed.code/reason pushed with id 0),
+  // from protocols.MustEncode
+  ["1a 08 02 22 16 0a 04 6e 65 77 73 10 03 18 01 22 08 41 62 43 64 45 66 47 68 28 29", 2, "subscribe", { channel: "news", alias: 3, recover: true, sinceEpoch: "AbCdEfGh", sinceOffset: 41 }],
+  ["0c 08 07 22 08 0a 01 61 18 01 28 ac 02", 7, "subscribe", { channel: "a", recover: true, sinceEpoch: "", sinceOffset: 300 }],
+  ["1a 08 02 2a 16 0a 04 6e 65 77 73 12 08 41 62 43 64 45 66 47 68 18 29 20 03 30 01", 2, "subscribed", { channel: "news", epoch: "AbCdEfGh", offset: 41, alias: 3, recovered: true }],
+  ["1c 3a 1a 0a 04 6e 65 77 73 10 bd 17 1a 0f 6d 69 73 73 65 64 20 6d 65 73 73 61 67 65 73", 0, "unsubscribed", { channel: "news", code: 3005, reason: "missed messages" }],
 ];
 
 describe("codec", () => {
@@ -64,10 +70,10 @@ describe("codec", () => {
     const samples: { [K in Kind]: Partial<Kinds[K]> } = {
       connect: { token: "", client: "c", protocol: "switchyard.v1" },
       connected: { sessionId: "s", pingIntervalMs: 0, pongTimeoutMs: 1, maxFrameSize: 16 << 20, node: "ñ", region: "r", protocol: "" },
-      subscribe: { channel: "x".repeat(128) },
-      subscribed: { channel: "c", epoch: "", offset: 0 },
+      subscribe: { channel: "x".repeat(128), alias: 1, recover: true, sinceEpoch: "e", sinceOffset: 2 ** 40 },
+      subscribed: { channel: "c", epoch: "", offset: 0, recovered: true },
       unsubscribe: { channel: "c" },
-      unsubscribed: { channel: "" },
+      unsubscribed: { channel: "", code: 3005, reason: "r" },
       publish: { channel: "c", data: new Uint8Array(70000).fill(7) },
       publishAck: { epoch: "e", offset: 2 ** 40 + 3 },
       message: { channel: "c", epoch: "e", offset: 1, data: new Uint8Array(0) },
@@ -117,13 +123,13 @@ describe("codec", () => {
     ];
     const inner = [0x0a, 0x01, 0x63, ...unknown, 0x18, 0x05];
     const frame = bytes(...unknown, 0x08, 0x03, 0x2a, inner.length, ...inner, ...unknown);
-    assert.deepEqual(decodeFrame(frame), { id: 3, type: "subscribed", channel: "c", epoch: "", offset: 5, alias: 0, volatile: false });
+    assert.deepEqual(decodeFrame(frame), { id: 3, type: "subscribed", channel: "c", epoch: "", offset: 5, alias: 0, volatile: false, recovered: false });
   });
 
   it("treats a known field with another wire type as unknown", () => {
     // subscribed.channel sent as a varint, offset as bytes: both skipped
     const inner = [0x08, 0x07, 0x1a, 0x01, 0x00, 0x12, 0x01, 0x65];
-    assert.deepEqual(decodeFrame(bytes(0x2a, inner.length, ...inner)), { id: 0, type: "subscribed", channel: "", epoch: "e", offset: 0, alias: 0, volatile: false });
+    assert.deepEqual(decodeFrame(bytes(0x2a, inner.length, ...inner)), { id: 0, type: "subscribed", channel: "", epoch: "e", offset: 0, alias: 0, volatile: false, recovered: false });
     // Frame.id as fixed32: skipped; the kind still decodes
     assert.deepEqual(decodeFrame(bytes(0x0d, 1, 0, 0, 0, 0x62, 0x00)), { id: 0, type: "ping" });
   });
@@ -136,7 +142,7 @@ describe("codec", () => {
   it("merges a repeated kind and lets a later kind win", () => {
     const a = [0x2a, 0x03, 0x0a, 0x01, 0x61]; // subscribed{channel:"a"}
     const b = [0x2a, 0x02, 0x18, 0x09]; // subscribed{offset:9}
-    assert.deepEqual(decodeFrame(bytes(...a, ...b)), { id: 0, type: "subscribed", channel: "a", epoch: "", offset: 9, alias: 0, volatile: false });
+    assert.deepEqual(decodeFrame(bytes(...a, ...b)), { id: 0, type: "subscribed", channel: "a", epoch: "", offset: 9, alias: 0, volatile: false, recovered: false });
     assert.deepEqual(decodeFrame(bytes(...a, 0x62, 0x00)), { id: 0, type: "ping" });
   });
 

@@ -226,8 +226,18 @@ export class FakeNet {
   volatile = (channel: string): boolean => channel.startsWith("game:");
   /** When false the node does not answer requests (replies are left to the test). */
   answer = true;
-  /** Channels; subs maps each subscribed transport to its alias. */
-  private channels = new Map<string, { epoch: string; offset: number; subs: Map<FakeTransport, number> }>();
+  /**
+   * How many publications of a channel the node keeps for recovery
+   * (Subscribe.recover): 0 recovers only a client that missed nothing.
+   */
+  history = 0;
+  /** Channels; subs maps each subscribed transport to its alias; log holds the epoch's publications. */
+  private channels = new Map<string, {
+    epoch: string;
+    offset: number;
+    subs: Map<FakeTransport, number>;
+    log: { offset: number; data: Uint8Array }[];
+  }>();
   private sessions = 0;
   private epochs = 0;
 
@@ -261,12 +271,28 @@ export class FakeNet {
   }
 
   /** Publishes from the server side (like POST /api/publish). */
-  publish(channel: string, data: string | Uint8Array): { epoch: string; offset: number } {
+  publish(channel: string, data: string | Uint8Array, lost = false): { epoch: string; offset: number } {
     const ch = this.channel(channel);
     ch.offset++;
     const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    for (const [t, alias] of ch.subs) this.deliver(t, alias, channel, ch.epoch, ch.offset, bytes);
+    ch.log.push({ offset: ch.offset, data: bytes });
+    if (!lost) for (const [t, alias] of ch.subs) this.deliver(t, alias, channel, ch.epoch, ch.offset, bytes);
     return { epoch: ch.epoch, offset: ch.offset };
+  }
+
+  /** A publication lost on its way to this node: in the history, delivered to nobody. */
+  lose(channel: string, data: string | Uint8Array): { epoch: string; offset: number } {
+    return this.publish(channel, data, true);
+  }
+
+  /** The node ends every subscription to channel on its own: an Unsubscribed push with code. */
+  endSubscriptions(channel: string, code = 3005, reason = "missed messages"): void {
+    const ch = this.channel(channel);
+    for (const [t, alias] of ch.subs) {
+      ch.subs.delete(t);
+      t.aliases.delete(alias);
+      t.push(0, "unsubscribed", { channel, code, reason });
+    }
   }
 
   /** One delivery, the way the node sends it to this transport. */
@@ -298,7 +324,7 @@ export class FakeNet {
   private channel(name: string) {
     let ch = this.channels.get(name);
     if (!ch) {
-      ch = { epoch: this.volatile(name) ? "" : `epoch${++this.epochs}`, offset: 0, subs: new Map() };
+      ch = { epoch: this.volatile(name) ? "" : `epoch${++this.epochs}`, offset: 0, subs: new Map(), log: [] };
       this.channels.set(name, ch);
     }
     return ch;
@@ -337,7 +363,15 @@ export class FakeNet {
         }
         ch.subs.set(t, f.alias);
         t.aliases.set(f.alias, f.channel);
-        t.push(f.id, "subscribed", { channel: f.channel, epoch: ch.epoch, offset: ch.offset, alias: f.alias, volatile: this.volatile(f.channel) });
+        const volatile = this.volatile(f.channel);
+        // Recovery: the history covers the client's position (same epoch, nothing after it gone).
+        const recovered = f.recover && !volatile && f.sinceEpoch === ch.epoch &&
+          f.sinceOffset <= ch.offset && f.sinceOffset >= ch.offset - this.history;
+        const at = recovered ? f.sinceOffset : ch.offset;
+        t.push(f.id, "subscribed", { channel: f.channel, epoch: ch.epoch, offset: at, alias: f.alias, volatile, recovered });
+        if (recovered) {
+          for (const p of ch.log) if (p.offset > at) this.deliver(t, f.alias, f.channel, ch.epoch, p.offset, p.data);
+        }
         return;
       }
       case "unsubscribe": {
@@ -360,10 +394,8 @@ export class FakeNet {
           t.push(f.id, "error", { code: 106, message: "payload too large" });
           return;
         }
-        const ch = this.channel(f.channel);
-        ch.offset++;
-        for (const [s, alias] of ch.subs) this.deliver(s, alias, f.channel, ch.epoch, ch.offset, f.data);
-        t.push(f.id, "publishAck", { epoch: ch.epoch, offset: ch.offset });
+        const { epoch, offset } = this.publish(f.channel, f.data);
+        t.push(f.id, "publishAck", { epoch, offset });
         return;
       }
     }

@@ -55,9 +55,9 @@ describe("codec vs switchyard.proto", { skip: protoc ? false : "protoc is not in
   });
 
   const cases: [string, (s: string) => string, RegExp][] = [
-    ["a field added to the .proto", replace("bool volatile = 5;", "bool volatile = 5;\n  string extra = 6;"), /Subscribed\.extra = 6 \(string\) is missing in the codec/],
-    ["a type changed", replace("uint32 alias = 2;\n}", "uint64 alias = 2;\n}"), /Subscribe\.alias = 2: uint64 in the \.proto, uint32 in the codec/],
-    ["a field renumbered", replace("bool volatile = 5;", "bool volatile = 6;"), /Subscribed\.volatile = 6 .* missing[\s\S]*the codec has subscribed\.volatile = 5/],
+    ["a field added to the .proto", replace("bool recovered = 6;", "bool recovered = 6;\n  string extra = 7;"), /Subscribed\.extra = 7 \(string\) is missing in the codec/],
+    ["a type changed", replace("uint64 since_offset = 5;", "uint32 since_offset = 5;"), /Subscribe\.since_offset = 5: uint32 in the \.proto, uint64 in the codec/],
+    ["a field renumbered", replace("bool recovered = 6;", "bool recovered = 7;"), /Subscribed\.recovered = 7 .* missing[\s\S]*the codec has subscribed\.recovered = 6/],
     ["a field renamed", replace("uint64 seq = 2;", "uint64 sequence = 2;"), /the codec calls field 2 seq, want sequence/],
     ["a repeated field", replace(/message Unsubscribe \{\n  string channel = 1;/, "message Unsubscribe {\n  repeated string channel = 1;"), /Unsubscribe\.channel = 1: repeated/],
     ["an explicit-presence field", replace("uint32 max_datagram_size = 8;", "optional uint32 max_datagram_size = 8;"), /max_datagram_size = 8: proto3 optional/],

@@ -158,7 +158,7 @@ describe("volatile channels", () => {
     net.publish("game:1", "c");
     await net.clock.until(() => events.length === 2);
     assert.deepEqual(net.current.sent("subscribe").map((f) => [f.channel, f.alias]).sort(), before.sort());
-    assert.deepEqual(events.find((e) => e.channel === "game:1"), { channel: "game:1", epoch: "", offset: 3, resubscribed: true, missed: 2 });
+    assert.deepEqual(events.find((e) => e.channel === "game:1"), { channel: "game:1", epoch: "", offset: 3, resubscribed: true, missed: 2, recovered: false });
     net.publish("game:1", "d");
     net.publish("room", "e");
     assert.equal(c.sendDatagram("game:1", "f"), true);

@@ -1,0 +1,187 @@
+package edge
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// frameLog describes what s was sent: "subscribed EPOCH:OFFSET
+// [recovered]", "message EPOCH:OFFSET", "unsubscribed CODE", "error".
+func frameLog(t *testing.T, s *fakeSession) []string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, b := range s.frames {
+		protocols.SplitFrames(b, 1<<20, func(body []byte) error {
+			f, err := protocols.DecodeFrame(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch k := f.Kind.(type) {
+			case *protocols.Frame_Subscribed:
+				line := fmt.Sprintf("subscribed %s:%d", k.Subscribed.Epoch, k.Subscribed.Offset)
+				if k.Subscribed.Recovered {
+					line += " recovered"
+				}
+				out = append(out, line)
+			case *protocols.Frame_Message:
+				out = append(out, fmt.Sprintf("message %s:%d", k.Message.Epoch, k.Message.Offset))
+			case *protocols.Frame_Unsubscribed:
+				out = append(out, fmt.Sprintf("unsubscribed %d", k.Unsubscribed.Code))
+			case *protocols.Frame_Error:
+				out = append(out, "error")
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func recoverReply(p Position, recovered bool) []byte {
+	return protocols.MustEncode(&protocols.Frame{Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{
+		Epoch: p.Epoch, Offset: p.Offset, Recovered: recovered,
+	}}})
+}
+
+func historyHub(size int, ttl time.Duration) *Hub {
+	return NewHub(HubConfig{History: historyPolicy([]HistoryRule{{Channels: "chat:*", Size: size, TTL: ttl}})})
+}
+
+// Subscribing with a position gets what the history holds after it, then
+// the live publications; or, when the history cannot cover it, the current
+// position and recovered false.
+func TestHubRecoversFromHistory(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		since func(epoch string) *Position
+		want  func(e func(uint64) string) []string
+	}{
+		{"within the history", func(ep string) *Position { return &Position{ep, 2} },
+			func(e func(uint64) string) []string {
+				return []string{"subscribed " + e(2) + " recovered", "message " + e(3), "message " + e(4), "message " + e(5)}
+			}},
+		{"at the end", func(ep string) *Position { return &Position{ep, 5} },
+			func(e func(uint64) string) []string { return []string{"subscribed " + e(5) + " recovered"} }},
+		{"before the history", func(ep string) *Position { return &Position{ep, 1} },
+			func(e func(uint64) string) []string { return []string{"subscribed " + e(5)} }},
+		{"another epoch", func(string) *Position { return &Position{"old", 4} },
+			func(e func(uint64) string) []string { return []string{"subscribed " + e(5)} }},
+		{"ahead", func(ep string) *Position { return &Position{ep, 9} },
+			func(e func(uint64) string) []string { return []string{"subscribed " + e(5)} }},
+		{"no position", func(string) *Position { return nil },
+			func(e func(uint64) string) []string { return []string{"subscribed " + e(5)} }},
+	} {
+		h := historyHub(3, time.Minute)
+		var epoch string
+		for i := range 5 {
+			epoch = h.Sequence("chat:1", []byte{byte(i)}).Epoch
+		}
+		e := func(o uint64) string { return fmt.Sprintf("%s:%d", epoch, o) }
+		s := &fakeSession{id: tc.name, keep: true}
+		h.Subscribe("chat:1", s, 1, tc.since(epoch), recoverReply, nil)
+		h.Sequence("chat:1", []byte("live"))
+		want := append(tc.want(e), "message "+e(6))
+		if got := frameLog(t, s); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, want)
+		}
+	}
+}
+
+func TestHubHistoryTTLAndAPI(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { // a fake clock: the TTL passes at once
+		h := historyHub(10, 50*time.Millisecond)
+		var pos Position
+		for i := range 4 {
+			pos = h.Sequence("chat:ttl", []byte{byte(i)})
+		}
+		if _, pubs, complete := h.History("chat:ttl", nil, 0); len(pubs) != 4 || !complete {
+			t.Fatalf("history %d entries, complete %v", len(pubs), complete)
+		}
+		if _, pubs, _ := h.History("chat:ttl", nil, 2); len(pubs) != 2 || pubs[0].Offset != 3 || pubs[1].Offset != 4 {
+			t.Fatalf("limit 2: %+v", pubs)
+		}
+		if _, pubs, complete := h.History("chat:ttl", &Position{pos.Epoch, 2}, 0); len(pubs) != 2 || !complete {
+			t.Fatalf("since 2: %d, %v", len(pubs), complete)
+		}
+		time.Sleep(80 * time.Millisecond)
+		if _, pubs, complete := h.History("chat:ttl", &Position{pos.Epoch, 2}, 0); len(pubs) != 0 || complete {
+			t.Fatalf("after the TTL: %d entries, complete %v", len(pubs), complete)
+		}
+		// Channels without a rule keep nothing.
+		h.Sequence("news", []byte("x"))
+		if _, pubs, _ := h.History("news", nil, 0); len(pubs) != 0 {
+			t.Fatal("history kept for a channel without a rule")
+		}
+	})
+}
+
+// On a node that does not own the channel, the owner's history comes with
+// the registration: a subscriber here recovers from it, and a gap after a
+// link reset is filled from the next registration's history, with no
+// subscription ended.
+func TestHubHistoryFromRegistration(t *testing.T) {
+	fc := &fakeCluster{owned: map[string]bool{}}
+	h := NewHub(HubConfig{Cluster: fc, History: historyPolicy([]HistoryRule{{Channels: "*", Size: 5}})})
+	msg := func(o uint64) protocols.Publication {
+		return protocols.Publication{Offset: o, Frame: protocols.EncodeMessage("c", "e", o, nil)}
+	}
+	hist := func(from, to uint64) (out []protocols.Publication) {
+		for o := from; o <= to; o++ {
+			out = append(out, msg(o))
+		}
+		return out
+	}
+	s := &fakeSession{id: "s", keep: true}
+	h.Subscribe("c", s, 1, &Position{"e", 3}, recoverReply, nil)
+	h.Registered("c", "e", 5, hist(2, 5))
+	if got := frameLog(t, s); !reflect.DeepEqual(got, []string{"subscribed e:3 recovered", "message e:4", "message e:5"}) {
+		t.Fatalf("recovery through the registration: %v", got)
+	}
+	h.Deliver("c", "e", 6, msg(6).Frame)
+	// The link resets; 7 and 8 are lost; the owner's next answer holds them.
+	h.Registered("c", "e", 8, hist(4, 8))
+	got := frameLog(t, s)
+	if want := []string{"message e:6", "message e:7", "message e:8"}; !reflect.DeepEqual(got[3:], want) {
+		t.Fatalf("gap filled: %v, want ... %v", got, want)
+	}
+	// A late subscriber recovers from the ring the registration refreshed.
+	s2 := &fakeSession{id: "s2", keep: true}
+	h.Subscribe("c", s2, 1, &Position{"e", 6}, recoverReply, nil)
+	if got := frameLog(t, s2); !reflect.DeepEqual(got, []string{"subscribed e:6 recovered", "message e:7", "message e:8"}) {
+		t.Fatalf("late recovery: %v", got)
+	}
+	// A gap the history cannot fill ends both subscriptions.
+	h.Registered("c", "e", 20, hist(16, 20))
+	for _, x := range []*fakeSession{s, s2} {
+		if got := frameLog(t, x); got[len(got)-1] != "unsubscribed 3005" {
+			t.Fatalf("%s: %v", x.id, got)
+		}
+	}
+}
+
+func TestHistoryRing(t *testing.T) {
+	now := time.Now()
+	r := newHistory(3, time.Minute)
+	for o := uint64(1); o <= 5; o++ {
+		r.add(o, []byte{byte(o)}, now)
+	}
+	if es, ok := r.after(2, 5, now); !ok || len(es) != 3 || es[0].offset != 3 {
+		t.Fatalf("after 2: %v %v", es, ok)
+	}
+	if _, ok := r.after(1, 5, now); ok {
+		t.Fatal("after 1 claimed complete with 3..5 kept")
+	}
+	r.add(9, []byte{9}, now) // a gap: the ring starts anew
+	if es := r.latest(0, now); len(es) != 1 || es[0].offset != 9 {
+		t.Fatalf("after a gap: %v", es)
+	}
+	if _, ok := r.after(8, 9, now.Add(2*time.Minute)); ok {
+		t.Fatal("expired entries recovered")
+	}
+}
