@@ -168,6 +168,11 @@ func (cfg *Config) validate() error {
 				bad("ICEServers[%d]: %q is not a stun:, stuns:, turn: or turns: URL", i, u)
 			}
 		}
+		if isTURN(s.URLs) && (s.Username == "" || s.Credential == "") && cfg.TURNSecret == "" {
+			// Browsers refuse a TURN server without credentials: every
+			// RTCPeerConnection made with the list would fail.
+			bad("ICEServers[%d] (%s): a TURN server needs credentials: a TURN secret (--turn-secret) or a username and credential", i, s.URLs[0])
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"unicode"
 	"unicode/utf8"
 )
@@ -197,7 +198,11 @@ func jsonProblem(err error) string {
 		return fmt.Sprintf("syntax error at byte %d", se.Offset)
 	case errors.As(err, &te):
 		if te.Field != "" {
-			return fmt.Sprintf("%q must not be a JSON %s", te.Field, te.Value)
+			want := "a string"
+			if te.Type != nil && te.Type.Kind() != reflect.String {
+				want = "JSON" // a raw member: any JSON value fits, so this is not reached
+			}
+			return fmt.Sprintf("%q must be %s, not a JSON %s", te.Field, want, te.Value)
 		}
 		return "a JSON object is expected, got " + te.Value
 	}

@@ -350,6 +350,7 @@ func TestConfigErrors(t *testing.T) {
 		{ICEServers: []signaling.ICEServer{{}}},
 		{PingInterval: time.Minute, IdleTimeout: time.Second},
 		{MaxMessageSize: 2 << 20},
+		{ICEServers: []signaling.ICEServer{{URLs: []string{"turn:turn.example.com"}}}}, // no credentials, no secret
 	} {
 		if _, err := signaling.New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)

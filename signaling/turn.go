@@ -49,8 +49,11 @@ func StartTURN(cfg TURNConfig) (*TURNServer, error) {
 	if relayIP == nil {
 		relayIP = net.ParseIP(host)
 		if relayIP == nil || relayIP.IsUnspecified() {
-			return nil, fmt.Errorf("signaling: TURN listen %q: give the relay IP peers reach it by", cfg.Listen)
+			return nil, fmt.Errorf("signaling: TURN listen %q has no specific IP: give the IP peers reach this node at (--turn-relay-ip)", cfg.Listen)
 		}
+	}
+	if relayIP.IsUnspecified() {
+		return nil, fmt.Errorf("signaling: TURN relay IP %s: give the IP peers reach this node at, not an unspecified one", relayIP)
 	}
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {

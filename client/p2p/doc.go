@@ -18,6 +18,13 @@
 //		...
 //	}
 //
+// On a machine where the peers should talk over loopback only (tests), give
+// Options.API a webrtc.API whose SettingEngine keeps pion there:
+// SetIncludeLoopbackCandidate(true), SetIPFilter(ip.IsLoopback),
+// SetInterfaceFilter(name == "lo"), UDP4, and mDNS off
+// (ice.MulticastDNSModeDisabled). Otherwise pion gathers candidates on every
+// interface, as a browser does.
+//
 // # Negotiation
 //
 // The Room relays offers, answers and ICE candidates (trickled, the end of

@@ -162,3 +162,20 @@ func TestBucket(t *testing.T) {
 		t.Fatalf("no limits told: wait %v", d)
 	}
 }
+
+func TestSignalEndpoint(t *testing.T) {
+	for in, want := range map[string]string{
+		"ws://127.0.0.1:8080/signal":    "ws://127.0.0.1:8080/signal",
+		"ws://127.0.0.1:8080":           "ws://127.0.0.1:8080/signal",
+		"http://127.0.0.1:8080/":        "ws://127.0.0.1:8080/signal",
+		"https://rt.example.com":        "wss://rt.example.com/signal",
+		"wss://rt.example.com/x/signal": "wss://rt.example.com/x/signal",
+	} {
+		if got, err := signalEndpoint(in); err != nil || got != want {
+			t.Errorf("signalEndpoint(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := signalEndpoint("ftp://x"); err == nil {
+		t.Error("ftp:// accepted")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -128,8 +129,12 @@ type Room struct {
 	gate    chan struct{} // tests: while non-nil, writers wait for it to be closed
 }
 
-// Join dials signalURL (ws:// or wss://, path /signal), joins room and
-// returns once the server has answered with "joined". A server "error"
+// Join dials signalURL, joins room and returns once the server has
+// answered with "joined". signalURL is the node's /signal endpoint,
+// ws://host:port/signal or wss://…; an http:// or https:// URL means ws://
+// or wss://, and a URL without a path gets /signal, as in the browser
+// helper. The join itself gives up after 15 s when ctx has no sooner
+// deadline. A server "error"
 // is returned as an *Error (CodeBadRoom, CodeRoomFull, CodeUnauthorized;
 // CodeUnavailable is worth another try), a close without one as a
 // *CloseError.
@@ -145,8 +150,12 @@ type Room struct {
 // every former peer, the Room takes its new id (PeerID) and OnJoin fires
 // for every peer of the new list.
 func Join(ctx context.Context, signalURL, room string, opts Options) (*Room, error) {
+	u, err := signalEndpoint(signalURL)
+	if err != nil {
+		return nil, err
+	}
 	r := &Room{
-		url:     signalURL,
+		url:     u,
 		name:    room,
 		opts:    opts,
 		api:     opts.API,
@@ -480,4 +489,26 @@ func (r *Room) filterPeers(ids []string) []string {
 		}
 	}
 	return out
+}
+
+// signalEndpoint maps http(s) to ws(s) and gives a URL without a path the
+// path /signal.
+func signalEndpoint(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("p2p: signal URL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	case "ws", "wss":
+	default:
+		return "", fmt.Errorf("p2p: signal URL %q: want ws://, wss://, http:// or https://", raw)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/signal"
+	}
+	return u.String(), nil
 }

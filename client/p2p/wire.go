@@ -22,7 +22,7 @@ const (
 	typePong       = "pong"
 )
 
-// Limits are the server's limits, as told in "joined" (docs/signaling.md §7).
+// Limits are the server's limits, as told in "joined" (docs/signaling.md §8).
 // A zero field means the server did not say.
 type Limits struct {
 	MaxMessageSize   int     `json:"maxMessageSize"`   // one WebSocket message, bytes

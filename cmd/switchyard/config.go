@@ -341,8 +341,8 @@ func (o *options) validate() error {
 			errs = append(errs, fmt.Errorf("--turn-listen %q: want host:port", o.turnListen))
 		}
 	}
-	if o.turnRelayIP != "" && net.ParseIP(o.turnRelayIP) == nil {
-		errs = append(errs, fmt.Errorf("--turn-relay-ip %q: not an IP address", o.turnRelayIP))
+	if ip := net.ParseIP(o.turnRelayIP); o.turnRelayIP != "" && (ip == nil || ip.IsUnspecified()) {
+		errs = append(errs, fmt.Errorf("--turn-relay-ip %q: want the IP address peers reach this node at", o.turnRelayIP))
 	}
 	if o.turnTTL <= 0 {
 		errs = append(errs, errors.New("--turn-ttl must be positive"))

@@ -51,6 +51,9 @@ func newSignaling(o options, cluster *mesh.Cluster, origin func(*http.Request) b
 	if cluster != nil {
 		cfg.Cluster = cluster
 	}
+	if secret != "" && ts == nil && !hasTURN(ice) {
+		logger.Warn("--turn-secret is set but no TURN server is: give a turn: URL in --ice-servers, or --turn-listen")
+	}
 	s, err := signaling.New(cfg)
 	if err != nil {
 		if ts != nil {
@@ -85,4 +88,15 @@ func turnSecret(o options) (string, error) {
 		v = base64.RawURLEncoding.EncodeToString(b[:])
 	}
 	return v, nil
+}
+
+func hasTURN(servers []signaling.ICEServer) bool {
+	for _, s := range servers {
+		for _, u := range s.URLs {
+			if strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:") {
+				return true
+			}
+		}
+	}
+	return false
 }

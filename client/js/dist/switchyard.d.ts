@@ -327,7 +327,7 @@ export interface RoomEvents {
     message: (peerId: string, data: unknown) => void;
     /** A non-fatal failure: a SignalError from the server (e.g. unknown_peer), or an error of a negotiation. */
     error: (error: Error) => void;
-    /** The WebSocket of the room ended; reconnect false: the room is closed (terminal code, 4000 replaced). Not after leave(). */
+    /** The WebSocket of the room ended; reconnect false: the room is closed (terminal code, e.g. 4500 replaced). Not after leave(). */
     disconnected: (e: DisconnectedEvent) => void;
     /** Before each wait for a rejoin; attempt counts from 1. */
     reconnecting: (e: ReconnectingEvent) => void;
