@@ -520,17 +520,32 @@ func (c *Client) wait(ctx context.Context, id uint32, cl *call) (*protocols.Fram
 // a frame over the server's max_frame_size fails without a round trip with
 // an error wrapping protocols.ErrFrameTooLarge.
 func (c *Client) Publish(ctx context.Context, channel string, data []byte) (Position, error) {
-	f, err := c.roundTrip(ctx, &protocols.Frame{Kind: &protocols.Frame_Publish{Publish: &protocols.Publish{
-		Channel: channel, Data: data,
-	}}})
+	p, _, err := c.publish(ctx, &protocols.Publish{Channel: channel, Data: data})
+	return p, err
+}
+
+// PublishIdempotent is Publish with an idempotency key (at most 64 bytes):
+// a publish of channel with the same key, within the window of the node
+// that sequences the channel (2 minutes by default), sent to any node, is
+// applied once; a retry gets the first position and duplicate true. Use
+// it to retry a publish whose ack was lost with its connection.
+func (c *Client) PublishIdempotent(ctx context.Context, channel, key string, data []byte) (pos Position, duplicate bool, err error) {
+	if len(key) > protocols.MaxIdempotencyKey {
+		return Position{}, false, fmt.Errorf("client: idempotency key is %d bytes, limit %d", len(key), protocols.MaxIdempotencyKey)
+	}
+	return c.publish(ctx, &protocols.Publish{Channel: channel, Data: data, IdempotencyKey: key})
+}
+
+func (c *Client) publish(ctx context.Context, p *protocols.Publish) (Position, bool, error) {
+	f, err := c.roundTrip(ctx, &protocols.Frame{Kind: &protocols.Frame_Publish{Publish: p}})
 	if err != nil {
-		return Position{}, err
+		return Position{}, false, err
 	}
 	ack, ok := f.Kind.(*protocols.Frame_PublishAck)
 	if !ok {
-		return Position{}, unexpectedReply("Publish", f)
+		return Position{}, false, unexpectedReply("Publish", f)
 	}
-	return Position{Epoch: ack.PublishAck.GetEpoch(), Offset: ack.PublishAck.GetOffset()}, nil
+	return Position{Epoch: ack.PublishAck.GetEpoch(), Offset: ack.PublishAck.GetOffset()}, ack.PublishAck.GetDuplicate(), nil
 }
 
 func unexpectedReply(req string, f *protocols.Frame) error {

@@ -58,16 +58,16 @@ func (n *Node) PublicURLs() map[string]string {
 // mesh.Local, which edge does not import).
 
 // Sequence publishes data on channel as its owner, for a publish request
-// from another node.
-func (n *Node) Sequence(channel string, data []byte) (string, uint64, error) {
+// from another node; key, when set, makes it idempotent (Hub.SequenceKeyed).
+func (n *Node) Sequence(channel, key string, data []byte) (string, uint64, bool, error) {
 	if err := n.checkChannel(channel); err != nil {
-		return "", 0, err
+		return "", 0, false, err
 	}
 	if limit := n.maxPayload(channel); len(data) > limit {
-		return "", 0, errors.New("payload too large")
+		return "", 0, false, errors.New("payload too large")
 	}
-	p := n.hub.Sequence(channel, data)
-	return p.Epoch, p.Offset, nil
+	p, dup := n.hub.SequenceKeyed(channel, key, data)
+	return p.Epoch, p.Offset, dup, nil
 }
 
 // Deliver hands a publication sequenced by its owner on another node to

@@ -185,3 +185,34 @@ func TestHistoryRing(t *testing.T) {
 		t.Fatal("expired entries recovered")
 	}
 }
+
+// A publish with an idempotency key is applied once within the window;
+// after it, or in a new epoch, the key is new again.
+func TestHubIdempotentPublish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHub(HubConfig{IdempotencyWindow: time.Minute})
+		s := &fakeSession{id: "s", keep: true}
+		h.Subscribe("c", s, 1, nil, subscribedReply, nil)
+		p1, dup := h.SequenceKeyed("c", "k1", []byte("a"))
+		if dup {
+			t.Fatal("first publish taken for a duplicate")
+		}
+		p2, dup := h.SequenceKeyed("c", "k1", []byte("a"))
+		if !dup || p2 != p1 {
+			t.Fatalf("retry: %+v dup %v, want %+v dup", p2, dup, p1)
+		}
+		if p3, dup := h.SequenceKeyed("c", "k2", []byte("b")); dup || p3.Offset != p1.Offset+1 {
+			t.Fatalf("another key: %+v %v", p3, dup)
+		}
+		if p4, dup := h.SequenceKeyed("c", "", []byte("c")); dup || p4.Offset != p1.Offset+2 {
+			t.Fatalf("no key: %+v %v", p4, dup)
+		}
+		if got := frameLog(t, s); len(got) != 4 { // subscribed + a, b, c: the retry is not delivered
+			t.Fatalf("delivered %v", got)
+		}
+		time.Sleep(2 * time.Minute) // fake clock
+		if _, dup := h.SequenceKeyed("c", "k1", []byte("a")); dup {
+			t.Fatal("a key remembered past the window")
+		}
+	})
+}

@@ -185,14 +185,23 @@ func (n *Node) certHash(w http.ResponseWriter, r *http.Request) {
 
 // publishRequest is the body of POST /api/publish.
 type publishRequest struct {
-	Channel    string  `json:"channel"`
-	Data       *string `json:"data"`
-	DataBase64 *string `json:"data_base64"`
+	Channel        string  `json:"channel"`
+	Data           *string `json:"data"`
+	DataBase64     *string `json:"data_base64"`
+	IdempotencyKey string  `json:"idempotency_key"`
+}
+
+// publishReply is the answer of POST /api/publish.
+type publishReply struct {
+	Position
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // apiPublish publishes to a channel for an app back end:
 // POST /api/publish, X-API-Key, {"channel": "news", "data": "text"} or
-// {"channel": "news", "data_base64": "..."} → {"epoch": "...", "offset": n}.
+// {"channel": "news", "data_base64": "..."}, optionally with
+// "idempotency_key" → {"epoch": "...", "offset": n} (and "duplicate": true
+// for a key applied before).
 // The body must arrive within HTTPBodyTimeout.
 func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	if !n.apiAuthorized(w, r) {
@@ -261,12 +270,16 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 		protocols.WriteHTTPError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("payload is %d bytes, limit %d", len(data), limit))
 		return
 	}
-	pos, err := n.hub.Publish(r.Context(), req.Channel, data)
+	if len(req.IdempotencyKey) > protocols.MaxIdempotencyKey {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("idempotency_key is %d bytes, limit %d", len(req.IdempotencyKey), protocols.MaxIdempotencyKey))
+		return
+	}
+	pos, dup, err := n.hub.Publish(r.Context(), req.Channel, req.IdempotencyKey, data)
 	if err != nil {
 		protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "publish_failed", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, pos)
+	writeJSON(w, http.StatusOK, publishReply{Position: pos, Duplicate: dup})
 }
 
 // apiNodes lists the cluster's nodes by region, so that clients and load

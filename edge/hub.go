@@ -22,9 +22,11 @@ type Position struct {
 type Cluster interface {
 	// IsOwner reports whether this node sequences channel.
 	IsOwner(channel string) bool
-	// Publish has the channel's owner sequence a publication and returns
-	// its position.
-	Publish(ctx context.Context, channel string, data []byte) (epoch string, offset uint64, err error)
+	// PublishAsync has the channel's owner sequence a publication, with an
+	// idempotency key ("" for none), without waiting: done gets the
+	// position once (dup: a publish with the same key was applied before),
+	// or an error. Calls in one order reach the owner in that order.
+	PublishAsync(channel, key string, data []byte, done func(epoch string, offset uint64, dup bool, err error))
 	// Register asks, without blocking, for channel's publications to be
 	// forwarded here; the mesh answers through Node.Registered, ordered
 	// with the deliveries that follow.
@@ -58,6 +60,7 @@ type Hub struct {
 	history  func(string) (int, time.Duration)
 	timeout  time.Duration
 	idleTTL  time.Duration
+	window   time.Duration // idempotency keys
 
 	shards [hubShards]hubShard
 }
@@ -76,11 +79,12 @@ type channel struct {
 
 	mu        sync.Mutex // guards the fields below
 	epoch     string
-	offset    uint64    // the last position sequenced or delivered here
-	sequencer bool      // this node assigned the current epoch
-	used      time.Time // last publication or subscription
-	vseq      uint64    // volatile: the last datagram sequence number
-	hist      *history  // the latest publications; nil: none kept
+	offset    uint64           // the last position sequenced or delivered here
+	sequencer bool             // this node assigned the current epoch
+	used      time.Time        // last publication or subscription
+	vseq      uint64           // volatile: the last datagram sequence number
+	hist      *history         // the latest publications; nil: none kept
+	keys      map[string]keyed // idempotency keys this node sequenced, within the window
 	subs      []member
 	index     map[protocols.Session]int // position in subs
 	// With a cluster: registered is true once publications from the owner
@@ -91,6 +95,16 @@ type channel struct {
 	pending     []pendingSub
 	gone        bool // removed from its shard; retry lookups
 }
+
+// keyed is the position an idempotency key got, and when.
+type keyed struct {
+	pos Position
+	at  time.Time
+}
+
+// maxKeys bounds a channel's idempotency keys; past it the expired ones go,
+// then the oldest half.
+const maxKeys = 1 << 16
 
 // member is one subscription: a session and the alias it gave the
 // subscription. The hub fans out to members, not to sessions.
@@ -128,6 +142,9 @@ type HubConfig struct {
 	// History gives a channel's history size and TTL (size 0: none). Nil:
 	// no channel keeps history.
 	History func(channel string) (size int, ttl time.Duration)
+	// IdempotencyWindow is how long a publish's idempotency key is
+	// remembered by the node that sequences the channel. Zero: 2 minutes.
+	IdempotencyWindow time.Duration
 }
 
 // NewHub returns an empty hub.
@@ -141,11 +158,14 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.Volatile == nil {
 		cfg.Volatile = func(string) bool { return false }
 	}
+	if cfg.IdempotencyWindow <= 0 {
+		cfg.IdempotencyWindow = 2 * time.Minute
+	}
 	if cfg.History == nil {
 		cfg.History = func(string) (int, time.Duration) { return 0, 0 }
 	}
 	h := &Hub{seed: maphash.MakeSeed(), cluster: cfg.Cluster, volatile: cfg.Volatile, history: cfg.History,
-		timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL}
+		timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL, window: cfg.IdempotencyWindow}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -515,15 +535,39 @@ func (h *Hub) Unsubscribe(name string, s protocols.Session, reply []byte) bool {
 	return true
 }
 
-// Publish publishes data on the channel: here when this node owns it,
-// else through the owner. Sends never block: a subscriber whose queue is
-// full is closed as a slow consumer by its session.
-func (h *Hub) Publish(ctx context.Context, name string, data []byte) (Position, error) {
-	if !h.owns(name) {
-		epoch, offset, err := h.cluster.Publish(ctx, name, data)
-		return Position{Epoch: epoch, Offset: offset}, err
+// Publish publishes data on the channel and waits for its position: here
+// when this node owns it, else through the owner. key, when set, makes it
+// idempotent (dup: applied before, pos is that publication's). Sends never
+// block: a subscriber whose queue is full is closed as a slow consumer by
+// its session.
+func (h *Hub) Publish(ctx context.Context, name, key string, data []byte) (pos Position, dup bool, err error) {
+	type result struct {
+		pos Position
+		dup bool
+		err error
 	}
-	return h.Sequence(name, data), nil
+	done := make(chan result, 1)
+	h.PublishAsync(name, key, data, func(p Position, dup bool, err error) { done <- result{p, dup, err} })
+	select {
+	case r := <-done:
+		return r.pos, r.dup, r.err
+	case <-ctx.Done():
+		return Position{}, false, ctx.Err()
+	}
+}
+
+// PublishAsync is Publish without waiting: done gets the answer once, at
+// once when this node owns the channel, else when the owner answers.
+// Publishes in one order are sequenced in that order.
+func (h *Hub) PublishAsync(name, key string, data []byte, done func(Position, bool, error)) {
+	if !h.owns(name) {
+		h.cluster.PublishAsync(name, key, data, func(epoch string, offset uint64, dup bool, err error) {
+			done(Position{Epoch: epoch, Offset: offset}, dup, err)
+		})
+		return
+	}
+	p, dup := h.SequenceKeyed(name, key, data)
+	done(p, dup, nil)
 }
 
 // PublishDatagram publishes on a volatile channel without waiting: here
@@ -541,18 +585,38 @@ func (h *Hub) PublishDatagram(name string, data []byte) {
 // other nodes with subscribers. A node that takes over a channel from
 // another owner starts a new epoch.
 func (h *Hub) Sequence(name string, data []byte) Position {
+	p, _ := h.SequenceKeyed(name, "", data)
+	return p
+}
+
+// SequenceKeyed is Sequence with an idempotency key ("" for none): a key
+// this node sequenced for the channel within the window is not applied
+// again; its first position is returned with dup true.
+func (h *Hub) SequenceKeyed(name, key string, data []byte) (Position, bool) {
 	ch := h.acquire(name)
 	if ch.volatile {
-		return h.sequenceVolatile(ch, data)
+		return h.sequenceVolatile(ch, data), false
 	}
 	if !ch.sequencer {
 		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
+		ch.keys = nil
 		if ch.hist != nil {
 			ch.hist.reset()
 		}
 	}
+	now := time.Now()
+	if key != "" {
+		if k, ok := ch.keys[key]; ok && now.Sub(k.at) <= h.window && k.pos.Epoch == ch.epoch {
+			ch.used = now
+			h.release(ch)
+			return k.pos, true
+		}
+	}
 	ch.offset++
-	ch.used = time.Now()
+	ch.used = now
+	if key != "" {
+		ch.remember(key, Position{Epoch: ch.epoch, Offset: ch.offset}, now, h.window)
+	}
 	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
 	if len(ch.subs) > 0 || h.cluster != nil || ch.hist != nil {
 		frame := protocols.EncodeMessage(name, pos.Epoch, pos.Offset, data)
@@ -567,7 +631,28 @@ func (h *Hub) Sequence(name string, data []byte) Position {
 		}
 	}
 	h.release(ch)
-	return pos
+	return pos, false
+}
+
+// remember records an idempotency key's position, keeping at most maxKeys.
+func (ch *channel) remember(key string, pos Position, now time.Time, window time.Duration) {
+	if ch.keys == nil {
+		ch.keys = make(map[string]keyed)
+	}
+	if len(ch.keys) >= maxKeys {
+		for k, v := range ch.keys {
+			if now.Sub(v.at) > window {
+				delete(ch.keys, k)
+			}
+		}
+		for k := range ch.keys { // still full: forget half, at random
+			if len(ch.keys) < maxKeys/2 {
+				break
+			}
+			delete(ch.keys, k)
+		}
+	}
+	ch.keys[key] = keyed{pos: pos, at: now}
 }
 
 // Deliver hands a publication sequenced by the channel's owner on another

@@ -23,11 +23,12 @@ type fakeCluster struct {
 }
 
 func (f *fakeCluster) IsOwner(ch string) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.owned[ch] }
-func (f *fakeCluster) Publish(ctx context.Context, ch string, data []byte) (string, uint64, error) {
+func (f *fakeCluster) PublishAsync(ch, key string, data []byte, done func(string, uint64, bool, error)) {
 	if f.publishErr != nil {
-		return "", 0, f.publishErr
+		done("", 0, false, f.publishErr)
+		return
 	}
-	return "remote", 42, nil
+	done("remote", 42, false, nil)
 }
 func (f *fakeCluster) Register(ch string) {
 	f.mu.Lock()
@@ -143,7 +144,7 @@ func TestHubOwnerForwardsAndNewOwnerStartsNewEpoch(t *testing.T) {
 	h := NewHub(HubConfig{Cluster: fc})
 	s := &fakeSession{id: "s", keep: true}
 	h.Subscribe("c", s, 1, nil, subscribedReply, nil)
-	p1, _ := h.Publish(context.Background(), "c", []byte("a"))
+	p1, _, _ := h.Publish(context.Background(), "c", "", []byte("a"))
 	if len(fc.forwarded) != 1 || fc.forwarded[0] != p1 {
 		t.Fatalf("forwarded %v, want %v", fc.forwarded, p1)
 	}
@@ -151,11 +152,11 @@ func TestHubOwnerForwardsAndNewOwnerStartsNewEpoch(t *testing.T) {
 	fc.mu.Lock()
 	fc.owned["c"] = false
 	fc.mu.Unlock()
-	if p, err := h.Publish(context.Background(), "c", []byte("b")); err != nil || p.Epoch != "remote" {
+	if p, _, err := h.Publish(context.Background(), "c", "", []byte("b")); err != nil || p.Epoch != "remote" {
 		t.Fatalf("remote publish %v %v", p, err)
 	}
 	fc.publishErr = errors.New("owner gone")
-	if _, err := h.Publish(context.Background(), "c", []byte("b")); err == nil {
+	if _, _, err := h.Publish(context.Background(), "c", "", []byte("b")); err == nil {
 		t.Fatal("owner failure not reported")
 	}
 	h.Deliver("c", "theirs", 9, protocols.EncodeMessage("c", "theirs", 9, nil))
@@ -163,7 +164,7 @@ func TestHubOwnerForwardsAndNewOwnerStartsNewEpoch(t *testing.T) {
 	fc.mu.Lock()
 	fc.owned["c"] = true
 	fc.mu.Unlock()
-	p3, _ := h.Publish(context.Background(), "c", []byte("c"))
+	p3, _, _ := h.Publish(context.Background(), "c", "", []byte("c"))
 	if p3.Epoch == p1.Epoch || p3.Epoch == "theirs" || p3.Offset != 1 {
 		t.Fatalf("new owner published at %+v (before: %+v)", p3, p1)
 	}

@@ -18,6 +18,7 @@ type client struct {
 	timer   *time.Timer // closes the session if Connect does not come in time
 
 	connected bool
+	inflight  chan struct{}       // a slot per publish waiting for its owner: at most maxInflight
 	subs      map[string]uint32   // channel → alias
 	aliases   map[uint32]struct{} // aliases in use
 	secure    bool                // came over TLS: reconnect advice names wss:// or WebTransport
@@ -167,14 +168,29 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	if limit := c.node.maxPayload(p.Channel); len(p.Data) > limit {
 		return c.fail(id, protocols.ErrCodePayloadTooLarge, fmt.Sprintf("payload is %d bytes, limit %d", len(p.Data), limit))
 	}
-	pos, err := c.node.hub.Publish(c.session.Context(), p.Channel, p.Data)
-	if err != nil {
-		return c.fail(id, protocols.ErrCodeInternal, "publish failed: "+err.Error())
+	if len(p.IdempotencyKey) > protocols.MaxIdempotencyKey {
+		return c.fail(id, protocols.ErrCodeBadRequest, fmt.Sprintf("idempotency_key is %d bytes, limit %d", len(p.IdempotencyKey), protocols.MaxIdempotencyKey))
 	}
-	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_PublishAck{
-		PublishAck: &protocols.PublishAck{Epoch: pos.Epoch, Offset: pos.Offset},
-	}}))
+	// Publishes are pipelined: the read loop goes on while the owner
+	// answers (requests to one owner keep their order on the link), and
+	// pauses only while maxInflight wait.
+	c.inflight <- struct{}{}
+	c.node.hub.PublishAsync(p.Channel, p.IdempotencyKey, p.Data, func(pos Position, dup bool, err error) {
+		<-c.inflight
+		if err != nil {
+			_ = c.fail(id, protocols.ErrCodeInternal, "publish failed: "+err.Error())
+			return
+		}
+		_ = c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_PublishAck{
+			PublishAck: &protocols.PublishAck{Epoch: pos.Epoch, Offset: pos.Offset, Duplicate: dup},
+		}}))
+	})
+	return nil
 }
+
+// maxInflight is how many publishes of one session may wait for their
+// owner's answer before the session's read loop waits too.
+const maxInflight = 256
 
 // HandleDatagram publishes a datagram on the volatile channel its alias
 // names. It has no reply; a refusal is told as an Error with id 0, at most
@@ -252,6 +268,7 @@ func (n *Node) accept(s protocols.Session, r *http.Request) (*client, error) {
 	c := &client{
 		node: n, session: s, secure: r.TLS != nil || s.Protocol() == protocols.WebTransport,
 		subs: make(map[string]uint32), aliases: make(map[uint32]struct{}), volatile: make(map[uint32]string),
+		inflight: make(chan struct{}, maxInflight), // struct{} slots take no memory
 	}
 	c.timer = time.AfterFunc(n.cfg.ConnectTimeout, func() {
 		s.Close(protocols.CodeHandshakeTimeout, "no connect frame in time")

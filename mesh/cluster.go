@@ -30,7 +30,10 @@ type Local interface {
 	// Cluster.Forward with the encoded frame (in sequence order, under its
 	// channel lock), and returns the position. The mesh calls it for
 	// publish requests from other nodes.
-	Sequence(channel string, data []byte) (epoch string, offset uint64, err error)
+	// A non-empty key makes the publish idempotent: a publish of channel
+	// with a key seen within the node's window is not applied again and
+	// returns the original position with dup true.
+	Sequence(channel, key string, data []byte) (epoch string, offset uint64, dup bool, err error)
 	// Deliver hands a Message frame sequenced by the owner (the exact bytes
 	// from protocols.EncodeMessage, length prefix included) to local
 	// subscribers.

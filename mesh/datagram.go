@@ -201,7 +201,7 @@ func (c *Cluster) dgHandle(b []byte) error {
 		if r.err != nil {
 			return r.err
 		}
-		_, _, err := c.local.Sequence(channel, r.b)
+		_, _, _, err := c.local.Sequence(channel, "", r.b)
 		return err
 	case dgDeliver:
 		seq := r.uvarint()
@@ -227,7 +227,7 @@ func (c *Cluster) PublishVolatile(channel string, data []byte) {
 	msg = append(msg, dgPublish)
 	msg = appendString(msg, channel)
 	msg = append(msg, data...)
-	c.sendVolatile(owner, msg, func() item { return publishMsg(0, channel, data) })
+	c.sendVolatile(owner, msg, func() item { return publishMsg(0, channel, "", data) })
 }
 
 // ForwardVolatile sends a volatile publication this node sequenced (seq,

@@ -139,7 +139,7 @@ func newFakeLocal(name string) *fakeLocal {
 	}
 }
 
-func (f *fakeLocal) Sequence(channel string, data []byte) (string, uint64, error) {
+func (f *fakeLocal) Sequence(channel, _ string, data []byte) (string, uint64, bool, error) {
 	f.mu.Lock()
 	block, entered := f.seqBlock[channel], f.seqEntered
 	f.mu.Unlock()
@@ -163,7 +163,7 @@ func (f *fakeLocal) Sequence(channel string, data []byte) (string, uint64, error
 	if c := f.c.Load(); c != nil {
 		c.Forward(channel, epoch, off, frame)
 	}
-	return epoch, off, nil
+	return epoch, off, false, nil
 }
 
 func (f *fakeLocal) Deliver(channel, epoch string, offset uint64, frame []byte) {

@@ -176,7 +176,7 @@ func (c *Cluster) handle(peer string, m message) {
 	case msgDeliver:
 		c.local.Deliver(m.channel, m.epoch, m.offset, m.rest)
 	case msgPublish:
-		epoch, offset, err := c.local.Sequence(m.channel, m.rest)
+		epoch, offset, dup, err := c.local.Sequence(m.channel, m.key, m.rest)
 		errText := ""
 		if err != nil {
 			errText = err.Error()
@@ -184,9 +184,9 @@ func (c *Cluster) handle(peer string, m message) {
 				errText = "sequence failed"
 			}
 		}
-		c.send(peer, publishReplyMsg(m.id, epoch, offset, errText))
+		c.send(peer, publishReplyMsg(m.id, epoch, offset, dup, errText))
 	case msgPublishReply:
-		r := callResult{epoch: m.epoch, offset: m.offset}
+		r := callResult{epoch: m.epoch, offset: m.offset, dup: m.dup}
 		if m.errText != "" {
 			r.err = &RemoteError{Node: peer, Msg: m.errText}
 		}

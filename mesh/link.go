@@ -40,8 +40,9 @@ package mesh
 //	1 hello            version, node name
 //	2 deliver          channel, epoch, offset, rest = the Message frame
 //	                   exactly as the owner encoded it (length prefix included)
-//	3 publish          request id, channel, rest = data
-//	4 publish reply    request id, epoch, offset, error ("" = ok)
+//	3 publish          request id, channel, idempotency key, rest = data
+//	4 publish reply    request id, epoch, offset, duplicate (a byte),
+//	                   error ("" = ok)
 //	5 register         request id, channel
 //	6 register reply   request id, channel, epoch, offset, history count,
 //	                   then per publication: offset, Message frame
@@ -128,20 +129,22 @@ func deliverHeader(channel, epoch string, offset uint64, frameLen int) []byte {
 	return appendUvarint(b, offset)
 }
 
-func publishMsg(id uint64, channel string, data []byte) item {
-	p := protowire.SizeVarint(id) + sizeString(channel) + len(data)
+func publishMsg(id uint64, channel, key string, data []byte) item {
+	p := protowire.SizeVarint(id) + sizeString(channel) + sizeString(key) + len(data)
 	b := startMsg(make([]byte, 0, 1+protowire.SizeVarint(uint64(p))+p), msgPublish, p)
 	b = appendUvarint(b, id)
 	b = appendString(b, channel)
+	b = appendString(b, key)
 	return item{hdr: append(b, data...)} // a copy: the caller may reuse data once Publish returns
 }
 
-func publishReplyMsg(id uint64, epoch string, offset uint64, errText string) item {
-	p := protowire.SizeVarint(id) + sizeString(epoch) + protowire.SizeVarint(offset) + sizeString(errText)
+func publishReplyMsg(id uint64, epoch string, offset uint64, dup bool, errText string) item {
+	p := protowire.SizeVarint(id) + sizeString(epoch) + protowire.SizeVarint(offset) + 1 + sizeString(errText)
 	b := startMsg(make([]byte, 0, 1+protowire.SizeVarint(uint64(p))+p), msgPublishReply, p)
 	b = appendUvarint(b, id)
 	b = appendString(b, epoch)
 	b = appendUvarint(b, offset)
+	b = append(b, boolByte(dup))
 	return item{hdr: appendString(b, errText)}
 }
 
@@ -196,6 +199,8 @@ type message struct {
 	epoch   string
 	offset  uint64
 	errText string
+	key     string                  // publish: idempotency key
+	dup     bool                    // publish reply: a duplicate
 	rest    []byte                  // deliver: frame; publish: data
 	history []protocols.Publication // register reply
 }
@@ -211,10 +216,10 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 		m.channel, m.epoch, m.offset = r.string(), r.string(), r.uvarint()
 		m.rest, r.b = r.b, nil
 	case msgPublish:
-		m.id, m.channel = r.uvarint(), r.string()
+		m.id, m.channel, m.key = r.uvarint(), r.string(), r.string()
 		m.rest, r.b = r.b, nil
 	case msgPublishReply:
-		m.id, m.epoch, m.offset, m.errText = r.uvarint(), r.string(), r.uvarint(), r.string()
+		m.id, m.epoch, m.offset, m.dup, m.errText = r.uvarint(), r.string(), r.uvarint(), r.bool(), r.string()
 	case msgRegister:
 		m.id, m.channel = r.uvarint(), r.string()
 	case msgRegisterReply:

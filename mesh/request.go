@@ -3,19 +3,30 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
-// call is a request waiting for its answer.
+// call is a request waiting for its answer: on done, or given to cb.
 type call struct {
 	peer string
-	done chan callResult // cap 1
+	done chan callResult // cap 1; nil with cb
+	cb   func(callResult)
 }
 
 type callResult struct {
 	epoch  string
 	offset uint64
+	dup    bool
 	err    error
+}
+
+func (cl *call) finish(r callResult) {
+	if cl.cb != nil {
+		cl.cb(r)
+		return
+	}
+	cl.done <- r
 }
 
 // Publish publishes data on channel through its owner and returns the
@@ -27,36 +38,63 @@ type callResult struct {
 // node if it is interested in channel (the owner's delivery precedes its
 // answer on the link). Before Start, this node owns every channel.
 func (c *Cluster) Publish(ctx context.Context, channel string, data []byte) (epoch string, offset uint64, err error) {
+	done := make(chan callResult, 1)
+	c.PublishAsync(channel, "", data, func(epoch string, offset uint64, _ bool, err error) {
+		done <- callResult{epoch: epoch, offset: offset, err: err}
+	})
+	select {
+	case r := <-done:
+		return r.epoch, r.offset, r.err
+	case <-ctx.Done():
+		return "", 0, fmt.Errorf("mesh: publish to %s: %w", channel, ctx.Err())
+	}
+}
+
+// PublishAsync is Publish without waiting, with an idempotency key (see
+// Local.Sequence; "" for none): done gets the owner's answer, once, on
+// another goroutine or (when this node owns channel, or the request
+// cannot be sent) before PublishAsync returns. Requests to one owner
+// travel in the order of the calls, so a caller that publishes in order
+// gets its publications sequenced in that order.
+func (c *Cluster) PublishAsync(channel, key string, data []byte, done func(epoch string, offset uint64, dup bool, err error)) {
 	if c.isStopped() {
-		return "", 0, ErrClosed
+		done("", 0, false, ErrClosed)
+		return
 	}
 	owner := c.Owner(channel)
 	if owner == c.name {
-		return c.local.Sequence(channel, data)
+		done(c.local.Sequence(channel, key, data))
+		return
 	}
+	fail := func(err error) { done("", 0, false, fmt.Errorf("mesh: publish to %s via %s: %w", channel, owner, err)) }
 	l := c.outLink(owner)
 	if l == nil {
-		return "", 0, fmt.Errorf("mesh: publish to %s via %s: %w", channel, owner, ErrNoLink)
+		fail(ErrNoLink)
+		return
 	}
-	id, cl := c.newCall(owner)
-	if !l.enqueue(publishMsg(id, channel, data)) {
+	var timer *time.Timer
+	var once sync.Once
+	id := c.nextID.Add(1)
+	cl := &call{peer: owner, cb: func(r callResult) {
+		once.Do(func() {
+			timer.Stop()
+			if r.err != nil {
+				fail(r.err)
+				return
+			}
+			done(r.epoch, r.offset, r.dup, nil)
+		})
+	}}
+	c.pendMu.Lock()
+	c.calls[id] = cl
+	timer = time.AfterFunc(c.cfg.RequestTimeout, func() {
 		c.cancelCall(id)
-		return "", 0, fmt.Errorf("mesh: publish to %s via %s: %w", channel, owner, ErrNoLink)
-	}
-	t := time.NewTimer(c.cfg.RequestTimeout)
-	defer t.Stop()
-	select {
-	case r := <-cl.done:
-		if r.err != nil {
-			return "", 0, fmt.Errorf("mesh: publish to %s via %s: %w", channel, owner, r.err)
-		}
-		return r.epoch, r.offset, nil
-	case <-ctx.Done():
+		cl.cb(callResult{err: ErrTimeout})
+	})
+	c.pendMu.Unlock()
+	if !l.enqueue(publishMsg(id, channel, key, data)) {
 		c.cancelCall(id)
-		return "", 0, fmt.Errorf("mesh: publish to %s via %s: %w", channel, owner, ctx.Err())
-	case <-t.C:
-		c.cancelCall(id)
-		return "", 0, fmt.Errorf("mesh: publish to %s via %s: %w", channel, owner, ErrTimeout)
+		cl.cb(callResult{err: ErrNoLink})
 	}
 }
 
@@ -67,15 +105,6 @@ func (c *Cluster) isStopped() bool {
 	default:
 		return false
 	}
-}
-
-func (c *Cluster) newCall(peer string) (uint64, *call) {
-	id := c.nextID.Add(1)
-	cl := &call{peer: peer, done: make(chan callResult, 1)}
-	c.pendMu.Lock()
-	c.calls[id] = cl
-	c.pendMu.Unlock()
-	return id, cl
 }
 
 func (c *Cluster) cancelCall(id uint64) {
@@ -94,27 +123,30 @@ func (c *Cluster) complete(id uint64, peer string, r callResult) {
 	}
 	delete(c.calls, id)
 	c.pendMu.Unlock()
-	cl.done <- r
+	cl.finish(r)
 }
 
 // failPeer fails every request waiting on peer.
 func (c *Cluster) failPeer(peer string, err error) {
-	c.pendMu.Lock()
-	defer c.pendMu.Unlock()
-	for id, cl := range c.calls {
-		if cl.peer == peer {
-			delete(c.calls, id)
-			cl.done <- callResult{err: err}
-		}
-	}
+	c.failWhere(func(cl *call) bool { return cl.peer == peer }, err)
 }
 
-func (c *Cluster) failAll(err error) {
+func (c *Cluster) failAll(err error) { c.failWhere(func(*call) bool { return true }, err) }
+
+// failWhere fails the requests that match, outside pendMu (their callbacks
+// reply to sessions).
+func (c *Cluster) failWhere(match func(*call) bool, err error) {
+	var failed []*call
 	c.pendMu.Lock()
-	defer c.pendMu.Unlock()
 	for id, cl := range c.calls {
-		delete(c.calls, id)
-		cl.done <- callResult{err: err}
+		if match(cl) {
+			delete(c.calls, id)
+			failed = append(failed, cl)
+		}
+	}
+	c.pendMu.Unlock()
+	for _, cl := range failed {
+		cl.finish(callResult{err: err})
 	}
 }
 

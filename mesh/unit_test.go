@@ -142,8 +142,8 @@ func TestLinkMessages(t *testing.T) {
 	its := []item{
 		helloMsg("n1"),
 		{hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
-		publishMsg(7, "room", []byte("data")),
-		publishReplyMsg(7, "ep", 43, "boom"),
+		publishMsg(7, "room", "k-1", []byte("data")),
+		publishReplyMsg(7, "ep", 43, true, "boom"),
 		registerMsg(8, "room"),
 		registerReplyMsg(8, "room", "ep", 43, []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}),
 		unregisterMsg("room"),
@@ -157,8 +157,8 @@ func TestLinkMessages(t *testing.T) {
 	want := []message{
 		{typ: msgHello, version: linkVersion, name: "n1"},
 		{typ: msgDeliver, channel: "room", epoch: "ep", offset: 42, rest: frame},
-		{typ: msgPublish, id: 7, channel: "room", rest: []byte("data")},
-		{typ: msgPublishReply, id: 7, epoch: "ep", offset: 43, errText: "boom"},
+		{typ: msgPublish, id: 7, channel: "room", key: "k-1", rest: []byte("data")},
+		{typ: msgPublishReply, id: 7, epoch: "ep", offset: 43, dup: true, errText: "boom"},
 		{typ: msgRegister, id: 8, channel: "room"},
 		{typ: msgRegisterReply, id: 8, channel: "room", epoch: "ep", offset: 43,
 			history: []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}},
@@ -171,6 +171,7 @@ func TestLinkMessages(t *testing.T) {
 		}
 		if m.typ != w.typ || m.id != w.id || m.name != w.name || m.version != w.version || m.channel != w.channel ||
 			m.epoch != w.epoch || m.offset != w.offset || m.errText != w.errText || !bytes.Equal(m.rest, w.rest) ||
+			m.key != w.key || m.dup != w.dup ||
 			!reflect.DeepEqual(m.history, w.history) {
 			t.Fatalf("message %d: %+v, want %+v", i, m, w)
 		}
@@ -190,7 +191,7 @@ func FuzzLinkMessages(f *testing.F) {
 	frame := protocols.EncodeMessage("room", "ep", 42, []byte("payload"))
 	var seed bytes.Buffer
 	for _, it := range []item{helloMsg("n1"), {hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
-		publishMsg(1, "c", []byte("d")), publishReplyMsg(1, "e", 2, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4, nil), unregisterMsg("c")} {
+		publishMsg(1, "c", "", []byte("d")), publishReplyMsg(1, "e", 2, false, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4, nil), unregisterMsg("c")} {
 		seed.Write(it.hdr)
 		seed.Write(it.body)
 	}

@@ -298,3 +298,6 @@ func MessageData(frame []byte) ([]byte, bool) {
 	}
 	return f.GetMessage().Data, true
 }
+
+// MaxIdempotencyKey is the longest Publish.idempotency_key, in bytes.
+const MaxIdempotencyKey = 64

@@ -371,7 +371,7 @@ func (s *subject) run(ctx context.Context, n *node, d time.Duration) error {
 				return
 			case <-s.tokens:
 			}
-			if _, err := n.Hub().Publish(ctx, s.bulkCh, big); err != nil {
+			if _, _, err := n.Hub().Publish(ctx, s.bulkCh, "", big); err != nil {
 				errs <- err
 				return
 			}
@@ -401,7 +401,7 @@ func (s *subject) run(ctx context.Context, n *node, d time.Duration) error {
 				payload[8] = chatTimed
 				s.measuring.Store(true)
 			}
-			if _, err := n.Hub().Publish(ctx, s.chatCh, payload); err != nil {
+			if _, _, err := n.Hub().Publish(ctx, s.chatCh, "", payload); err != nil {
 				errs <- err
 				return
 			}

@@ -220,8 +220,8 @@ func TestRoomOwnerMatchesMesh(t *testing.T) {
 // noChannels is the mesh.Local of a node that serves signaling only.
 type noChannels struct{}
 
-func (noChannels) Sequence(string, []byte) (string, uint64, error) {
-	return "", 0, fmt.Errorf("no channels on this test node")
+func (noChannels) Sequence(string, string, []byte) (string, uint64, bool, error) {
+	return "", 0, false, fmt.Errorf("no channels on this test node")
 }
 func (noChannels) Deliver(string, string, uint64, []byte)                          {}
 func (noChannels) Hold(_ string, fn func(string, uint64, []protocols.Publication)) { fn("", 0, nil) }

@@ -19,8 +19,8 @@ import (
 // cluster (the node needs the cluster, the cluster needs the node).
 type localProxy struct{ node *edge.Node }
 
-func (l *localProxy) Sequence(ch string, data []byte) (string, uint64, error) {
-	return l.node.Sequence(ch, data)
+func (l *localProxy) Sequence(ch, key string, data []byte) (string, uint64, bool, error) {
+	return l.node.Sequence(ch, key, data)
 }
 func (l *localProxy) Deliver(ch, epoch string, offset uint64, frame []byte) {
 	l.node.Deliver(ch, epoch, offset, frame)

@@ -131,3 +131,58 @@ func startCluster(t *testing.T, region string, names ...string) []*proc {
 	}
 	return procs
 }
+
+// A publish retried with the same idempotency key, on three different
+// nodes (two through the HTTP API, one through the Go SDK), is stored and
+// delivered once, and every retry gets the first position.
+func TestIdempotentPublishAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs three processes; skipped with -short")
+	}
+	procs := startCluster(t, "eu", "a", "b", "c")
+	a, b, c := procs[0], procs[1], procs[2]
+	ctx := context.Background()
+	const channel = "chat:orders"
+	sub, err := a.dial(t).Subscribe(ctx, channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(p *proc) (pos client.Position, dup bool) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", p.http+"/api/publish",
+			strings.NewReader(`{"channel":"`+channel+`","data":"order 1","idempotency_key":"order-1"}`))
+		req.Header.Set("X-API-Key", devAPIKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Epoch     string
+			Offset    uint64
+			Duplicate bool
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("publish on %s: %d %v", p.name, resp.StatusCode, err)
+		}
+		return client.Position{Epoch: r.Epoch, Offset: r.Offset}, r.Duplicate
+	}
+	first, dup := publish(a)
+	if dup {
+		t.Fatal("the first publish is a duplicate")
+	}
+	if again, dup := publish(b); !dup || again != first {
+		t.Fatalf("retry on b: %+v duplicate %v, want %+v", again, dup, first)
+	}
+	pos, dup, err := c.dial(t).PublishIdempotent(ctx, channel, "order-1", []byte("order 1"))
+	if err != nil || !dup || pos != first {
+		t.Fatalf("retry on c through the SDK: %+v %v %v", pos, dup, err)
+	}
+	if m := <-sub.Messages(); m.Position != first {
+		t.Fatalf("delivered %+v", m.Position)
+	}
+	a.publish(t, channel, "next")
+	if m := <-sub.Messages(); string(m.Data) != "next" || m.Offset != first.Offset+1 {
+		t.Fatalf("the retries were delivered: got %q at %d", m.Data, m.Offset)
+	}
+}

@@ -62,8 +62,8 @@ type node struct {
 // proxy hands the mesh's calls to the node, built after the mesh.
 type proxy struct{ n *edge.Node }
 
-func (p *proxy) Sequence(ch string, data []byte) (string, uint64, error) {
-	return p.n.Sequence(ch, data)
+func (p *proxy) Sequence(ch, key string, data []byte) (string, uint64, bool, error) {
+	return p.n.Sequence(ch, key, data)
 }
 func (p *proxy) Deliver(ch, epoch string, offset uint64, frame []byte) {
 	p.n.Deliver(ch, epoch, offset, frame)

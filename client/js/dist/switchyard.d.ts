@@ -36,7 +36,8 @@ export interface ConnectOptions {
     stableAfter?: number;
     /**
      * How long, in ms, connect() and each request (subscribe, publish,
-     * unsubscribe) may take, waiting for a connection included. Default 10000.
+     * unsubscribe) may take, waiting for a connection and a publish's
+     * resends after reconnects included. Default 10000.
      */
     requestTimeout?: number;
     /** How long, in ms, one connection attempt (all transports together) may take. Default 10000. */
@@ -70,6 +71,29 @@ export interface Message extends Position {
     datagram: boolean;
 }
 export type MessageHandler = (message: Message) => void;
+/** Options of client.publish(). Every field is optional. */
+export interface PublishOptions {
+    /**
+     * The publish's idempotency key: a string of 1 to 64 bytes (UTF-8). The
+     * channel's owner node applies a publish of the channel with a key it
+     * has seen within its window (2 minutes by default) only once: a repeat,
+     * sent to any node, resolves with the original position and duplicate
+     * true. Give one to make the app's own retries safe (e.g. a message id,
+     * kept across page loads). Default: a random key the client makes for
+     * each publish, which covers the client's own resends after a reconnect.
+     */
+    idempotencyKey?: string;
+}
+/** What client.publish() resolves with: the publication's position. */
+export interface PublishResult extends Position {
+    /**
+     * True when the server had applied a publish of this channel with the
+     * same idempotency key before (this client's resend after a reconnect,
+     * or the app's own repeat of a key): epoch and offset are that
+     * publication's, and nothing was published again.
+     */
+    duplicate: boolean;
+}
 /** Options of client.subscribe(). Every field is optional. */
 export interface SubscribeOptions {
     /**
@@ -218,13 +242,18 @@ export interface Client {
     subscribe(channel: string, handler: MessageHandler, options?: SubscribeOptions): Promise<Subscription>;
     /**
      * Publishes data (a string is sent as UTF-8) and resolves with its
-     * position once the server acknowledges. A publish made while
-     * disconnected waits for the next connection; one in flight when the
-     * connection drops rejects with ClosedError (it may or may not have been
-     * published). Rejects with RequestError (e.g. 102, 106 payload too
-     * large), TimeoutError, or ClosedError.
+     * position once the server acknowledges. Every publish carries an
+     * idempotency key (options.idempotencyKey, else a random one). A publish
+     * made while disconnected waits for the next connection; one in flight
+     * when the connection drops is sent again, with the same key, on the
+     * next session (after the resubscriptions), and the server applies it
+     * once: duplicate tells when an earlier send had been applied already.
+     * Rejects with RequestError (e.g. 102 invalid channel, 106 payload too
+     * large), TimeoutError (requestTimeout after the call, resends
+     * included), ClosedError (close(), a terminal close code), or TypeError
+     * on a bad channel, data or idempotencyKey.
      */
-    publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position>;
+    publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView, options?: PublishOptions): Promise<PublishResult>;
     /**
      * Publishes data on a volatile channel this client is subscribed to,
      * unreliably and without an answer: a QUIC datagram on WebTransport, a

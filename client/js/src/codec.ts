@@ -53,8 +53,8 @@ export interface SubscribedBody {
 }
 export interface UnsubscribeBody { channel: string }
 export interface UnsubscribedBody { channel: string; code: number; reason: string }
-export interface PublishBody { channel: string; data: Uint8Array }
-export interface PublishAckBody { epoch: string; offset: number }
+export interface PublishBody { channel: string; data: Uint8Array; idempotencyKey: string }
+export interface PublishAckBody { epoch: string; offset: number; duplicate: boolean }
 export interface MessageBody { channel: string; epoch: string; offset: number; data: Uint8Array }
 export interface ErrorBody { code: number; message: string }
 export interface DatagramBody { alias: number; seq: number; data: Uint8Array }
@@ -119,8 +119,8 @@ export const schemas: { readonly [K in Kind]: readonly Field[] } = {
   ],
   unsubscribe: [[1, "channel", "string"]],
   unsubscribed: [[1, "channel", "string"], [2, "code", "uint32"], [3, "reason", "string"]],
-  publish: [[1, "channel", "string"], [2, "data", "bytes"]],
-  publishAck: [[1, "epoch", "string"], [2, "offset", "uint64"]],
+  publish: [[1, "channel", "string"], [2, "data", "bytes"], [3, "idempotencyKey", "string"]],
+  publishAck: [[1, "epoch", "string"], [2, "offset", "uint64"], [3, "duplicate", "bool"]],
   message: [[1, "channel", "string"], [2, "epoch", "string"], [3, "offset", "uint64"], [4, "data", "bytes"]],
   error: [[1, "code", "uint32"], [2, "message", "string"]],
   ping: [],

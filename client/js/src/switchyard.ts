@@ -87,7 +87,8 @@ export interface ConnectOptions {
   stableAfter?: number;
   /**
    * How long, in ms, connect() and each request (subscribe, publish,
-   * unsubscribe) may take, waiting for a connection included. Default 10000.
+   * unsubscribe) may take, waiting for a connection and a publish's
+   * resends after reconnects included. Default 10000.
    */
   requestTimeout?: number;
   /** How long, in ms, one connection attempt (all transports together) may take. Default 10000. */
@@ -122,6 +123,31 @@ export interface Message extends Position {
 }
 
 export type MessageHandler = (message: Message) => void;
+
+/** Options of client.publish(). Every field is optional. */
+export interface PublishOptions {
+  /**
+   * The publish's idempotency key: a string of 1 to 64 bytes (UTF-8). The
+   * channel's owner node applies a publish of the channel with a key it
+   * has seen within its window (2 minutes by default) only once: a repeat,
+   * sent to any node, resolves with the original position and duplicate
+   * true. Give one to make the app's own retries safe (e.g. a message id,
+   * kept across page loads). Default: a random key the client makes for
+   * each publish, which covers the client's own resends after a reconnect.
+   */
+  idempotencyKey?: string;
+}
+
+/** What client.publish() resolves with: the publication's position. */
+export interface PublishResult extends Position {
+  /**
+   * True when the server had applied a publish of this channel with the
+   * same idempotency key before (this client's resend after a reconnect,
+   * or the app's own repeat of a key): epoch and offset are that
+   * publication's, and nothing was published again.
+   */
+  duplicate: boolean;
+}
 
 /** Options of client.subscribe(). Every field is optional. */
 export interface SubscribeOptions {
@@ -283,13 +309,18 @@ export interface Client {
   subscribe(channel: string, handler: MessageHandler, options?: SubscribeOptions): Promise<Subscription>;
   /**
    * Publishes data (a string is sent as UTF-8) and resolves with its
-   * position once the server acknowledges. A publish made while
-   * disconnected waits for the next connection; one in flight when the
-   * connection drops rejects with ClosedError (it may or may not have been
-   * published). Rejects with RequestError (e.g. 102, 106 payload too
-   * large), TimeoutError, or ClosedError.
+   * position once the server acknowledges. Every publish carries an
+   * idempotency key (options.idempotencyKey, else a random one). A publish
+   * made while disconnected waits for the next connection; one in flight
+   * when the connection drops is sent again, with the same key, on the
+   * next session (after the resubscriptions), and the server applies it
+   * once: duplicate tells when an earlier send had been applied already.
+   * Rejects with RequestError (e.g. 102 invalid channel, 106 payload too
+   * large), TimeoutError (requestTimeout after the call, resends
+   * included), ClosedError (close(), a terminal close code), or TypeError
+   * on a bad channel, data or idempotencyKey.
    */
-  publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position>;
+  publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView, options?: PublishOptions): Promise<PublishResult>;
   /**
    * Publishes data on a volatile channel this client is subscribed to,
    * unreliably and without an answer: a QUIC datagram on WebTransport, a
@@ -372,6 +403,17 @@ function toBytes(data: unknown): Uint8Array | undefined {
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return undefined;
+}
+
+/** The longest idempotency key, in bytes (protocol: publish.idempotency_key). */
+const MAX_KEY_BYTES = 64;
+const KEY_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/** A random idempotency key: 16 base64url characters, 96 bits. */
+function newKey(): string {
+  let key = "";
+  for (const b of crypto.getRandomValues(new Uint8Array(16))) key += KEY_CHARS[b & 63];
+  return key;
 }
 
 /** Decodes a message's data (or any bytes) as UTF-8 text. */
@@ -558,6 +600,7 @@ interface Req {
   kind: "publish" | "unsubscribe";
   channel: string;
   data?: Uint8Array;
+  key?: string; // a publish's idempotency key, the same on every send
   resolve(v: unknown): void;
   reject(e: Error): void;
   timer: unknown;
@@ -745,7 +788,7 @@ class ClientImpl implements Client {
         streamMessage: (alias, f) => this.onStreamMessage(conn, alias, f),
         datagram: (d) => this.onDatagram(conn, d),
         closed: (info) => {
-          if (this.conn === conn) this.lost(info);
+          if (this.conn === conn) this.lost();
           resolve(info);
         },
       });
@@ -761,19 +804,27 @@ class ClientImpl implements Client {
     });
   }
 
-  /** The live session ended: fail what was in flight on it, keep the rest for the next one. */
-  private lost(info: CloseInfo): void {
+  /**
+   * The live session ended: what was in flight on it waits for the next
+   * one, with what was queued already.
+   */
+  private lost(): void {
     this.conn = undefined;
     this.serveDone = undefined;
     this.state = "reconnecting";
     const inflight = this.inflight;
     this.inflight = new Map();
+    const resend: Req[] = [];
     for (const x of inflight.values()) {
       if (x.kind !== "request") continue;
       // Unsubscribing needs nothing more: the next session starts clean.
       if (x.req.kind === "unsubscribe") this.settle(x.req);
-      else this.settle(x.req, new ClosedError(info.code, info.reason));
+      // An unacknowledged publish goes again, with its idempotency key: if
+      // the server applied it, the owner node says duplicate instead of
+      // publishing it twice. Its timer keeps running from publish().
+      else if (!x.req.settled) resend.push(x.req);
     }
+    this.waiting = resend.concat(this.waiting);
     for (const sub of this.subs.values()) {
       if (sub.state === "active") sub.state = "pending";
       sub.discard();
@@ -916,7 +967,7 @@ class ClientImpl implements Client {
       if (req.kind === "unsubscribe" && f.code === ERR_NOT_SUBSCRIBED) this.settle(req);
       else this.settle(req, new RequestError(f.code, f.message));
     } else if (req.kind === "publish" && f.type === "publishAck") {
-      this.settle(req, undefined, { epoch: f.epoch, offset: f.offset } satisfies Position);
+      this.settle(req, undefined, { epoch: f.epoch, offset: f.offset, duplicate: f.duplicate } satisfies PublishResult);
     } else if (req.kind === "unsubscribe" && f.type === "unsubscribed") {
       this.settle(req);
     } else {
@@ -965,7 +1016,7 @@ class ClientImpl implements Client {
     const id = this.nextId(conn);
     let frame: Uint8Array;
     try {
-      frame = encodeFrame(id, req.kind, { channel: req.channel, data: req.data });
+      frame = encodeFrame(id, req.kind, { channel: req.channel, data: req.data, idempotencyKey: req.key });
     } catch (e) {
       this.settle(req, e as Error);
       return;
@@ -1029,14 +1080,20 @@ class ClientImpl implements Client {
     return this.request("unsubscribe", sub.channel).then(() => {});
   }
 
-  publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): Promise<Position> {
+  publish(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView, options?: PublishOptions): Promise<PublishResult> {
     if (this.closed) return Promise.reject(this.endError);
     if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
     const view = toBytes(data);
     if (view === undefined) return Promise.reject(new TypeError("switchyard: publish data must be a string, Uint8Array or ArrayBuffer"));
+    const key = options?.idempotencyKey ?? newKey();
+    // Non-empty (an empty key is no key on the wire), at most 64 bytes,
+    // and no lone surrogate (UTF-8 would turn it into U+FFFD: another key).
+    if (typeof key !== "string" || key === "" || /\p{Cs}/u.test(key) || textEncoder.encode(key).length > MAX_KEY_BYTES) {
+      return Promise.reject(new TypeError(`switchyard: idempotencyKey must be a string of 1 to ${MAX_KEY_BYTES} bytes (UTF-8)`));
+    }
     // A copy: the caller may change data while the publish waits.
     const bytes = typeof data === "string" ? view : view.slice();
-    return this.request("publish", channel, bytes) as Promise<Position>;
+    return this.request("publish", channel, bytes, key) as Promise<PublishResult>;
   }
 
   sendDatagram(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): boolean {
@@ -1059,9 +1116,9 @@ class ClientImpl implements Client {
     return true;
   }
 
-  private request(kind: Req["kind"], channel: string, data?: Uint8Array): Promise<unknown> {
+  private request(kind: Req["kind"], channel: string, data?: Uint8Array, key?: string): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      const req: Req = { kind, channel, data, resolve, reject, timer: undefined, settled: false };
+      const req: Req = { kind, channel, data, key, resolve, reject, timer: undefined, settled: false };
       req.timer = this.clock.setTimeout(() => {
         if (req.settled) return;
         this.waiting = this.waiting.filter((r) => r !== req);

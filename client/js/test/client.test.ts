@@ -415,10 +415,10 @@ describe("subscriptions and requests", () => {
     assert.deepEqual(subscribed, [{ channel: "room", epoch: "epoch1", offset: 0, resubscribed: false, missed: 0, recovered: true }]);
     const p = c.publish("room", "héllo");
     await net.clock.advance(1);
-    assert.deepEqual(await p, { epoch: "epoch1", offset: 1 });
+    assert.deepEqual(await p, { epoch: "epoch1", offset: 1, duplicate: false });
     const p2 = c.publish("room", Uint8Array.of(1, 2, 3));
     await net.clock.advance(1);
-    assert.deepEqual(await p2, { epoch: "epoch1", offset: 2 });
+    assert.deepEqual(await p2, { epoch: "epoch1", offset: 2, duplicate: false });
     assert.deepEqual(got.map((m) => [m.channel, m.epoch, m.offset]), [["room", "epoch1", 1], ["room", "epoch1", 2]]);
     assert.equal(decodeText(got[0]!), "héllo");
     assert.deepEqual(got[1]!.data, Uint8Array.of(1, 2, 3));
@@ -528,7 +528,7 @@ describe("subscriptions and requests", () => {
     await net.clock.until(() => c.state === "connected");
     await net.clock.advance(1);
     const sub = await s;
-    assert.deepEqual(await p, { epoch: "epoch1", offset: 1 });
+    assert.deepEqual(await p, { epoch: "epoch1", offset: 1, duplicate: false });
     assert.equal(sub.active, true);
     assert.equal(got.length, 1, "subscribe went out before the publish");
     c.close();
@@ -556,17 +556,23 @@ describe("subscriptions and requests", () => {
     c.close();
   });
 
-  it("rejects a publish in flight when the connection drops, and resolves an unsubscribe", async () => {
+  it("resends a publish in flight when the connection drops, and resolves an unsubscribe", async () => {
     const net = new FakeNet();
     const c = await start(net);
     const sub = await subscribeNow(net, c, "a", () => {});
     net.answer = false;
-    const p = quiet(c.publish("a", "lost?"));
+    let outcome: unknown;
+    c.publish("a", "lost?").then((v) => (outcome = v), (e) => (outcome = e));
     const u = sub.unsubscribe();
     await net.clock.advance(1);
     net.current.drop(1006, "lost");
-    await assert.rejects(p, (e: unknown) => e instanceof ClosedError && e.code === 1006);
     await u;
+    await net.clock.advance(1);
+    assert.equal(outcome, undefined, "the publish waits for the next session");
+    net.answer = true;
+    await net.clock.until(() => outcome !== undefined);
+    assert.deepEqual(outcome, { epoch: "epoch1", offset: 1, duplicate: false });
+    assert.equal(net.transports.length, 2);
     c.close();
   });
 

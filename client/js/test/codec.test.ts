@@ -48,6 +48,13 @@ const golden: [string, number, Kind, Record<string, unknown>][] = [
   ["0c 08 07 22 08 0a 01 61 18 01 28 ac 02", 7, "subscribe", { channel: "a", recover: true, sinceEpoch: "", sinceOffset: 300 }],
   ["1a 08 02 2a 16 0a 04 6e 65 77 73 12 08 41 62 43 64 45 66 47 68 18 29 20 03 30 01", 2, "subscribed", { channel: "news", epoch: "AbCdEfGh", offset: 41, alias: 3, recovered: true }],
   ["1c 3a 1a 0a 04 6e 65 77 73 10 bd 17 1a 0f 6d 69 73 73 65 64 20 6d 65 73 73 61 67 65 73", 0, "unsubscribed", { channel: "news", code: 3005, reason: "missed messages" }],
+  // idempotent publish (publish.idempotency_key, publish_ack.duplicate), from protocols.MustEncode
+  ["20 08 03 42 1c 0a 04 72 6f 6f 6d 12 02 68 69 1a 10 41 62 43 64 45 66 47 68 5f 2d 30 31 32 33 34 35", 3, "publish", { channel: "room", data: bytes(0x68, 0x69), idempotencyKey: "AbCdEfGh_-012345" }],
+  ["12 08 ac 02 42 0d 0a 01 61 1a 08 d0 ba d0 bb d1 8e d1 87", 300, "publish", { channel: "a", data: new Uint8Array(0), idempotencyKey: "ключ" }],
+  ["4c 08 02 42 48 0a 01 63 12 01 00 1a 40" + "6b".repeat(64), 2, "publish", { channel: "c", data: bytes(0), idempotencyKey: "k".repeat(64) }],
+  ["12 08 03 4a 0e 0a 08 41 62 43 64 45 66 47 68 10 2a 18 01", 3, "publishAck", { epoch: "AbCdEfGh", offset: 42, duplicate: true }],
+  ["06 08 09 4a 02 18 01", 9, "publishAck", { epoch: "", offset: 0, duplicate: true }],
+  ["10 08 03 4a 0c 0a 08 41 62 43 64 45 66 47 68 10 2a", 3, "publishAck", { epoch: "AbCdEfGh", offset: 42, duplicate: false }],
 ];
 
 describe("codec", () => {
@@ -74,8 +81,8 @@ describe("codec", () => {
       subscribed: { channel: "c", epoch: "", offset: 0, recovered: true },
       unsubscribe: { channel: "c" },
       unsubscribed: { channel: "", code: 3005, reason: "r" },
-      publish: { channel: "c", data: new Uint8Array(70000).fill(7) },
-      publishAck: { epoch: "e", offset: 2 ** 40 + 3 },
+      publish: { channel: "c", data: new Uint8Array(70000).fill(7), idempotencyKey: "k€y" },
+      publishAck: { epoch: "e", offset: 2 ** 40 + 3, duplicate: true },
       message: { channel: "c", epoch: "e", offset: 1, data: new Uint8Array(0) },
       error: { code: 0xffffffff, message: "m" },
       ping: {},

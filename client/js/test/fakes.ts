@@ -231,6 +231,16 @@ export class FakeNet {
    * (Subscribe.recover): 0 recovers only a client that missed nothing.
    */
   history = 0;
+  /**
+   * Idempotent publishes: how long, in ms, the node remembers a publish's
+   * key (per channel); a repeat within it is acked with the original
+   * position and duplicate: true, and not published again.
+   */
+  dedupeWindow = 120_000;
+  /** When true the node applies publishes but their acks get lost (as if the connection broke first). */
+  loseAcks = false;
+  /** Keys seen: channel + "\n" + key → the publication's position and when. */
+  private keys = new Map<string, { epoch: string; offset: number; at: number }>();
   /** Channels; subs maps each subscribed transport to its alias; log holds the epoch's publications. */
   private channels = new Map<string, {
     epoch: string;
@@ -394,8 +404,19 @@ export class FakeNet {
           t.push(f.id, "error", { code: 106, message: "payload too large" });
           return;
         }
+        if (new TextEncoder().encode(f.idempotencyKey).length > 64) {
+          t.push(f.id, "error", { code: 100, message: "idempotency key longer than 64 bytes" });
+          return;
+        }
+        const k = `${f.channel}\n${f.idempotencyKey}`;
+        const seen = f.idempotencyKey === "" ? undefined : this.keys.get(k);
+        if (seen && this.clock.now() - seen.at < this.dedupeWindow) {
+          if (!this.loseAcks) t.push(f.id, "publishAck", { epoch: seen.epoch, offset: seen.offset, duplicate: true });
+          return;
+        }
         const { epoch, offset } = this.publish(f.channel, f.data);
-        t.push(f.id, "publishAck", { epoch, offset });
+        if (f.idempotencyKey !== "") this.keys.set(k, { epoch, offset, at: this.clock.now() });
+        if (!this.loseAcks) t.push(f.id, "publishAck", { epoch, offset });
         return;
       }
     }

@@ -1,0 +1,93 @@
+package edge_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/edge"
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// holdingCluster owns every channel but "remote:*", whose publishes it
+// holds until release: an owner node that is slow to answer.
+type holdingCluster struct {
+	mu   sync.Mutex
+	held []func(string, uint64, bool, error)
+}
+
+func (h *holdingCluster) IsOwner(ch string) bool { return !strings.HasPrefix(ch, "remote:") }
+func (h *holdingCluster) PublishAsync(ch, key string, data []byte, done func(string, uint64, bool, error)) {
+	h.mu.Lock()
+	h.held = append(h.held, done)
+	h.mu.Unlock()
+}
+func (h *holdingCluster) Register(string)                        {}
+func (h *holdingCluster) Unregister(string)                      {}
+func (h *holdingCluster) Forward(string, string, uint64, []byte) {}
+func (h *holdingCluster) PublishVolatile(string, []byte)         {}
+func (h *holdingCluster) ForwardVolatile(string, uint64, []byte) {}
+func (h *holdingCluster) pending() int                           { h.mu.Lock(); defer h.mu.Unlock(); return len(h.held) }
+func (h *holdingCluster) release(epoch string) {
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	for i, done := range held {
+		done(epoch, uint64(i+1), false, nil)
+	}
+}
+
+// A publish waiting for a slow owner does not hold up the session: its
+// other requests are answered meanwhile, and the publish is acked when
+// the owner answers.
+func TestPublishDoesNotBlockTheSession(t *testing.T) {
+	hc := &holdingCluster{}
+	n := startNode(t, func(c *edge.Config) { c.Cluster = hc })
+	for _, transport := range []string{protocols.WebSocket, protocols.WebTransport} {
+		t.Run(transport, func(t *testing.T) {
+			c := n.dial(t, transport)
+			ctx := ctxT(t)
+			type ack struct {
+				offset uint64
+				err    error
+			}
+			acks := make(chan ack, 2)
+			for range 2 {
+				go func() {
+					p, err := c.Publish(ctx, "remote:x", []byte("slow"))
+					acks <- ack{p.Offset, err}
+				}()
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for hc.pending() < 2 {
+				if time.Now().After(deadline) {
+					t.Fatal("the publishes did not reach the owner")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			sub, err := c.Subscribe(ctx, "local-"+transport)
+			if err != nil {
+				t.Fatalf("subscribe while publishes wait: %v", err)
+			}
+			if _, err := c.Publish(ctx, "local-"+transport, []byte("fast")); err != nil {
+				t.Fatalf("local publish while remote ones wait: %v", err)
+			}
+			if m := <-sub.Messages(); string(m.Data) != "fast" {
+				t.Fatalf("got %q", m.Data)
+			}
+			select {
+			case a := <-acks:
+				t.Fatalf("a held publish was acked: %+v", a)
+			default:
+			}
+			hc.release("remote")
+			for range 2 {
+				if a := <-acks; a.err != nil || a.offset == 0 {
+					t.Fatalf("ack after the owner answered: %+v", a)
+				}
+			}
+		})
+	}
+}
