@@ -65,6 +65,9 @@ type Options struct {
 	// chain is not verified, only the hash is compared — for self-signed
 	// dev certificates. It applies to wss:// and to WebTransport.
 	CertHash string
+	// CertHashes pins any of several leaf certificates (the dev nodes of a
+	// cluster each have their own), as CertHash does for one.
+	CertHashes []string
 	// TLSConfig is the base TLS configuration (RootCAs, ServerName, ...).
 	// It is cloned. Zero: system roots.
 	TLSConfig *tls.Config
@@ -168,12 +171,20 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 	if o.TLSConfig != nil {
 		cfg = o.TLSConfig.Clone()
 	}
-	if o.CertHash == "" {
+	hashes := o.CertHashes
+	if o.CertHash != "" {
+		hashes = append([]string{o.CertHash}, hashes...)
+	}
+	if len(hashes) == 0 {
 		return cfg, nil
 	}
-	want, err := decodeCertHash(o.CertHash)
-	if err != nil {
-		return nil, err
+	var pins [][]byte
+	for _, h := range hashes {
+		want, err := decodeCertHash(h)
+		if err != nil {
+			return nil, err
+		}
+		pins = append(pins, want)
 	}
 	verify := cfg.VerifyConnection
 	cfg.InsecureSkipVerify = true
@@ -182,9 +193,13 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 			return errors.New("client: server sent no certificate")
 		}
 		got := sha256.Sum256(cs.PeerCertificates[0].Raw)
-		if subtle.ConstantTimeCompare(got[:], want) != 1 {
+		pinned := false
+		for _, want := range pins {
+			pinned = pinned || subtle.ConstantTimeCompare(got[:], want) == 1
+		}
+		if !pinned {
 			return fmt.Errorf("client: server certificate hash %s does not match the pinned hash %s",
-				base64.StdEncoding.EncodeToString(got[:]), base64.StdEncoding.EncodeToString(want))
+				base64.StdEncoding.EncodeToString(got[:]), strings.Join(hashes, " or "))
 		}
 		if verify != nil {
 			return verify(cs)

@@ -85,7 +85,8 @@ type Config struct {
 	Rate  float64
 	Burst int
 	// QueueLen is how many messages may wait for a connection's writer
-	// before it is closed as a slow consumer (3001). Zero: 256.
+	// before it is closed as a slow consumer (3001). The queue takes memory
+	// only while it holds messages. Zero: 1024 (several senders' bursts).
 	QueueLen int
 }
 
@@ -115,7 +116,7 @@ func (cfg Config) withDefaults() Config {
 	defInt(&cfg.MaxCandidateSize, 2<<10)
 	defInt(&cfg.MaxDataSize, 16<<10)
 	defInt(&cfg.Burst, 200)
-	defInt(&cfg.QueueLen, 256)
+	defInt(&cfg.QueueLen, 1024)
 	if cfg.Rate == 0 {
 		cfg.Rate = 50
 	}

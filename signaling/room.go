@@ -48,8 +48,10 @@ type pendingJoin struct {
 	room   string
 	id     []byte // the client's id member
 	newID  string
-	secret string // the new peer's resume secret
-	resume string // the secret given to resume, "" if none
+	secret string   // the new peer's resume secret
+	resume string   // the secret given to resume, "" if none
+	peer   string   // the peer id given to resume, "" if none
+	held   [][]byte // messages for that peer that came before the owner's answer
 	timer  *time.Timer
 }
 
@@ -68,7 +70,7 @@ func (s *Server) join(ob *outbox, c *conn, m *inbound) {
 	j := &meshpb.Join{Room: m.Room, NewId: id, NewHash: hash, MaxRoomSize: uint32(s.cfg.MaxRoomSize)}
 	if len(m.Peer) == peerIDLen && m.Resume != "" && len(m.Resume) <= 64 {
 		j.ResumeId, j.ResumeHash = m.Peer, hashSecret(m.Resume)
-		pj.resume = m.Resume
+		pj.resume, pj.peer = m.Resume, m.Peer
 	}
 	req := s.nextRequest()
 	j.Request = req
@@ -165,6 +167,10 @@ func (s *Server) joinReply(ob *outbox, owner string, r *meshpb.JoinReply) {
 		rm.local[r.Peer] = lp
 	}
 	lp.c = c
+	if r.Resumed {
+		// Messages forwarded from its old node may have come first.
+		lp.held = append(lp.held, pj.held...)
+	}
 	if _, known := rm.view[r.Peer]; !known {
 		rm.seq++
 		rm.view[r.Peer] = &member{node: s.self, seq: rm.seq}
@@ -350,6 +356,14 @@ func (s *Server) relayOut(ob *outbox, c *conn, m *inbound) {
 // peer is away. It reports an error to the sender (on fromNode) otherwise.
 func (s *Server) deliver(ob *outbox, rm *room, from, fromNode, to string, payload, clientID []byte) {
 	lp := rm.local[to]
+	if lp == nil {
+		if pj := s.resuming(rm.name, to); pj != nil && len(pj.held) < maxHeld {
+			// It is resuming here: its old node passed this on before the
+			// owner's answer to the resume came.
+			pj.held = append(pj.held, payload)
+			return
+		}
+	}
 	code := ""
 	switch {
 	case lp == nil:
@@ -372,6 +386,16 @@ func (s *Server) deliver(ob *outbox, rm *room, from, fromNode, to string, payloa
 	ob.client(lp.c, payload)
 }
 
+// resuming returns the pending join that resumes peer in room here.
+func (s *Server) resuming(room, peer string) *pendingJoin {
+	for _, pj := range s.joins {
+		if pj.room == room && pj.peer == peer {
+			return pj
+		}
+	}
+	return nil
+}
+
 func (s *Server) relayFailed(ob *outbox, room, from, fromNode, to, code string, clientID []byte) {
 	e := &meshpb.RelayError{Room: room, From: from, To: to, Code: code, ClientId: clientID}
 	if fromNode == s.self {
@@ -392,6 +416,10 @@ func (s *Server) relayIn(ob *outbox, from string, r *meshpb.Relay) {
 		}
 	}
 	if rm == nil {
+		if pj := s.resuming(r.Room, r.To); pj != nil && len(pj.held) < maxHeld {
+			pj.held = append(pj.held, r.Payload) // see deliver
+			return
+		}
 		s.relayFailed(ob, r.Room, r.From, from, r.To, errUnknownPeer, r.ClientId)
 		return
 	}

@@ -186,3 +186,113 @@ func TestIdempotentPublishAcrossNodes(t *testing.T) {
 		t.Fatalf("the retries were delivered: got %q at %d", m.Data, m.Offset)
 	}
 }
+
+// certHash reads a node's dev certificate hash.
+func (p *proc) certHash(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(p.http + "/certhash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h struct{ Value string }
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Value
+}
+
+// ownedBy finds a chat:* channel that p owns (its history API answers for
+// it with no subscriber anywhere).
+func ownedBy(t *testing.T, p *proc) string {
+	t.Helper()
+	for i := range 200 {
+		ch := fmt.Sprintf("chat:kill-%d", i)
+		req, _ := http.NewRequest("GET", p.http+"/api/history?channel="+ch, nil)
+		req.Header.Set("X-API-Key", devAPIKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			return ch
+		}
+	}
+	t.Fatalf("no channel owned by %s", p.name)
+	return ""
+}
+
+// A reconnecting client (client.Connect) on node b, over WebSocket, while
+// messages are published on a; b is killed with SIGKILL mid-stream: the
+// client moves to node c over WebTransport and gets every publication
+// exactly once, in order; a publish it makes across the kill is applied
+// once.
+func TestConnSurvivesANodeKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs three processes; skipped with -short")
+	}
+	procs := startCluster(t, "eu", "a", "b", "c")
+	a, b, c := procs[0], procs[1], procs[2]
+	channel := ownedBy(t, a) // the owner survives: its history is what the client recovers from
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := client.Connect(ctx, []string{b.ws, c.wt}, client.Options{CertHashes: []string{c.certHash(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if conn.Client().Transport() != "websocket" {
+		t.Fatalf("first session on %s", conn.Client().Transport())
+	}
+	sub, err := conn.Subscribe(ctx, channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 120
+	published := make(chan error, 1)
+	go func() {
+		for i := range total {
+			req, _ := http.NewRequest("POST", a.http+"/api/publish", strings.NewReader(fmt.Sprintf(`{"channel":%q,"data":"%d"}`, channel, i)))
+			req.Header.Set("X-API-Key", devAPIKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				published <- err
+				return
+			}
+			resp.Body.Close()
+			time.Sleep(5 * time.Millisecond) // a steady stream, not a burst
+		}
+		published <- nil
+	}()
+	for i := range total {
+		select {
+		case m := <-sub.Messages():
+			if string(m.Data) != fmt.Sprint(i) {
+				t.Fatalf("message %d is %q (reconnects %d)", i, m.Data, conn.Reconnects())
+			}
+		case <-ctx.Done():
+			t.Fatalf("got %d of %d messages (reconnects %d)", i, total, conn.Reconnects())
+		}
+		if i == 30 {
+			b.cmd.Process.Kill() // mid-stream
+		}
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	if conn.Reconnects() == 0 || conn.Client().Transport() != "webtransport" || !sub.Recovered() {
+		t.Fatalf("reconnects %d, transport %s, recovered %v", conn.Reconnects(), conn.Client().Transport(), sub.Recovered())
+	}
+	select {
+	case m := <-sub.Messages():
+		t.Fatalf("a message too many: %q", m.Data)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := conn.Publish(ctx, channel, []byte("from the client")); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-sub.Messages(); string(m.Data) != "from the client" {
+		t.Fatalf("got %q", m.Data)
+	}
+}

@@ -1,0 +1,421 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/protocols"
+)
+
+// Conn is a connection to a Switchyard cluster that outlives its sessions:
+// when a session ends it dials again, with full-jitter backoff, the node a
+// drain named (Disconnect.reconnect_url) or the next of its URLs, and on
+// the new session
+//
+//   - subscribes again to every channel from the last message delivered,
+//     so that what was published meanwhile arrives from the channel's
+//     history, in order and none twice (Sub.Recovered and Sub.Resyncs tell
+//     when the history no longer held it);
+//   - sends again every publish that was not acknowledged, with the same
+//     idempotency key, so that it is applied once.
+//
+// A Client is one session; a Conn is what an application keeps. It stops
+// on a terminal close code (3500–3999, 4500–4999), on Close, or when the
+// context given to Connect ends.
+type Conn struct {
+	// immutable after Connect
+	opts    Options
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	backoff [2]time.Duration // min, max
+
+	reconnects atomic.Uint64
+	pumps      sync.WaitGroup // every Sub's forwarding goroutines
+
+	mu      sync.Mutex
+	urls    []string      // to dial, in order; the first that works is used
+	next    int           // the URL to try next
+	cur     *Client       // the live session, nil while reconnecting
+	ready   chan struct{} // closed when cur is set; replaced when it ends
+	subs    map[string]*Sub
+	err     error // why the Conn ended
+	closing bool
+}
+
+// Sub is a subscription of a Conn: its messages keep coming, on the same
+// channel, across sessions.
+type Sub struct {
+	conn    *Conn
+	channel string
+	ch      chan Message
+
+	recovered atomic.Bool
+	resyncs   atomic.Uint64
+
+	mu     sync.Mutex
+	last   Position // the last message delivered (or the first subscription's position)
+	closed bool
+}
+
+// Connect dials the first of urls that answers (as Dial does, with opts)
+// and returns a Conn that keeps a session to one of them from then on.
+// More URLs may be given later with AddURLs.
+func Connect(ctx context.Context, urls []string, opts Options) (*Conn, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("client: Connect needs at least one URL")
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	c := &Conn{
+		opts: opts, ctx: cctx, cancel: cancel, done: make(chan struct{}),
+		backoff: [2]time.Duration{250 * time.Millisecond, 10 * time.Second},
+		urls:    slices.Clone(urls), ready: make(chan struct{}), subs: make(map[string]*Sub),
+	}
+	var err error
+	for range urls {
+		var cl *Client
+		if cl, err = c.dialNext(ctx); err == nil {
+			c.adopt(cl)
+			go c.run()
+			return c, nil
+		}
+	}
+	cancel()
+	return nil, err
+}
+
+// AddURLs adds node URLs to dial after a session ends.
+func (c *Conn) AddURLs(urls ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, u := range urls {
+		if !slices.Contains(c.urls, u) {
+			c.urls = append(c.urls, u)
+		}
+	}
+}
+
+// Reconnects counts the sessions after the first.
+func (c *Conn) Reconnects() uint64 { return c.reconnects.Load() }
+
+// Client is the current session, or nil while reconnecting.
+func (c *Conn) Client() *Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// Done is closed when the Conn has ended; Err then tells why.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err is why the Conn ended (nil after Close).
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close ends the Conn and its session.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	c.closing = true
+	cur := c.cur
+	c.mu.Unlock()
+	c.cancel()
+	if cur != nil {
+		cur.Close()
+	}
+	<-c.done
+	return nil
+}
+
+func (c *Conn) dialNext(ctx context.Context) (*Client, error) {
+	c.mu.Lock()
+	url := c.urls[c.next%len(c.urls)]
+	c.next++
+	c.mu.Unlock()
+	return Dial(ctx, url, c.opts)
+}
+
+// adopt makes cl the current session and subscribes it to every channel.
+func (c *Conn) adopt(cl *Client) {
+	c.mu.Lock()
+	c.cur = cl
+	close(c.ready)
+	subs := make([]*Sub, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	for _, s := range subs {
+		c.pumps.Add(1)
+		go func() {
+			defer c.pumps.Done()
+			s.attach(cl)
+		}()
+	}
+}
+
+// run waits for each session's end and dials the next.
+func (c *Conn) run() {
+	defer close(c.done)
+	for {
+		c.mu.Lock()
+		cur := c.cur
+		c.mu.Unlock()
+		select {
+		case <-cur.Done():
+		case <-c.ctx.Done():
+		}
+		err := cur.Err()
+		c.mu.Lock()
+		c.cur, c.ready = nil, make(chan struct{})
+		closing := c.closing
+		c.mu.Unlock()
+		var ce *protocols.CloseError
+		if closing || c.ctx.Err() != nil {
+			c.finish(nil)
+			return
+		}
+		if errors.As(err, &ce) && !ce.Code.Reconnect() {
+			c.finish(err)
+			return
+		}
+		if errors.As(err, &ce) && ce.ReconnectURL != "" {
+			c.prefer(ce.ReconnectURL)
+		}
+		cl, ok := c.redial(ce)
+		if !ok {
+			c.finish(nil)
+			return
+		}
+		c.reconnects.Add(1)
+		c.adopt(cl)
+	}
+}
+
+// prefer puts url first among those to dial.
+func (c *Conn) prefer(url string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.urls = slices.DeleteFunc(c.urls, func(u string) bool { return u == url })
+	c.urls = slices.Insert(c.urls, 0, url)
+	c.next = 0
+}
+
+// redial dials with full-jitter backoff until a session is up or the Conn
+// is closed.
+func (c *Conn) redial(ce *protocols.CloseError) (*Client, bool) {
+	wait := c.backoff[0]
+	if ce != nil && ce.ReconnectAfter > 0 {
+		wait = ce.ReconnectAfter
+	}
+	for attempt := 0; ; attempt++ {
+		d := time.Duration(mrand.Int64N(int64(wait) + 1))
+		if attempt == 0 && ce != nil && ce.ReconnectAfter > 0 {
+			d = ce.ReconnectAfter // the node asked for at least this
+		}
+		select {
+		case <-time.After(d):
+		case <-c.ctx.Done():
+			return nil, false
+		}
+		dctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		cl, err := c.dialNext(dctx)
+		cancel()
+		if err == nil {
+			return cl, true
+		}
+		wait = min(2*wait, c.backoff[1])
+	}
+}
+
+func (c *Conn) finish(err error) {
+	c.mu.Lock()
+	c.err = err
+	c.closing = true
+	subs := c.subs
+	c.subs = map[string]*Sub{}
+	cur := c.cur
+	c.mu.Unlock()
+	c.cancel()
+	if cur != nil {
+		cur.Close()
+	}
+	c.pumps.Wait() // then nobody sends on the Messages channels
+	for _, s := range subs {
+		s.close()
+	}
+}
+
+// session waits for a live session (or the end of ctx or of the Conn).
+func (c *Conn) session(ctx context.Context) (*Client, error) {
+	for {
+		c.mu.Lock()
+		cur, ready, ended := c.cur, c.ready, c.closing
+		c.mu.Unlock()
+		if ended {
+			return nil, errors.New("client: connection closed")
+		}
+		if cur != nil {
+			return cur, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, fmt.Errorf("client: connection ended: %v", c.Err())
+		}
+	}
+}
+
+// Publish publishes data on channel and waits for its position. It gives
+// the publish an idempotency key and, when the session ends before the
+// ack, sends it again on the next session with the same key, so that it is
+// applied once; it returns when acknowledged, or when ctx ends.
+func (c *Conn) Publish(ctx context.Context, channel string, data []byte) (Position, error) {
+	key := newKey()
+	for {
+		cl, err := c.session(ctx)
+		if err != nil {
+			return Position{}, err
+		}
+		pos, _, err := cl.PublishIdempotent(ctx, channel, key, data)
+		var re *protocols.RequestError
+		switch {
+		case err == nil:
+			return pos, nil
+		case errors.As(err, &re), ctx.Err() != nil:
+			return Position{}, err // refused, or given up: not the session's end
+		}
+		select { // the session ended: wait for the next
+		case <-cl.Done():
+		case <-ctx.Done():
+			return Position{}, ctx.Err()
+		}
+	}
+}
+
+// Subscribe subscribes to channel on the current session (waiting for one)
+// and on every later one, from the last message delivered.
+func (c *Conn) Subscribe(ctx context.Context, channel string) (*Sub, error) {
+	c.mu.Lock()
+	if _, dup := c.subs[channel]; dup {
+		c.mu.Unlock()
+		return nil, &protocols.RequestError{Code: protocols.ErrCodeAlreadySubscribed, Message: fmt.Sprintf("already subscribed to %q", channel)}
+	}
+	c.mu.Unlock()
+	cl, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inner, err := cl.Subscribe(ctx, channel)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sub{conn: c, channel: channel, ch: make(chan Message, cl.msgBuffer), last: inner.Position()}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		inner.Unsubscribe(ctx)
+		return nil, errors.New("client: connection closed")
+	}
+	c.subs[channel] = s
+	c.pumps.Add(1)
+	if cur := c.cur; cur != nil && cur != cl {
+		// A new session came up while this one subscribed, and did not
+		// know of s yet.
+		c.pumps.Add(1)
+		go func() {
+			defer c.pumps.Done()
+			s.attach(cur)
+		}()
+	}
+	c.mu.Unlock()
+	go func() {
+		defer c.pumps.Done()
+		s.pump(inner)
+	}()
+	return s, nil
+}
+
+// Messages delivers the channel's messages, in order and none twice,
+// across sessions. It is closed when the Conn ends.
+func (s *Sub) Messages() <-chan Message { return s.ch }
+
+// Channel is the subscribed channel.
+func (s *Sub) Channel() string { return s.channel }
+
+// Recovered reports whether the last resubscription got every message
+// after the last one delivered (true too before any reconnect).
+func (s *Sub) Recovered() bool { return s.resyncs.Load() == 0 || s.recovered.Load() }
+
+// Resyncs counts the resubscriptions after which messages were missing:
+// the application should fetch its state anew.
+func (s *Sub) Resyncs() uint64 { return s.resyncs.Load() }
+
+// attach subscribes again on a new session, from the last message.
+func (s *Sub) attach(cl *Client) {
+	s.mu.Lock()
+	since := s.last
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.conn.ctx, 15*time.Second)
+	inner, err := cl.Subscribe(ctx, s.channel, Since(since))
+	cancel()
+	if err != nil {
+		return // the session ended (the next one tries again) or refused
+	}
+	s.recovered.Store(inner.Recovered())
+	if !inner.Recovered() {
+		s.resyncs.Add(1)
+		s.mu.Lock()
+		s.last = inner.Position()
+		s.mu.Unlock()
+	}
+	s.pump(inner)
+}
+
+// pump forwards one session's messages, dropping any already delivered.
+func (s *Sub) pump(inner *Subscription) {
+	for m := range inner.Messages() {
+		s.mu.Lock()
+		if s.closed || m.Epoch == s.last.Epoch && m.Offset <= s.last.Offset && !m.Datagram {
+			s.mu.Unlock()
+			continue
+		}
+		if !m.Datagram {
+			s.last = m.Position
+		}
+		s.mu.Unlock()
+		select {
+		case s.ch <- m:
+		case <-s.conn.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Sub) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.ch)
+	}
+}
+
+// newKey is a random idempotency key: 16 base64url characters.
+func newKey() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
