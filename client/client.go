@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,7 @@ type Client struct {
 	heartbeat  time.Duration // silence after which the server counts as dead; 0: never
 	batchLimit int           // bytes of frames in one write
 	msgBuffer  int
+	httpBase   string // the node's HTTP API, "http(s)://host:port"; "" if unknown
 	log        *slog.Logger
 	ctx        context.Context // cancelled when the client ends or Close begins
 	cancel     context.CancelFunc
@@ -202,7 +204,25 @@ func dialOne(ctx context.Context, proto, url string, tlsConf *tls.Config, opts O
 		tr.abort()
 		return nil, fmt.Errorf("%s %s: %w", proto, url, err)
 	}
-	return newClient(tr, connected, opts), nil
+	c := newClient(tr, connected, opts)
+	c.httpBase = httpBase(url)
+	return c, nil
+}
+
+// httpBase is the scheme and host of the node a session URL names, for its
+// HTTP API: ws → http, wss and https → https.
+func httpBase(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	switch u.Scheme {
+	case "ws", "http":
+		return "http://" + u.Host
+	case "wss", "https":
+		return "https://" + u.Host
+	}
+	return ""
 }
 
 // handshake sends Connect and waits for Connected. A Disconnect instead

@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +30,10 @@ import (
 //     when the history no longer held it);
 //   - sends again every publish that was not acknowledged, with the same
 //     idempotency key, so that it is applied once.
+//
+// After each session starts it asks that node for the cluster's other
+// nodes (GET /api/nodes) and adds their URLs, its own region's first, to
+// those it dials, so that one URL is enough to start.
 //
 // A Client is one session; a Conn is what an application keeps. It stops
 // on a terminal close code (3500–3999, 4500–4999), on Close, or when the
@@ -103,6 +111,13 @@ func (c *Conn) AddURLs(urls ...string) {
 	}
 }
 
+// URLs lists the node URLs the Conn dials, in order.
+func (c *Conn) URLs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.urls)
+}
+
 // Reconnects counts the sessions after the first.
 func (c *Conn) Reconnects() uint64 { return c.reconnects.Load() }
 
@@ -162,6 +177,76 @@ func (c *Conn) adopt(cl *Client) {
 			s.attach(cl)
 		}()
 	}
+	c.pumps.Add(1)
+	go func() {
+		defer c.pumps.Done()
+		c.discover(cl)
+	}()
+}
+
+// discover adds the URLs of the cluster's other live nodes, as the node
+// of session cl lists them, its region first.
+func (c *Conn) discover(cl *Client) {
+	base := cl.httpBase
+	if base == "" {
+		return
+	}
+	tlsConf, err := c.opts.tlsConfig()
+	if err != nil {
+		return
+	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, base+"/api/nodes", nil)
+	if err != nil {
+		return
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Self    string `json:"self"`
+		Region  string `json:"region"`
+		Regions map[string][]struct {
+			Name     string            `json:"name"`
+			URLs     map[string]string `json:"urls"`
+			Draining bool              `json:"draining"`
+		} `json:"regions"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body) != nil {
+		return
+	}
+	var near, far []string
+	for region, nodes := range body.Regions {
+		for _, n := range nodes {
+			u := nodeURL(n.URLs, cl.Transport())
+			if n.Name == body.Self || n.Draining || u == "" {
+				continue
+			}
+			if region == body.Region {
+				near = append(near, u)
+			} else {
+				far = append(far, u)
+			}
+		}
+	}
+	slices.Sort(near)
+	slices.Sort(far)
+	c.AddURLs(append(near, far...)...)
+}
+
+// nodeURL picks the URL to dial a node by: WebTransport (with its
+// WebSocket fallback) when it has one, else wss://, else ws://.
+func nodeURL(urls map[string]string, _ string) string {
+	if u := urls["wt"]; u != "" {
+		return strings.TrimSuffix(u, "/wt")
+	}
+	if u := urls["wss"]; u != "" {
+		return u
+	}
+	return urls["ws"]
 }
 
 // run waits for each session's end and dials the next.

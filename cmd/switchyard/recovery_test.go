@@ -296,3 +296,37 @@ func TestConnSurvivesANodeKill(t *testing.T) {
 		t.Fatalf("got %q", m.Data)
 	}
 }
+
+// Given one node's URL, a Conn learns the others from /api/nodes and,
+// when that node is killed, goes on through another.
+func TestConnLearnsTheCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs three processes; skipped with -short")
+	}
+	procs := startCluster(t, "eu", "a", "b", "c")
+	a, b, c := procs[0], procs[1], procs[2]
+	channel := ownedBy(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := client.Connect(ctx, []string{b.ws}, client.Options{CertHashes: []string{a.certHash(t), c.certHash(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitUntil(t, 10*time.Second, "the Conn knows 3 nodes", func() bool { return len(conn.URLs()) == 3 })
+	sub, err := conn.Subscribe(ctx, channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cmd.Process.Kill()
+	waitUntil(t, 20*time.Second, "a new session", func() bool { return conn.Reconnects() > 0 && conn.Client() != nil })
+	a.publish(t, channel, "after")
+	select {
+	case m := <-sub.Messages():
+		if string(m.Data) != "after" {
+			t.Fatalf("got %q", m.Data)
+		}
+	case <-ctx.Done():
+		t.Fatalf("nothing after the reconnect (urls %v)", conn.URLs())
+	}
+}
