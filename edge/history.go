@@ -3,6 +3,8 @@ package edge
 import (
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/protocols"
 )
 
 // HistoryRule keeps the latest publications of the channels it matches,
@@ -131,4 +133,29 @@ func (h *history) latest(limit int, now time.Time) []entry {
 		out = append(out, *h.at(i))
 	}
 	return out
+}
+
+// selectHistory picks from a channel's history (oldest first, ending at
+// pos) what a history request asks for: everything, or the publications
+// after since and whether they are all there; then the newest limit (0:
+// all).
+func selectHistory(pos Position, hist []protocols.Publication, since *Position, limit int) ([]protocols.Publication, bool) {
+	out, complete := hist, since == nil
+	if since != nil && since.Epoch == pos.Epoch {
+		switch {
+		case since.Offset == pos.Offset:
+			out, complete = nil, true
+		case len(hist) > 0 && hist[len(hist)-1].Offset == pos.Offset:
+			for i, p := range hist {
+				if p.Offset == since.Offset+1 {
+					out, complete = hist[i:], true
+					break
+				}
+			}
+		}
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, complete
 }

@@ -275,3 +275,32 @@ func BenchmarkRecover(b *testing.B) {
 		})
 	}
 }
+
+func TestSelectHistory(t *testing.T) {
+	hist := []protocols.Publication{{Offset: 3}, {Offset: 4}, {Offset: 5}}
+	pos := Position{"e", 5}
+	offsets := func(ps []protocols.Publication) (out []uint64) {
+		for _, p := range ps {
+			out = append(out, p.Offset)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		since    *Position
+		limit    int
+		want     []uint64
+		complete bool
+	}{
+		{nil, 0, []uint64{3, 4, 5}, true},
+		{nil, 2, []uint64{4, 5}, true},
+		{&Position{"e", 3}, 0, []uint64{4, 5}, true},
+		{&Position{"e", 5}, 0, nil, true},
+		{&Position{"e", 1}, 0, []uint64{3, 4, 5}, false},
+		{&Position{"x", 4}, 0, []uint64{3, 4, 5}, false},
+	} {
+		got, complete := selectHistory(pos, hist, tc.since, tc.limit)
+		if !reflect.DeepEqual(offsets(got), tc.want) || complete != tc.complete {
+			t.Errorf("since %v limit %d: %v %v, want %v %v", tc.since, tc.limit, offsets(got), complete, tc.want, tc.complete)
+		}
+	}
+}

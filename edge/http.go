@@ -373,12 +373,21 @@ func (n *Node) apiHistory(w http.ResponseWriter, r *http.Request) {
 		protocols.WriteHTTPError(w, http.StatusBadRequest, "volatile_channel", "a volatile channel keeps no history")
 		return
 	}
+	var pos Position
+	var pubs []protocols.Publication
+	var complete bool
 	if n.cfg.Cluster != nil && !n.cfg.Cluster.IsOwner(name) && n.hub.Subscribers(name) == 0 {
-		protocols.WriteHTTPError(w, http.StatusConflict, "not_here",
-			"this node neither owns the channel nor has subscribers of it: ask the owner node (see /api/nodes)")
-		return
+		// No copy here: ask the owner.
+		epoch, offset, hist, err := n.cfg.Cluster.History(r.Context(), name)
+		if err != nil {
+			protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "owner_unavailable", "the channel's owner node did not answer: "+err.Error())
+			return
+		}
+		pos = Position{Epoch: epoch, Offset: offset}
+		pubs, complete = selectHistory(pos, hist, since, limit)
+	} else {
+		pos, pubs, complete = n.hub.History(name, since, limit)
 	}
-	pos, pubs, complete := n.hub.History(name, since, limit)
 	out := historyReply{Channel: name, Epoch: pos.Epoch, Offset: pos.Offset, Complete: complete, Publications: []historyPublication{}}
 	for _, p := range pubs {
 		data, ok := protocols.MessageData(p.Frame)

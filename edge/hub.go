@@ -44,6 +44,8 @@ type Cluster interface {
 	// (its sequence number and Message frame) to every other node with
 	// subscribers, unreliably and without blocking.
 	ForwardVolatile(channel string, seq uint64, frame []byte)
+	// History asks the channel's owner for its position and history.
+	History(ctx context.Context, channel string) (epoch string, offset uint64, history []protocols.Publication, err error)
 }
 
 // Hub holds the channels of one node and fans publications out to their

@@ -48,6 +48,10 @@ func (f *fakeCluster) Forward(ch, epoch string, offset uint64, frame []byte) {
 
 func (f *fakeCluster) PublishVolatile(string, []byte) {}
 
+func (f *fakeCluster) History(context.Context, string) (string, uint64, []protocols.Publication, error) {
+	return "", 0, nil, errors.New("no history in this fake")
+}
+
 func (f *fakeCluster) ForwardVolatile(ch string, seq uint64, frame []byte) {
 	f.Forward(ch, "", seq, frame)
 }

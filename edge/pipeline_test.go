@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,10 @@ func (h *holdingCluster) Unregister(string)                      {}
 func (h *holdingCluster) Forward(string, string, uint64, []byte) {}
 func (h *holdingCluster) PublishVolatile(string, []byte)         {}
 func (h *holdingCluster) ForwardVolatile(string, uint64, []byte) {}
-func (h *holdingCluster) pending() int                           { h.mu.Lock(); defer h.mu.Unlock(); return len(h.held) }
+func (h *holdingCluster) History(context.Context, string) (string, uint64, []protocols.Publication, error) {
+	return "", 0, nil, nil
+}
+func (h *holdingCluster) pending() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.held) }
 func (h *holdingCluster) release(epoch string) {
 	h.mu.Lock()
 	held := h.held

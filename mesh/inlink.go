@@ -200,6 +200,12 @@ func (c *Cluster) handle(peer string, m message) {
 		c.registered(peer, m)
 	case msgUnregister:
 		c.interest.register(peer, m.channel, false)
+	case msgHistory:
+		c.local.Hold(m.channel, func(epoch string, offset uint64, history []protocols.Publication) {
+			c.send(peer, historyReplyMsg(m.id, m.channel, epoch, offset, history))
+		})
+	case msgHistoryReply:
+		c.complete(m.id, peer, callResult{epoch: m.epoch, offset: m.offset, history: m.history})
 	case msgSignal:
 		if s := c.signals.Load(); s != nil {
 			(*s).HandleSignal(peer, m.rest)

@@ -49,6 +49,9 @@ package mesh
 //	7 unregister       channel
 //	8 signal           rest = a message of the node's WebRTC signaling,
 //	                   opaque to the mesh (signal.go)
+//	9 history          request id, channel
+//	10 history reply   as a register reply: request id, channel, epoch,
+//	                   offset, history count, per publication offset, frame
 //
 // Writers (one goroutine per outbound link) drain their queue without
 // blocking, write the batch through one bufio.Writer and flush once, with a
@@ -88,6 +91,8 @@ const (
 	msgRegisterReply = 6
 	msgUnregister    = 7
 	msgSignal        = 8
+	msgHistory       = 9
+	msgHistoryReply  = 10
 
 	// maxLinkMessage bounds one message's payload (a frame is at most
 	// 64 KiB by default; this leaves room for larger configured limits).
@@ -156,6 +161,22 @@ func registerMsg(id uint64, channel string) item {
 }
 
 func registerReplyMsg(id uint64, channel, epoch string, offset uint64, history []protocols.Publication) item {
+	return positionMsg(msgRegisterReply, id, channel, epoch, offset, history)
+}
+
+func historyMsg(id uint64, channel string) item {
+	it := registerMsg(id, channel)
+	it.hdr[0] = msgHistory // the same fields
+	return it
+}
+
+func historyReplyMsg(id uint64, channel, epoch string, offset uint64, history []protocols.Publication) item {
+	return positionMsg(msgHistoryReply, id, channel, epoch, offset, history)
+}
+
+// positionMsg encodes a channel's position and history (register and
+// history replies).
+func positionMsg(typ byte, id uint64, channel, epoch string, offset uint64, history []protocols.Publication) item {
 	// The newest publications that fit in maxHistoryReply.
 	size, first := 0, len(history)
 	for first > 0 {
@@ -170,7 +191,7 @@ func registerReplyMsg(id uint64, channel, epoch string, offset uint64, history [
 	history = history[first:]
 	p := protowire.SizeVarint(id) + sizeString(channel) + sizeString(epoch) + protowire.SizeVarint(offset) +
 		protowire.SizeVarint(uint64(len(history))) + size
-	b := startMsg(make([]byte, 0, 1+protowire.SizeVarint(uint64(p))+p), msgRegisterReply, p)
+	b := startMsg(make([]byte, 0, 1+protowire.SizeVarint(uint64(p))+p), typ, p)
 	b = appendUvarint(b, id)
 	b = appendString(b, channel)
 	b = appendString(b, epoch)
@@ -220,9 +241,9 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 		m.rest, r.b = r.b, nil
 	case msgPublishReply:
 		m.id, m.epoch, m.offset, m.dup, m.errText = r.uvarint(), r.string(), r.uvarint(), r.bool(), r.string()
-	case msgRegister:
+	case msgRegister, msgHistory:
 		m.id, m.channel = r.uvarint(), r.string()
-	case msgRegisterReply:
+	case msgRegisterReply, msgHistoryReply:
 		m.id, m.channel, m.epoch, m.offset = r.uvarint(), r.string(), r.string(), r.uvarint()
 		if n := r.count(2); n > 0 {
 			m.history = make([]protocols.Publication, n)
@@ -259,7 +280,7 @@ func readMessage(br *bufio.Reader, scratch *[]byte) (message, error) {
 		return message{}, fmt.Errorf("%w: %d bytes, limit %d", errLinkMessage, n, maxLinkMessage)
 	}
 	var p []byte
-	if typ == msgDeliver || typ == msgPublish || typ == msgSignal || typ == msgRegisterReply {
+	if typ == msgDeliver || typ == msgPublish || typ == msgSignal || typ == msgRegisterReply || typ == msgHistoryReply {
 		p = make([]byte, n)
 	} else {
 		if uint64(cap(*scratch)) < n {

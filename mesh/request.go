@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/switchyard/switchyard/protocols"
 )
 
 // call is a request waiting for its answer: on done, or given to cb.
@@ -15,10 +17,11 @@ type call struct {
 }
 
 type callResult struct {
-	epoch  string
-	offset uint64
-	dup    bool
-	err    error
+	epoch   string
+	offset  uint64
+	dup     bool
+	history []protocols.Publication
+	err     error
 }
 
 func (cl *call) finish(r callResult) {
@@ -95,6 +98,48 @@ func (c *Cluster) PublishAsync(channel, key string, data []byte, done func(epoch
 	if !l.enqueue(publishMsg(id, channel, key, data)) {
 		c.cancelCall(id)
 		cl.cb(callResult{err: ErrNoLink})
+	}
+}
+
+// History asks channel's owner for its position and history (the latest
+// publications it keeps, oldest first), and waits for the answer (at most
+// Config.RequestTimeout).
+func (c *Cluster) History(ctx context.Context, channel string) (epoch string, offset uint64, history []protocols.Publication, err error) {
+	if c.isStopped() {
+		return "", 0, nil, ErrClosed
+	}
+	owner := c.Owner(channel)
+	if owner == c.name {
+		c.local.Hold(channel, func(e string, o uint64, h []protocols.Publication) { epoch, offset, history = e, o, h })
+		return epoch, offset, history, nil
+	}
+	l := c.outLink(owner)
+	if l == nil {
+		return "", 0, nil, fmt.Errorf("mesh: history of %s from %s: %w", channel, owner, ErrNoLink)
+	}
+	id := c.nextID.Add(1)
+	done := make(chan callResult, 1)
+	c.pendMu.Lock()
+	c.calls[id] = &call{peer: owner, done: done}
+	c.pendMu.Unlock()
+	if !l.enqueue(historyMsg(id, channel)) {
+		c.cancelCall(id)
+		return "", 0, nil, fmt.Errorf("mesh: history of %s from %s: %w", channel, owner, ErrNoLink)
+	}
+	t := time.NewTimer(c.cfg.RequestTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return "", 0, nil, fmt.Errorf("mesh: history of %s from %s: %w", channel, owner, r.err)
+		}
+		return r.epoch, r.offset, r.history, nil
+	case <-ctx.Done():
+		c.cancelCall(id)
+		return "", 0, nil, ctx.Err()
+	case <-t.C:
+		c.cancelCall(id)
+		return "", 0, nil, fmt.Errorf("mesh: history of %s from %s: %w", channel, owner, ErrTimeout)
 	}
 }
 

@@ -330,3 +330,34 @@ func TestConnLearnsTheCluster(t *testing.T) {
 		t.Fatalf("nothing after the reconnect (urls %v)", conn.URLs())
 	}
 }
+
+// The history API answers on any node: one with no copy of the channel
+// asks its owner.
+func TestHistoryFromAnyNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs two processes; skipped with -short")
+	}
+	procs := startCluster(t, "eu", "a", "b")
+	a, b := procs[0], procs[1]
+	channel := ownedBy(t, a)
+	for i := range 5 {
+		a.publish(t, channel, fmt.Sprint(i))
+	}
+	req, _ := http.NewRequest("GET", b.http+"/api/history?channel="+channel+"&limit=3", nil)
+	req.Header.Set("X-API-Key", devAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var h struct {
+		Offset       uint64
+		Complete     bool
+		Publications []struct{ Data string }
+	}
+	if err := json.Unmarshal(body, &h); err != nil || resp.StatusCode != 200 || h.Offset != 5 || len(h.Publications) != 3 ||
+		h.Publications[0].Data != "2" || !h.Complete {
+		t.Fatalf("history on b: %d %s", resp.StatusCode, body)
+	}
+}

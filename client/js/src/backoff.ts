@@ -1,7 +1,7 @@
-// Full-jitter exponential backoff (the "Full Jitter" of the AWS architecture
-// blog): the n-th wait is uniform in [0, min(max, min * 2^(n-1))), so the
-// first retry waits at most `min` and a crowd of clients spreads out
-// instead of reconnecting in lockstep.
+// Jittered exponential backoff with a floor: the n-th wait is uniform in
+// [min, max(min, min(max, min * 2^n))), so no retry comes sooner than `min`
+// and a crowd of clients still spreads out instead of reconnecting in
+// lockstep.
 
 export class Backoff {
   /** The number of waits since the last reset. */
@@ -15,16 +15,16 @@ export class Backoff {
 
   /** The cap of the n-th wait (n counts from 1). */
   ceiling(n: number): number {
-    return Math.min(this.max, this.min * 2 ** (n - 1));
+    return Math.max(this.min, Math.min(this.max, this.min * 2 ** n));
   }
 
   /** Counts one more attempt and returns it with its delay in ms. */
   next(): { attempt: number; delay: number } {
     this.attempt++;
-    return { attempt: this.attempt, delay: Math.floor(this.random() * this.ceiling(this.attempt)) };
+    return { attempt: this.attempt, delay: this.min + Math.floor(this.random() * (this.ceiling(this.attempt) - this.min)) };
   }
 
-  /** Starts over: the next wait is at most `min` again. */
+  /** Starts over: the next wait is at most 2·`min` again. */
   reset(): void {
     this.attempt = 0;
   }

@@ -219,7 +219,8 @@ function fieldsOf(kind: Kind, body: Record<string, unknown>): Out[] {
         break;
       }
       case "uint64": {
-        const n = checkInt(`${kind}.${name}`, v, Number.MAX_SAFE_INTEGER);
+        // Any integral double below 2^64: beyond 2^53 it is what was decoded (rounded).
+        const n = checkInt(`${kind}.${name}`, v, 2 ** 64 - 2048);
         if (n !== 0) out.push({ tag: (num << 3) | VARINT, v: n });
         break;
       }
@@ -401,7 +402,7 @@ function decodeInto(kind: Kind, r: Reader, target: Record<string, unknown>): voi
       case "uint32": target[name] = r.lo; break;
       case "bool": target[name] = r.value !== 0; break;
       case "uint64":
-        if (!r.safe) throw new ProtocolError(`${kind}.${name} is beyond 2^53`);
+        // Beyond 2^53 − 1 the nearest double (not exact): never an error.
         target[name] = r.value;
         break;
     }

@@ -16,6 +16,7 @@ import { decodeFrame, encodeFrame, ProtocolError } from "./codec.js";
 import type { ConnectedBody, Frame, FrameOf, Kind, Kinds } from "./codec.js";
 import { encodeDatagram, parseDatagram } from "./datagram.js";
 import type { Datagram } from "./datagram.js";
+import type { Target } from "./endpoints.js";
 import type { Transport, TransportFactory } from "./transport.js";
 import type { TransportName } from "./switchyard.js";
 
@@ -28,6 +29,8 @@ export interface CloseInfo {
   reason: string;
   /** The server's minimum wait before reconnecting, from Disconnect. */
   reconnectAfterMs?: number;
+  /** The node the server prefers the client to reconnect to, from Disconnect. */
+  reconnectUrl?: string;
   /** Which transport it was. */
   transport?: TransportName;
 }
@@ -69,6 +72,8 @@ export class Connection {
     factory: TransportFactory,
     private readonly token: string,
     private readonly clock: Clock,
+    /** The node it connects to. */
+    readonly target: Target,
   ) {
     this.ready = new Promise<ConnectedBody>((resolve, reject) => {
       this.resolveReady = resolve;
@@ -81,11 +86,16 @@ export class Connection {
       streamFrame: (alias, b) => this.receiveStream(alias, b),
       datagram: (b) => this.receiveDatagram(b),
       close: (code, reason) => this.end({ code, reason, transport: name }, false),
-    });
+    }, target);
   }
 
   get isOpen(): boolean {
     return this.state === "open";
+  }
+
+  /** Whether the transport's send buffer takes more (backpressure). */
+  writable(): boolean {
+    return this.transport.writable?.() ?? true;
   }
 
   /** Takes over the session after the handshake; frames and an end that came first are delivered now. */
@@ -175,6 +185,7 @@ export class Connection {
           code: f.code,
           reason: f.reason,
           reconnectAfterMs: f.reconnectAfterMs || undefined,
+          reconnectUrl: f.reconnectUrl || undefined,
         }, true);
         return;
     }

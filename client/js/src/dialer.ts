@@ -2,6 +2,9 @@
 // completed the handshake within fallbackDelay, or as soon as it fails,
 // start the next one as well; keep whichever is Connected first and close
 // the others. A terminal close code from any of them ends the race at once.
+// A transport that fails while another one is still trying (a WebSocket
+// refused while a WebTransport handshake hangs) is started again after
+// RETRY_MS, so that a hung transport does not hold up one that may work.
 
 import type { Clock } from "./clock.js";
 import { CLOSE_NORMAL, reconnectAllowed } from "./codes.js";
@@ -22,6 +25,9 @@ export interface RaceOptions {
   signal?: AbortSignal;
 }
 
+/** How long a failed transport waits before it is started again while another one still tries. */
+export const RETRY_MS = 1000;
+
 /** Runs the race; resolves with the winner, rejects with a CloseInfo. */
 export function race(o: RaceOptions): Promise<Connection> {
   return new Promise<Connection>((resolve, reject) => {
@@ -36,6 +42,7 @@ export function race(o: RaceOptions): Promise<Connection> {
       settled = true;
       o.clock.clearTimeout(fallbackTimer);
       o.clock.clearTimeout(deadline);
+      for (const t of retries) o.clock.clearTimeout(t);
       o.signal?.removeEventListener("abort", onAbort);
       for (const c of started) if (c !== winner) c.close(CLOSE_NORMAL, "another transport connected first");
       if (winner) resolve(winner);
@@ -48,27 +55,38 @@ export function race(o: RaceOptions): Promise<Connection> {
       return { ...last, reason };
     };
 
-    const startNext = (): void => {
-      o.clock.clearTimeout(fallbackTimer);
-      fallbackTimer = undefined;
-      if (settled || next >= o.names.length) return;
-      const c = o.start(o.names[next++]!);
+    let trying = 0; // started and neither failed nor closed
+    const launch = (name: TransportName): void => {
+      const c = o.start(name);
       started.push(c);
-      if (next < o.names.length) fallbackTimer = o.clock.setTimeout(startNext, o.fallbackDelay);
+      trying++;
       c.ready.then(
         () => finish(c),
         (info: CloseInfo) => {
           if (settled) return;
+          trying--;
           failures.push(info);
           if (!reconnectAllowed(info.code)) {
             finish(undefined, info);
           } else if (next < o.names.length) {
             startNext(); // a failure starts the next transport at once
-          } else if (failures.length === started.length) {
+          } else if (trying === 0) {
             finish(undefined, summary());
+          } else {
+            // Another transport still tries: try this one again meanwhile.
+            retries.push(o.clock.setTimeout(() => settled || launch(name), RETRY_MS));
           }
         },
       );
+    };
+    const retries: unknown[] = [];
+
+    const startNext = (): void => {
+      o.clock.clearTimeout(fallbackTimer);
+      fallbackTimer = undefined;
+      if (settled || next >= o.names.length) return;
+      launch(o.names[next++]!);
+      if (next < o.names.length) fallbackTimer = o.clock.setTimeout(startNext, o.fallbackDelay);
     };
 
     const deadline = o.clock.setTimeout(() => {

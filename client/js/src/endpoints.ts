@@ -8,6 +8,36 @@ export interface Endpoints {
   certHash?: string;
 }
 
+/** One node a client may connect to: its endpoints, and the URL it was named by. */
+export interface Target extends Endpoints {
+  url: string;
+}
+
+/** The http(s) origin of a node's WebSocket URL (else of its WebTransport URL): where /api/nodes is. */
+export function httpOrigin(t: Endpoints): string {
+  const u = new URL((t.webSocket ?? t.webTransport)!);
+  return `${u.protocol === "wss:" || u.protocol === "https:" ? "https:" : "http:"}//${u.host}`;
+}
+
+/**
+ * A node of /api/nodes from its URLs ({wt, wss, ws}): WebTransport at wt,
+ * WebSocket at wss on an https page and ws on others (each falling back to
+ * the other), the certificate hash on that WebSocket URL's origin.
+ * Undefined when they cannot be used.
+ */
+export function nodeTarget(urls: { wt?: unknown; wss?: unknown; ws?: unknown } | undefined): Target | undefined {
+  const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
+  const wt = str(urls?.wt);
+  const secure = base()?.startsWith("https:");
+  const ws = secure ? str(urls?.wss) ?? str(urls?.ws) : str(urls?.ws) ?? str(urls?.wss);
+  if (wt ?? ws) try {
+    return { url: (wt ?? ws)!, ...resolveEndpoints((wt ?? ws)!, { webTransportUrl: wt, webSocketUrl: ws }) };
+  } catch {
+    // not a URL this client can use
+  }
+  return undefined;
+}
+
 export interface EndpointOptions {
   webSocketUrl?: string;
   webTransportUrl?: string;

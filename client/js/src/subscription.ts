@@ -121,8 +121,11 @@ export class SubscriptionImpl implements Subscription {
     this.confirmed = true;
     this.volatile = f.volatile;
     this.recover = !f.volatile;
+    // Recovered from a position while another session went on delivering
+    // (a transport switch): keep the later one, the replay's overlap is
+    // dropped by the guard.
+    if (!(asked && f.recovered && f.epoch === this.epoch && this.offset > f.offset)) this.offset = f.offset;
     this.epoch = f.epoch;
-    this.offset = f.offset;
     this.lastSeq = f.offset;
     return missed;
   }
@@ -172,7 +175,9 @@ export class SubscriptionImpl implements Subscription {
       return;
     }
     // Recovery and live delivery meet here: none twice.
-    if (epoch === this.epoch && offset <= this.offset) return;
+    // Beyond 2^53 − 1 offsets are rounded doubles: deliver rather than risk
+    // dropping a publication that rounds to the same value.
+    if (epoch === this.epoch && offset <= this.offset && offset <= Number.MAX_SAFE_INTEGER) return;
     this.epoch = epoch;
     this.offset = offset;
     this.deliver({ channel: this.channel, data, epoch, offset, datagram: false });

@@ -5,6 +5,7 @@
 // server's unidirectional streams, one per subscription.
 
 import type { Clock } from "./clock.js";
+import type { Target } from "./endpoints.js";
 import type { TransportName } from "./switchyard.js";
 
 /** What a transport reports to its owner. No call comes after close. */
@@ -33,14 +34,20 @@ export interface Transport {
    */
   sendDatagram?(datagram: Uint8Array): boolean;
   /**
+   * Whether the transport takes more now: false while its send buffer is
+   * over its high-water mark (WebSocket bufferedAmount, WebTransport
+   * writer.desiredSize). The client then holds requests back.
+   */
+  writable?(): boolean;
+  /**
    * Closes the session with code and reason and silences the transport:
    * no handler is called afterwards. Idempotent.
    */
   close(code: number, reason: string): void;
 }
 
-/** Starts connecting a transport and returns it at once. */
-export type TransportFactory = (name: TransportName, handlers: TransportHandlers) => Transport;
+/** Starts connecting a transport to one node and returns it at once. */
+export type TransportFactory = (name: TransportName, handlers: TransportHandlers, target: Target) => Transport;
 
 /** Internal hooks for tests; not part of the public API. */
 export interface Internals {
@@ -49,6 +56,10 @@ export interface Internals {
   random?: () => number;
   /** Whether WebTransport exists here (default: typeof WebTransport). */
   webTransport?: boolean;
+  /** fetch for /api/nodes (default globalThis.fetch). */
+  fetch?: typeof fetch;
+  /** Where "online" events come from (default globalThis when it has addEventListener). */
+  events?: EventTarget;
 }
 
 /** The key under which ConnectOptions may carry Internals. */

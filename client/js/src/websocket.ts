@@ -7,6 +7,9 @@ import { ProtocolError } from "./codec.js";
 import { splitMessage } from "./framing.js";
 import type { Transport, TransportHandlers } from "./transport.js";
 
+/** Bytes buffered (bufferedAmount) above which the client holds requests back. */
+export const HIGH_WATER = 1 << 20;
+
 /** A browser accepts close codes 1000 and 3000–4999 from scripts. */
 function closeCode(code: number): number {
   return code === CLOSE_NORMAL || (code >= 3000 && code <= 4999) ? code : CLOSE_NORMAL;
@@ -60,6 +63,10 @@ export class WebSocketTransport implements Transport {
   send(frame: Uint8Array): void {
     if (this.done || this.ws?.readyState !== WebSocket.OPEN) return;
     this.ws.send(frame as Uint8Array<ArrayBuffer>);
+  }
+
+  writable(): boolean {
+    return (this.ws?.bufferedAmount ?? 0) < HIGH_WATER;
   }
 
   close(code: number, reason: string): void {

@@ -9,6 +9,7 @@ import { CODE_BAD_FRAME, ProtocolError } from "./codec.js";
 import { StreamHeader } from "./datagram.js";
 import { fetchCertHash } from "./endpoints.js";
 import { FrameSplitter } from "./framing.js";
+import { HIGH_WATER } from "./websocket.js";
 import type { Transport, TransportHandlers } from "./transport.js";
 
 /** How long to wait for the session's close code after the server ended the control stream. */
@@ -28,6 +29,7 @@ export class WebTransportTransport implements Transport {
   private writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   private datagrams: WritableStreamDefaultWriter<Uint8Array> | undefined;
   private done = false;
+  private queued = 0; // bytes written whose write has not completed
   private finTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
 
@@ -189,7 +191,15 @@ export class WebTransportTransport implements Transport {
 
   send(frame: Uint8Array): void {
     if (this.done || !this.writer) return;
-    this.writer.write(frame).catch((e: unknown) => this.fail(0, `webtransport write: ${describe(e)}`));
+    this.queued += frame.length;
+    this.writer.write(frame).then(
+      () => (this.queued -= frame.length),
+      (e: unknown) => this.fail(0, `webtransport write: ${describe(e)}`),
+    );
+  }
+
+  writable(): boolean {
+    return this.queued < HIGH_WATER;
   }
 
   close(code: number, reason: string): void {
