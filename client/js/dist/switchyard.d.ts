@@ -23,8 +23,32 @@ export interface ConnectOptions {
     webSocketUrl?: string;
     /** WebTransport URL. Default: the URL itself, with path /wt when it has none. */
     webTransportUrl?: string;
-    /** Sent in Connect; a function is called before each connection attempt. */
-    token?: string | (() => string | Promise<string>);
+    /**
+     * Sent in Connect. A function is called before each connection attempt
+     * (and background WebTransport attempt) with what it is for; after a 3502
+     * (unauthorized) close it is asked once more, with reason "unauthorized",
+     * before the client gives up.
+     */
+    token?: string | ((context: TokenContext) => string | Promise<string>);
+    /**
+     * Learn the cluster's other nodes from GET /api/nodes of each node
+     * connected to, and add them (same region first, draining ones left out)
+     * to the URLs reconnects try. Default: true when connect() got an array
+     * of URLs, false for a single URL.
+     */
+    discover?: boolean;
+    /**
+     * The most requests (publishes, subscribes, unsubscribes) awaiting their
+     * reply on a session; more wait, as do requests while the transport's
+     * send buffer is full (1 MiB). Default 1000.
+     */
+    maxInflight?: number;
+    /**
+     * Aborting it closes the client, and a pending connect() rejects with the
+     * signal's reason: connect() keeps trying until a session begins, so pass
+     * e.g. AbortSignal.timeout(10000) to give up after 10 s.
+     */
+    signal?: AbortSignal;
     /** How long, in ms, a transport gets before the next one is started too. Default 500, at most 1000. */
     fallbackDelay?: number;
     /** Reconnect backoff bounds, in ms: full jitter in [0, min(max, min·2^(attempt−1))). Default {min: 500, max: 20000}. */
@@ -35,7 +59,7 @@ export interface ConnectOptions {
     /** How long, in ms, a connection must last for the backoff to start over. Default 10000. */
     stableAfter?: number;
     /**
-     * How long, in ms, connect() and each request (subscribe, publish,
+     * How long, in ms, each request (subscribe, publish,
      * unsubscribe) may take, waiting for a connection and a publish's
      * resends after reconnects included. Default 10000.
      */
@@ -50,6 +74,19 @@ export interface ConnectOptions {
     on?: {
         [E in ClientEventName]?: (e: ClientEvents[E]) => void;
     };
+}
+/** What a token function is called with. */
+export interface TokenContext {
+    /** The attempt since the last session began, from 1. */
+    attempt: number;
+    /** The node's URL (as given to connect(), from /api/nodes or a drain's reconnect_url). */
+    url: string;
+    /**
+     * "connect" (before the first session), "reconnect", "upgrade" (a
+     * background WebTransport attempt while on WebSocket) or "unauthorized"
+     * (the node closed with 3502: a fresh token is wanted).
+     */
+    reason: "connect" | "reconnect" | "upgrade" | "unauthorized";
 }
 /** A position in a channel's stream. */
 export interface Position {
@@ -181,6 +218,11 @@ export interface DisconnectedEvent {
     /** Whether the client reconnects (false: it is closed now). */
     reconnect: boolean;
 }
+/** Payload of "transport": the client moved its session to another transport (WebSocket → WebTransport). */
+export interface TransportEvent {
+    from: TransportName;
+    to: TransportName;
+}
 /** Payload of "reconnecting": the client waits delay ms before attempt number `attempt`. */
 export interface ReconnectingEvent {
     attempt: number;
@@ -215,6 +257,7 @@ export interface ClientEvents {
     reconnecting: ReconnectingEvent;
     subscribed: SubscribedEvent;
     error: ClientErrorEvent;
+    transport: TransportEvent;
 }
 export type ClientEventName = keyof ClientEvents;
 export interface Client {
@@ -307,12 +350,13 @@ export declare class SignalError extends Error {
 export declare function decodeText(m: Message | Uint8Array): string;
 /**
  * Connects to a Switchyard node and resolves with a Client once a session
- * is established. It retries with backoff on failures that allow it, and
- * rejects with ClosedError on a terminal close code (e.g. 3503 origin not
- * allowed), with TimeoutError after requestTimeout, and with TypeError or
- * RangeError on bad options.
+ * is established. url is one node's URL, or several: attempts go through
+ * them in turn. It keeps retrying, with backoff, failures that allow it,
+ * and rejects with ClosedError on a terminal close code (e.g. 3503 origin
+ * not allowed), with options.signal's reason when it aborts, and with
+ * TypeError or RangeError on bad options.
  */
-export declare function connect(url: string, options?: ConnectOptions): Promise<Client>;
+export declare function connect(url: string | string[], options?: ConnectOptions): Promise<Client>;
 /** Options of joinRoom(). Every field is optional. */
 export interface JoinOptions {
     /** Sent in join; a function is called before each join (rejoins included). */

@@ -42,7 +42,7 @@ export function race(o: RaceOptions): Promise<Connection> {
       settled = true;
       o.clock.clearTimeout(fallbackTimer);
       o.clock.clearTimeout(deadline);
-      for (const t of retries) o.clock.clearTimeout(t);
+      o.clock.clearTimeout(retry);
       o.signal?.removeEventListener("abort", onAbort);
       for (const c of started) if (c !== winner) c.close(CLOSE_NORMAL, "another transport connected first");
       if (winner) resolve(winner);
@@ -73,13 +73,14 @@ export function race(o: RaceOptions): Promise<Connection> {
           } else if (trying === 0) {
             finish(undefined, summary());
           } else {
-            // Another transport still tries: try this one again meanwhile.
-            retries.push(o.clock.setTimeout(() => settled || launch(name), RETRY_MS));
+            // Another transport still tries: try this one again meanwhile
+            // (with two transports, one retry at most is pending).
+            retry = o.clock.setTimeout(() => launch(name), RETRY_MS);
           }
         },
       );
     };
-    const retries: unknown[] = [];
+    let retry: unknown;
 
     const startNext = (): void => {
       o.clock.clearTimeout(fallbackTimer);

@@ -25,17 +25,15 @@ export function httpOrigin(t: Endpoints): string {
  * the other), the certificate hash on that WebSocket URL's origin.
  * Undefined when they cannot be used.
  */
-export function nodeTarget(urls: { wt?: unknown; wss?: unknown; ws?: unknown } | undefined): Target | undefined {
-  const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
-  const wt = str(urls?.wt);
-  const secure = base()?.startsWith("https:");
-  const ws = secure ? str(urls?.wss) ?? str(urls?.ws) : str(urls?.ws) ?? str(urls?.wss);
-  if (wt ?? ws) try {
-    return { url: (wt ?? ws)!, ...resolveEndpoints((wt ?? ws)!, { webTransportUrl: wt, webSocketUrl: ws }) };
+export function nodeTarget(urls: { wt?: string; wss?: string; ws?: string } | undefined): Target | undefined {
+  const wt = urls?.wt || undefined;
+  const ws = (base()?.startsWith("https:") ? urls?.wss || urls?.ws : urls?.ws || urls?.wss) || undefined;
+  const url = wt ?? ws ?? "none:"; // no URL: a scheme resolveEndpoints refuses
+  try {
+    return { url, ...resolveEndpoints(url, { webTransportUrl: wt, webSocketUrl: ws }) };
   } catch {
-    // not a URL this client can use
+    return undefined; // no URL, or not one this client can use
   }
-  return undefined;
 }
 
 export interface EndpointOptions {

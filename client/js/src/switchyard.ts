@@ -28,6 +28,7 @@ import { encodeFrame, frameBodyLength } from "./codec.js";
 import type { Frame, FrameOf } from "./codec.js";
 import {
   CLOSE_NORMAL,
+  CODE_GOING_AWAY,
   ERR_ALREADY_SUBSCRIBED,
   ERR_NOT_SUBSCRIBED,
   ERR_PAYLOAD_TOO_LARGE,
@@ -38,7 +39,8 @@ import type { CloseInfo } from "./connection.js";
 import { MAX_ALIAS } from "./datagram.js";
 import type { Datagram } from "./datagram.js";
 import { race } from "./dialer.js";
-import { decodeCertHash, resolveEndpoints } from "./endpoints.js";
+import { decodeCertHash, httpOrigin, nodeTarget, resolveEndpoints } from "./endpoints.js";
+import type { Target } from "./endpoints.js";
 import { rethrowLater } from "./report.js";
 import { join } from "./signaling.js";
 import { SubscriptionImpl } from "./subscription.js";
@@ -77,8 +79,32 @@ export interface ConnectOptions {
   webSocketUrl?: string;
   /** WebTransport URL. Default: the URL itself, with path /wt when it has none. */
   webTransportUrl?: string;
-  /** Sent in Connect; a function is called before each connection attempt. */
-  token?: string | (() => string | Promise<string>);
+  /**
+   * Sent in Connect. A function is called before each connection attempt
+   * (and background WebTransport attempt) with what it is for; after a 3502
+   * (unauthorized) close it is asked once more, with reason "unauthorized",
+   * before the client gives up.
+   */
+  token?: string | ((context: TokenContext) => string | Promise<string>);
+  /**
+   * Learn the cluster's other nodes from GET /api/nodes of each node
+   * connected to, and add them (same region first, draining ones left out)
+   * to the URLs reconnects try. Default: true when connect() got an array
+   * of URLs, false for a single URL.
+   */
+  discover?: boolean;
+  /**
+   * The most requests (publishes, subscribes, unsubscribes) awaiting their
+   * reply on a session; more wait, as do requests while the transport's
+   * send buffer is full (1 MiB). Default 1000.
+   */
+  maxInflight?: number;
+  /**
+   * Aborting it closes the client, and a pending connect() rejects with the
+   * signal's reason: connect() keeps trying until a session begins, so pass
+   * e.g. AbortSignal.timeout(10000) to give up after 10 s.
+   */
+  signal?: AbortSignal;
   /** How long, in ms, a transport gets before the next one is started too. Default 500, at most 1000. */
   fallbackDelay?: number;
   /** Reconnect backoff bounds, in ms: full jitter in [0, min(max, min·2^(attempt−1))). Default {min: 500, max: 20000}. */
@@ -86,7 +112,7 @@ export interface ConnectOptions {
   /** How long, in ms, a connection must last for the backoff to start over. Default 10000. */
   stableAfter?: number;
   /**
-   * How long, in ms, connect() and each request (subscribe, publish,
+   * How long, in ms, each request (subscribe, publish,
    * unsubscribe) may take, waiting for a connection and a publish's
    * resends after reconnects included. Default 10000.
    */
@@ -99,6 +125,20 @@ export interface ConnectOptions {
    * after it resolves).
    */
   on?: { [E in ClientEventName]?: (e: ClientEvents[E]) => void };
+}
+
+/** What a token function is called with. */
+export interface TokenContext {
+  /** The attempt since the last session began, from 1. */
+  attempt: number;
+  /** The node's URL (as given to connect(), from /api/nodes or a drain's reconnect_url). */
+  url: string;
+  /**
+   * "connect" (before the first session), "reconnect", "upgrade" (a
+   * background WebTransport attempt while on WebSocket) or "unauthorized"
+   * (the node closed with 3502: a fresh token is wanted).
+   */
+  reason: "connect" | "reconnect" | "upgrade" | "unauthorized";
 }
 
 /** A position in a channel's stream. */
@@ -243,6 +283,12 @@ export interface DisconnectedEvent {
   reconnect: boolean;
 }
 
+/** Payload of "transport": the client moved its session to another transport (WebSocket → WebTransport). */
+export interface TransportEvent {
+  from: TransportName;
+  to: TransportName;
+}
+
 /** Payload of "reconnecting": the client waits delay ms before attempt number `attempt`. */
 export interface ReconnectingEvent {
   attempt: number;
@@ -280,6 +326,7 @@ export interface ClientEvents {
   reconnecting: ReconnectingEvent;
   subscribed: SubscribedEvent;
   error: ClientErrorEvent;
+  transport: TransportEvent;
 }
 
 export type ClientEventName = keyof ClientEvents;
@@ -423,12 +470,13 @@ export function decodeText(m: Message | Uint8Array): string {
 
 /**
  * Connects to a Switchyard node and resolves with a Client once a session
- * is established. It retries with backoff on failures that allow it, and
- * rejects with ClosedError on a terminal close code (e.g. 3503 origin not
- * allowed), with TimeoutError after requestTimeout, and with TypeError or
- * RangeError on bad options.
+ * is established. url is one node's URL, or several: attempts go through
+ * them in turn. It keeps retrying, with backoff, failures that allow it,
+ * and rejects with ClosedError on a terminal close code (e.g. 3503 origin
+ * not allowed), with options.signal's reason when it aborts, and with
+ * TypeError or RangeError on bad options.
  */
-export function connect(url: string, options: ConnectOptions = {}): Promise<Client> {
+export function connect(url: string | string[], options: ConnectOptions = {}): Promise<Client> {
   let client: ClientImpl;
   try {
     client = new ClientImpl(url, options);
@@ -534,7 +582,7 @@ export function joinRoom(signalUrl: string, roomName: string, options: JoinOptio
 
 // ------------------------------------------------------------------ client
 
-const EVENTS: readonly ClientEventName[] = ["connected", "disconnected", "reconnecting", "subscribed", "error"];
+const EVENTS: readonly ClientEventName[] = ["connected", "disconnected", "reconnecting", "subscribed", "error", "transport"];
 
 function positiveNumber(name: string, v: number | undefined, def: number, min = 0, max = Infinity): number {
   if (v === undefined) return def;
@@ -551,9 +599,13 @@ interface Settings {
   stableAfter: number;
   requestTimeout: number;
   connectTimeout: number;
+  maxInflight: number;
+  discover: boolean;
+  /** Whether this browser has WebTransport. */
+  wt: boolean;
 }
 
-function settings(url: string, o: ConnectOptions, hooks: Internals): { s: Settings; factory: TransportFactory; backoff: Backoff } {
+function settings(url: string | string[], o: ConnectOptions, hooks: Internals): { s: Settings; targets: Target[]; factory: TransportFactory; backoff: Backoff } {
   const transports = o.transports ?? ["webtransport", "websocket"];
   if (!Array.isArray(transports) || transports.length === 0 ||
     transports.some((t) => t !== "webtransport" && t !== "websocket") || new Set(transports).size !== transports.length) {
@@ -562,25 +614,25 @@ function settings(url: string, o: ConnectOptions, hooks: Internals): { s: Settin
   if (o.token !== undefined && typeof o.token !== "string" && typeof o.token !== "function") {
     throw new TypeError("switchyard: token must be a string or a function returning one");
   }
-  const ep = resolveEndpoints(url, o);
-  let hash: CertHashSource;
-  if (o.certHash === "auto") {
-    if (ep.certHash === undefined) throw new TypeError("switchyard: certHash \"auto\" needs a webSocketUrl or certHashUrl");
-    hash = { url: ep.certHash };
-  } else if (o.certHash !== undefined) {
-    hash = { bytes: decodeCertHash(o.certHash) };
-  }
-  const wtAvailable = hooks.webTransport ?? typeof (globalThis as { WebTransport?: unknown }).WebTransport === "function";
-  const names = transports.filter((t) =>
-    t === "websocket" ? ep.webSocket !== undefined : ep.webTransport !== undefined && wtAvailable);
+  const urls = Array.isArray(url) ? url : [url];
+  if (!urls.length) throw new TypeError("switchyard: no URL");
+  // The URL options (webSocketUrl, webTransportUrl, certHashUrl) are the first URL's.
+  const targets = urls.map((u, i) => ({ url: u, ...resolveEndpoints(u, i === 0 ? o : {}) }));
+  const auto = o.certHash === "auto";
+  if (auto && targets[0]!.certHash === undefined) throw new TypeError("switchyard: certHash \"auto\" needs a webSocketUrl or certHashUrl");
+  const bytes = o.certHash !== undefined && !auto ? decodeCertHash(o.certHash) : undefined;
+  const wt = hooks.webTransport ?? typeof (globalThis as { WebTransport?: unknown }).WebTransport === "function";
+  const names = transports.filter((t) => targets.some((ep) => (t === "websocket" ? ep.webSocket : wt && ep.webTransport)));
   if (names.length === 0) {
     throw new TypeError(`switchyard: none of the transports ${JSON.stringify(transports)} can be used here` +
-      (wtAvailable ? " (WebTransport needs an https:// URL)" : " (this browser has no WebTransport)"));
+      (wt ? " (WebTransport needs an https:// URL)" : " (this browser has no WebTransport)"));
   }
   const min = positiveNumber("backoff.min", o.backoff?.min, 500, 1);
   const max = positiveNumber("backoff.max", o.backoff?.max, Math.max(20000, min), min);
-  const factory: TransportFactory = hooks.factory ?? ((name, h) =>
-    name === "webtransport" ? new WebTransportTransport(ep.webTransport!, hash, h) : new WebSocketTransport(ep.webSocket!, h));
+  // certHash "auto": each node's own /certhash.
+  const hash = (t: Target): CertHashSource => (bytes ? { bytes } : auto && t.certHash ? { url: t.certHash } : undefined);
+  const factory: TransportFactory = hooks.factory ?? ((name, h, t) =>
+    name === "webtransport" ? new WebTransportTransport(t.webTransport!, hash(t), h) : new WebSocketTransport(t.webSocket!, h));
   return {
     s: {
       names,
@@ -589,9 +641,13 @@ function settings(url: string, o: ConnectOptions, hooks: Internals): { s: Settin
       stableAfter: positiveNumber("stableAfter", o.stableAfter, 10000),
       requestTimeout: positiveNumber("requestTimeout", o.requestTimeout, 10000, 1),
       connectTimeout: positiveNumber("connectTimeout", o.connectTimeout, 10000, 1),
+      maxInflight: positiveNumber("maxInflight", o.maxInflight, 1000, 1),
+      discover: o.discover ?? Array.isArray(url),
+      wt,
     },
+    targets,
     factory,
-    backoff: new Backoff(min, max, hooks.random),
+    backoff: new Backoff(min, max, hooks.random, true),
   };
 }
 
@@ -607,11 +663,23 @@ interface Req {
   settled: boolean;
 }
 
-/** What a request id in flight on the current connection is for. */
+/** What a request id in flight on a connection is for. */
 type Inflight =
   | { kind: "subscribe"; sub: SubscriptionImpl }
   | { kind: "request"; req: Req }
   | { kind: "ignore" };
+
+/** After WebSocket won a race WebTransport was in, reconnects skip WebTransport this long (ms). */
+const WT_SKIP_MS = 60_000;
+/** Background WebTransport attempts while on WebSocket: first after this many ms, doubling up to UPGRADE_MAX. */
+const UPGRADE_MIN = 5000;
+const UPGRADE_MAX = 60_000;
+/** How often a client held back by a full send buffer looks again, ms. */
+const POLL_MS = 50;
+const CODE_UNAUTHORIZED = 3502;
+const MOVED = "moved to another transport";
+
+type TokenReason = TokenContext["reason"];
 
 class ClientImpl implements Client {
   // immutable after the constructor
@@ -619,6 +687,9 @@ class ClientImpl implements Client {
   private readonly factory: TransportFactory;
   private readonly backoff: Backoff;
   private readonly clock: Clock;
+  private readonly fetch: typeof fetch | undefined;
+  private readonly events: EventTarget;
+  private readonly signal: AbortSignal | undefined;
   private readonly listeners = new Map<ClientEventName, Set<(e: never) => void>>();
 
   transport: TransportName;
@@ -632,21 +703,37 @@ class ClientImpl implements Client {
   private readonly aliases = new Map<number, SubscriptionImpl>(); // the same, by alias
   private lastAlias = 0; // the last alias given out
   private datagramSeq = 0; // the last datagram sequence number sent
-  private waiting: Req[] = []; // requests for the next connection
+  private waiting: Req[] = []; // requests for the next connection, or held back
   private conn: Connection | undefined; // the live session
   private inflight = new Map<number, Inflight>(); // of conn
-  private cancel: AbortController | undefined; // the race or backoff wait under way
+  /** The WebSocket session being left for WebTransport, until its subscriptions moved. */
+  private old: { conn: Connection; inflight: Map<number, Inflight>; timer: unknown } | undefined;
+  private cancel: AbortController | undefined; // the race under way
+  private wake: (() => void) | undefined; // ends the backoff wait under way
   private serveDone: ((info: CloseInfo) => void) | undefined;
-  private lastFailure: CloseInfo | undefined;
   private first: { resolve(): void; reject(e: Error): void } | undefined;
+  private readonly targets: Target[]; // nodes to try, in order
+  private cur = 0; // the one the next attempt goes to
+  private tries = 0; // attempts since the last session began
+  private healed = false; // a 3502 asked the token function again since the last session
+  private wtSkipUntil = 0;
+  private upgradeDelay = UPGRADE_MIN;
+  private upgradeTimer: unknown;
+  private pollTimer: unknown;
+  private readonly onOnline = (): void => {
+    this.backoff.reset();
+    this.wake?.();
+  };
 
-  constructor(url: string, options: ConnectOptions) {
+  constructor(url: string | string[], options: ConnectOptions) {
     const hooks = (options as { [INTERNALS]?: Internals })[INTERNALS] ?? {};
-    const { s, factory, backoff } = settings(url, options, hooks);
+    const { s, targets, factory, backoff } = settings(url, options, hooks);
     this.s = s;
+    this.targets = targets;
     this.factory = factory;
     this.backoff = backoff;
     this.clock = hooks.clock ?? realClock;
+    this.fetch = hooks.fetch ?? globalThis.fetch;
     this.transport = s.names[0]!;
     if (options.on !== undefined) {
       if (typeof options.on !== "object" || options.on === null) throw new TypeError("switchyard: on must map event names to handlers");
@@ -654,6 +741,9 @@ class ClientImpl implements Client {
         if (handler !== undefined) this.on(event as ClientEventName, handler as (e: unknown) => void);
       }
     }
+    this.events = hooks.events ?? (globalThis as unknown as EventTarget);
+    this.events.addEventListener?.("online", this.onOnline);
+    this.signal = options.signal;
   }
 
   /** Runs the client; resolves on the first session, rejects when connect() fails. */
@@ -661,34 +751,38 @@ class ClientImpl implements Client {
     const p = new Promise<void>((resolve, reject) => {
       this.first = { resolve, reject };
     });
-    const timer = this.clock.setTimeout(() => {
-      if (!this.first) return;
-      const last = this.lastFailure;
-      const cause = last ? new ClosedError(last.code, last.reason) : undefined;
-      this.shutdown(new TimeoutError(
-        `switchyard: not connected within ${this.s.requestTimeout} ms` + (last ? ` (last failure: ${last.code} ${last.reason})` : ""),
-        { cause },
-      ));
-    }, this.s.requestTimeout);
+    const sig = this.signal;
+    const abort = (): void => {
+      this.first?.reject(sig!.reason);
+      this.close();
+    };
+    if (sig?.aborted) abort();
+    sig?.addEventListener("abort", abort, { once: true });
     void this.run();
-    return p.finally(() => this.clock.clearTimeout(timer));
+    return p;
   }
 
   // ------------------------------------------------------ reconnect loop
 
   private async run(): Promise<void> {
+    let why: TokenReason = "connect";
     while (!this.closed) {
       let conn: Connection;
       try {
-        conn = await this.attempt();
+        conn = await this.attempt(why);
       } catch (e) {
         if (this.closed) return;
         const info = e as CloseInfo;
-        this.lastFailure = info;
+        if (this.heal(info)) {
+          why = "unauthorized";
+          continue;
+        }
         if (!reconnectAllowed(info.code)) {
           this.terminate(info);
           return;
         }
+        this.cur = (this.cur + 1) % this.targets.length; // a failed node: the next one
+        why = this.first ? "connect" : "reconnect";
         if (!(await this.pause(info.reconnectAfterMs))) return;
         continue;
       }
@@ -696,112 +790,249 @@ class ClientImpl implements Client {
         conn.close(CLOSE_NORMAL, "client closed");
         return;
       }
+      this.healed = false;
       const info = await this.serve(conn);
       if (this.closed) return;
-      this.lastFailure = info;
-      if (!reconnectAllowed(info.code)) {
+      const heal = this.heal(info);
+      if (!heal && !reconnectAllowed(info.code)) {
         this.terminate(info);
         return;
       }
       this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: true });
       if (this.closed) return;
       if (this.clock.now() - conn.connectedAt >= this.s.stableAfter) this.backoff.reset();
-      if (!(await this.pause(info.reconnectAfterMs))) return;
+      // A drain names the node to go to; a node going away without one: the next.
+      const i = info.reconnectUrl ? this.add({ url: info.reconnectUrl, ...resolveEndpoints(info.reconnectUrl) }) : -1;
+      if (i >= 0) this.cur = i;
+      else if (info.code === CODE_GOING_AWAY) this.cur = (this.cur + 1) % this.targets.length;
+      why = heal ? "unauthorized" : "reconnect";
+      if (!heal && !(await this.pause(info.reconnectAfterMs))) return;
     }
   }
 
-  /** One connection attempt: get the token, race the transports. Rejects with a CloseInfo. */
-  private async attempt(): Promise<Connection> {
+  /** Whether a 3502 should be answered by asking the token function once more. */
+  private heal(info: CloseInfo): boolean {
+    if (info.code !== CODE_UNAUTHORIZED || typeof this.s.token !== "function" || this.healed) return false;
+    return (this.healed = true);
+  }
+
+  /** Adds a node to the targets unless known (by its URLs); returns its index. */
+  private add(t: Target | undefined): number {
+    if (!t) return -1;
+    const i = this.targets.findIndex((x) => x.webTransport === t.webTransport && x.webSocket === t.webSocket);
+    return i >= 0 ? i : this.targets.push(t) - 1;
+  }
+
+  /** The token for an attempt; rejects with a CloseInfo. */
+  private async token(reason: TokenReason, t: Target, signal?: AbortSignal): Promise<string> {
+    const fn = this.s.token;
+    if (typeof fn !== "function") return fn ?? "";
+    let token: unknown;
+    try {
+      token = await this.within(Promise.resolve(fn({ attempt: ++this.tries, url: t.url, reason })), this.s.connectTimeout, signal);
+    } catch (e) {
+      throw { code: 0, reason: `token: ${e instanceof Error ? e.message : String(e)}` } satisfies CloseInfo;
+    }
+    if (typeof token !== "string") throw { code: 0, reason: "token: the function did not return a string" } satisfies CloseInfo;
+    return token;
+  }
+
+  /** Whether WebTransport can be tried on this node at all. */
+  private wtOn(t: Target): boolean {
+    return this.s.wt && t.webTransport !== undefined && this.s.names.includes("webtransport");
+  }
+
+  /** One connection attempt to the current node: get the token, race the transports. Rejects with a CloseInfo. */
+  private async attempt(reason: TokenReason): Promise<Connection> {
     const ac = new AbortController();
     this.cancel = ac;
+    const t = this.targets[this.cur]!;
     try {
-      let token = "";
-      if (typeof this.s.token === "function") {
-        try {
-          token = await this.within(Promise.resolve(this.s.token()), this.s.connectTimeout, ac.signal);
-        } catch (e) {
-          throw { code: 0, reason: `token: ${e instanceof Error ? e.message : String(e)}` } satisfies CloseInfo;
-        }
-        if (typeof token !== "string") throw { code: 0, reason: "token: the function did not return a string" } satisfies CloseInfo;
-      } else if (typeof this.s.token === "string") {
-        token = this.s.token;
-      }
-      return await race({
-        names: this.s.names,
+      let names = this.s.names.filter((n) => (n === "websocket" ? t.webSocket !== undefined : this.wtOn(t)));
+      // WebTransport failed here lately: WebSocket alone (the background upgrade retries it).
+      if (names.length > 1 && this.clock.now() < this.wtSkipUntil) names = ["websocket"];
+      if (names.length === 0) throw { code: 0, reason: `no usable transport for ${t.url}` } satisfies CloseInfo;
+      const token = await this.token(reason, t, ac.signal);
+      const conn = await race({
+        names,
         fallbackDelay: this.s.fallbackDelay,
         timeout: this.s.connectTimeout,
         clock: this.clock,
-        start: (name) => new Connection(name, this.factory, token, this.clock),
+        start: (name) => new Connection(name, this.factory, token, this.clock, t),
         signal: ac.signal,
       });
+      if (conn.name === "websocket" && names.length > 1) this.wtSkipUntil = this.clock.now() + WT_SKIP_MS;
+      return conn;
     } finally {
       if (this.cancel === ac) this.cancel = undefined;
     }
   }
 
   /** Resolves like p, or rejects after ms or on abort. */
-  private within<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
+  private within<T>(p: Promise<T>, ms: number, signal?: AbortSignal): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const t = this.clock.setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
       const onAbort = () => reject(new Error("aborted"));
-      signal.addEventListener("abort", onAbort, { once: true });
+      signal?.addEventListener("abort", onAbort, { once: true });
       p.then(resolve, reject).finally(() => {
         this.clock.clearTimeout(t);
-        signal.removeEventListener("abort", onAbort);
+        signal?.removeEventListener("abort", onAbort);
       });
     });
   }
 
-  /** Waits out the next backoff delay; false if the client closed meanwhile. */
+  /** Waits out the next backoff delay (an "online" event cuts it short); false if the client closed meanwhile. */
   private async pause(hintMs?: number): Promise<boolean> {
     this.state = "reconnecting";
     const { attempt, delay: jittered } = this.backoff.next();
     const delay = Math.max(jittered, hintMs ?? 0);
     this.emit("reconnecting", { attempt, delay });
     if (this.closed) return false;
-    const ac = new AbortController();
-    this.cancel = ac;
     await new Promise<void>((resolve) => {
-      const t = this.clock.setTimeout(resolve, delay);
-      ac.signal.addEventListener("abort", () => {
+      const t = this.clock.setTimeout(() => this.wake?.(), delay);
+      this.wake = () => {
+        this.wake = undefined;
         this.clock.clearTimeout(t);
         resolve();
-      }, { once: true });
+      };
     });
-    if (this.cancel === ac) this.cancel = undefined;
     return !this.closed;
   }
 
   /** Runs a session until it ends; resolves with how it ended. */
   private serve(conn: Connection): Promise<CloseInfo> {
     return new Promise<CloseInfo>((resolve) => {
-      const c = conn.connected!;
-      this.conn = conn;
-      this.inflight = new Map();
-      this.state = "connected";
-      this.transport = conn.name;
-      this.sessionId = c.sessionId;
-      this.maxDatagramSize = c.maxDatagramSize;
       this.serveDone = resolve;
-      conn.attach({
-        frame: (f) => this.onFrame(conn, f),
-        streamMessage: (alias, f) => this.onStreamMessage(conn, alias, f),
-        datagram: (d) => this.onDatagram(conn, d),
-        closed: (info) => {
-          if (this.conn === conn) this.lost();
-          resolve(info);
-        },
-      });
-      if (this.conn !== conn) return; // it ended already
-      for (const sub of this.subs.values()) this.sendSubscribe(conn, sub);
-      const waiting = this.waiting;
-      this.waiting = [];
-      for (const req of waiting) this.sendRequest(conn, req);
-      this.emit("connected", { transport: conn.name, sessionId: c.sessionId, node: c.node, region: c.region });
-      const first = this.first;
-      this.first = undefined;
-      first?.resolve();
+      this.adopt(conn);
     });
+  }
+
+  /** Makes conn the live session: resubscribes, sends what waits. */
+  private adopt(conn: Connection): void {
+    const c = conn.connected!;
+    this.conn = conn;
+    this.inflight = new Map();
+    this.state = "connected";
+    this.transport = conn.name;
+    this.sessionId = c.sessionId;
+    this.maxDatagramSize = c.maxDatagramSize;
+    this.tries = 0;
+    conn.attach({
+      frame: (f) => this.onFrame(conn, f),
+      streamMessage: (alias, f) => this.onStreamMessage(conn, alias, f),
+      datagram: (d) => this.onDatagram(conn, d),
+      closed: (info) => {
+        if (this.conn === conn) {
+          const done = this.serveDone;
+          this.lost();
+          done?.(info);
+        } else if (this.old?.conn === conn) {
+          this.leave();
+        }
+      },
+    });
+    if (this.conn !== conn) return; // it ended already
+    for (const sub of this.subs.values()) {
+      sub.state = "pending";
+      sub.discard();
+      this.sendSubscribe(conn, sub);
+    }
+    this.flush();
+    this.clock.clearTimeout(this.upgradeTimer);
+    if (conn.name === "websocket" && this.s.names[0] === "webtransport" && this.wtOn(conn.target)) {
+      this.upgradeTimer = this.clock.setTimeout(() => void this.upgrade(conn), this.upgradeDelay);
+    }
+    if (this.s.discover) void this.discover(conn);
+    const first = this.first;
+    this.first = undefined;
+    if (this.old) return; // a transport switch: no new "connected"
+    this.emit("connected", { transport: conn.name, sessionId: c.sessionId, node: c.node, region: c.region });
+    first?.resolve();
+  }
+
+  /**
+   * On WebSocket: tries WebTransport to the same node in the background;
+   * when it connects, moves there (subscriptions recover from their last
+   * position, the WebSocket session closes once they are confirmed).
+   */
+  private async upgrade(ws: Connection): Promise<void> {
+    let next: Connection | undefined;
+    try {
+      const token = await this.token("upgrade", ws.target);
+      if (this.conn !== ws) return;
+      next = new Connection("webtransport", this.factory, token, this.clock, ws.target);
+      await this.within(next.ready, this.s.connectTimeout);
+    } catch {
+      next?.close();
+      if (this.conn === ws && !this.closed) {
+        this.upgradeDelay = Math.min(UPGRADE_MAX, this.upgradeDelay * 2);
+        this.upgradeTimer = this.clock.setTimeout(() => void this.upgrade(ws), this.upgradeDelay);
+      }
+      return;
+    }
+    if (this.conn !== ws || this.closed || this.old) {
+      next.close();
+      return;
+    }
+    this.upgradeDelay = UPGRADE_MIN;
+    this.wtSkipUntil = 0;
+    this.old = { conn: ws, inflight: this.inflight, timer: this.clock.setTimeout(() => this.leave(), this.s.requestTimeout) };
+    this.adopt(next);
+    this.emit("transport", { from: "websocket", to: "webtransport" });
+    this.moved();
+  }
+
+  /** Closes the session being left once every subscription is confirmed on the new one. */
+  private moved(): void {
+    if (this.old && ![...this.subs.values()].some((s) => s.state === "pending")) this.leave();
+  }
+
+  /** Closes the session being left; returns its publishes that await an ack (to resend). */
+  private dropOld(): Req[] {
+    const o = this.old;
+    if (!o) return [];
+    this.old = undefined;
+    this.clock.clearTimeout(o.timer);
+    o.conn.close(CLOSE_NORMAL, MOVED);
+    const reqs: Req[] = [];
+    for (const x of o.inflight.values()) {
+      if (x.kind !== "request" || x.req.settled) continue;
+      if (x.req.kind === "unsubscribe") this.settle(x.req);
+      else reqs.push(x.req);
+    }
+    return reqs;
+  }
+
+  /** Closes the session being left; its unacknowledged publishes go first on the live one. */
+  private leave(): void {
+    this.waiting = this.dropOld().concat(this.waiting);
+    this.flush();
+  }
+
+  /** Sends waiting requests while fewer than maxInflight await replies and the transport takes more. */
+  private flush(_?: unknown): void {
+    const conn = this.conn;
+    while (conn && this.waiting.length > 0 && this.inflight.size < this.s.maxInflight) {
+      if (!conn.writable()) {
+        this.pollTimer ??= this.clock.setTimeout(() => this.flush(this.pollTimer = undefined), POLL_MS);
+        return;
+      }
+      this.sendRequest(conn, this.waiting.shift()!);
+    }
+  }
+
+  /** Learns the cluster's nodes from GET /api/nodes; failures are ignored. */
+  private async discover(conn: Connection): Promise<void> {
+    try {
+      const rsp = await this.fetch!(`${httpOrigin(conn.target)}/api/nodes`, { cache: "no-store", credentials: "omit" });
+      const body = (await rsp.json()) as { self?: string; region?: string; regions?: Record<string, { name?: string; urls?: Record<string, string>; draining?: boolean }[]> };
+      const regions = body.regions!;
+      for (const r of [body.region!, ...Object.keys(regions)]) {
+        for (const n of regions[r] ?? []) if (!n.draining && n.name !== body.self) this.add(nodeTarget(n.urls));
+      }
+    } catch {
+      // no list: the known URLs
+    }
   }
 
   /**
@@ -812,9 +1043,10 @@ class ClientImpl implements Client {
     this.conn = undefined;
     this.serveDone = undefined;
     this.state = "reconnecting";
+    this.clock.clearTimeout(this.upgradeTimer);
+    const resend = this.dropOld();
     const inflight = this.inflight;
     this.inflight = new Map();
-    const resend: Req[] = [];
     for (const x of inflight.values()) {
       if (x.kind !== "request") continue;
       // Unsubscribing needs nothing more: the next session starts clean.
@@ -843,11 +1075,16 @@ class ClientImpl implements Client {
     this.endError = err;
     this.state = "closed";
     this.cancel?.abort();
+    this.wake?.();
+    this.events.removeEventListener?.("online", this.onOnline);
+    this.clock.clearTimeout(this.upgradeTimer);
+    this.clock.clearTimeout(this.pollTimer);
     const conn = this.conn;
     this.conn = undefined;
     conn?.close(code, reason);
     const inflight = this.inflight;
     this.inflight = new Map();
+    for (const req of this.dropOld()) this.settle(req, err);
     for (const x of inflight.values()) {
       if (x.kind !== "request") continue;
       if (x.req.kind === "unsubscribe") this.settle(x.req);
@@ -879,7 +1116,10 @@ class ClientImpl implements Client {
   // ------------------------------------------------------------ frames
 
   private onFrame(conn: Connection, f: Frame): void {
-    if (conn !== this.conn) return;
+    if (conn !== this.conn) {
+      if (conn === this.old?.conn) this.onOldFrame(f);
+      return;
+    }
     if (f.type === "message") {
       const sub = this.subs.get(f.channel);
       if (sub?.state !== "active") return; // not subscribed (any more)
@@ -905,6 +1145,26 @@ class ClientImpl implements Client {
     this.inflight.delete(f.id);
     if (x.kind === "subscribe") this.onSubscribeReply(conn, x.sub, f);
     else if (x.kind === "request") this.onRequestReply(x.req, f);
+    this.moved();
+    this.flush();
+  }
+
+  /**
+   * A frame of the WebSocket session being left: its messages still count
+   * until the subscriptions are confirmed on WebTransport (the duplicate
+   * guard drops the overlap), its replies settle what was sent on it.
+   */
+  private onOldFrame(f: Frame): void {
+    if (f.type === "message") {
+      const sub = this.subs.get(f.channel);
+      if (sub?.confirmed && sub.state !== "closed" && !sub.volatile) sub.message(f.epoch, f.offset, f.data);
+      return;
+    }
+    const x = this.old!.inflight.get(f.id);
+    if (x?.kind === "request") {
+      this.old!.inflight.delete(f.id);
+      this.onRequestReply(x.req, f);
+    }
   }
 
   /** A message from a subscription's stream: it may come before Subscribed. */
@@ -1047,7 +1307,7 @@ class ClientImpl implements Client {
     if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
     if (typeof handler !== "function") return Promise.reject(new TypeError("switchyard: subscribe needs a handler function"));
     const since = options?.since;
-    if (since !== undefined && (typeof since?.epoch !== "string" || !Number.isSafeInteger(since.offset) || since.offset < 0)) {
+    if (since !== undefined && (typeof since?.epoch !== "string" || !Number.isInteger(since.offset) || since.offset < 0)) {
       return Promise.reject(new TypeError("switchyard: since must be a position {epoch: string, offset: integer ≥ 0}"));
     }
     if (this.subs.has(channel)) {
@@ -1122,14 +1382,19 @@ class ClientImpl implements Client {
       req.timer = this.clock.setTimeout(() => {
         if (req.settled) return;
         this.waiting = this.waiting.filter((r) => r !== req);
+        // No longer awaited: a late reply finds nothing, and the slot is free.
+        for (const m of [this.inflight, this.old?.inflight]) {
+          for (const [id, x] of m ?? []) if (x.kind === "request" && x.req === req) m!.delete(id);
+        }
         if (kind === "unsubscribe") {
           this.settle(req); // locally it is gone already
         } else {
           this.settle(req, new TimeoutError(`switchyard: ${kind} to ${channel} not acknowledged within ${this.s.requestTimeout} ms`));
         }
+        this.flush();
       }, this.s.requestTimeout);
-      if (this.conn) this.sendRequest(this.conn, req);
-      else this.waiting.push(req);
+      this.waiting.push(req);
+      this.flush();
     });
   }
 

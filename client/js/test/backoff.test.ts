@@ -45,3 +45,19 @@ describe("Backoff", () => {
     assert.deepEqual(b.next(), { attempt: 1, delay: 99 });
   });
 });
+
+describe("Backoff with a floor (the pub/sub client)", () => {
+  it("never waits less than min: the n-th wait is in [min, min(max, min·2^n))", () => {
+    for (const r of [0, 0.5, 0.999]) {
+      const b = new Backoff(500, 20000, () => r, true);
+      for (let n = 1; n <= 10; n++) {
+        const { delay } = b.next();
+        const cap = Math.min(20000, 500 * 2 ** n);
+        assert.equal(delay, Math.floor(500 + r * (cap - 500)));
+        assert.ok(delay >= 500 && delay < cap);
+      }
+    }
+    const b = new Backoff(500, 500, () => 0.7, true);
+    assert.equal(b.next().delay, 500); // min = max: exactly min
+  });
+});

@@ -174,17 +174,50 @@ describe("happy eyeballs", () => {
     assert.equal(net.transports.length, 1);
   });
 
-  it("keeps retrying non-terminal failures and rejects after requestTimeout", async () => {
+  it("keeps retrying non-terminal failures until a session begins, however long it takes", async () => {
+    const net = new FakeNet();
+    net.behave = () => ({ kind: "fail", after: 5 });
+    const states: string[] = [];
+    let client: Client | undefined;
+    connect("https://127.0.0.1:4433", net.options({ on: { reconnecting: () => states.push("reconnecting") } })).then((c) => (client = c));
+    await net.clock.advance(120_000);
+    assert.equal(client, undefined);
+    assert.ok(states.length > 5 && net.transports.length > 10);
+    net.behave = () => ({ kind: "serve" });
+    await net.clock.until(() => client !== undefined, 30_000);
+    assert.equal(client!.state, "connected");
+    client!.close();
+  });
+
+  it("stops a pending connect() when its signal aborts, rejecting with the signal's reason", async () => {
     const net = new FakeNet();
     net.behave = (name) => ({ kind: "fail", after: 5, code: name === "websocket" ? 1006 : 0, reason: "refused" });
-    const r = await attempt(net, { requestTimeout: 8000 });
-    assert.ok(r.error instanceof TimeoutError, String(r.error));
-    assert.equal(r.at, 8000);
-    assert.ok((r.error.cause as ClosedError).code === 1006);
+    const ac = new AbortController();
+    const reconnecting = [] as number[];
+    let error = undefined as unknown;
+    connect("https://h", net.options({ signal: ac.signal, on: { reconnecting: (e) => reconnecting.push(e.attempt) } })).catch((e) => (error = e));
+    await net.clock.advance(8000);
+    assert.equal(error, undefined);
     assert.ok(net.transports.length >= 6, `${net.transports.length} transports tried`);
+    assert.ok(reconnecting.length >= 3);
+    ac.abort(new TimeoutError("gave up"));
+    await net.clock.advance(1);
+    const e = error as unknown as Error;
+    assert.ok(e instanceof TimeoutError && e.message === "gave up", String(e));
     const n = net.transports.length;
     await net.clock.advance(60_000);
     assert.equal(net.transports.length, n, "a rejected connect() stops retrying");
+    const already = AbortSignal.abort();
+    await assert.rejects(connect("https://h", net.options({ signal: already })), (e) => e === already.reason);
+  });
+
+  it("close() through the signal once connected: closes the client", async () => {
+    const net = new FakeNet();
+    const ac = new AbortController();
+    const c = await start(net, { signal: ac.signal });
+    ac.abort();
+    assert.equal(c.state, "closed");
+    assert.equal(net.last.closedBy?.code, 1000);
   });
 
   it("succeeds when a retry works before requestTimeout", async () => {
@@ -200,7 +233,7 @@ describe("happy eyeballs", () => {
     net.behave = (name, n) => (n < 2 ? { kind: "hang" } : { kind: "serve" });
     const r = await attempt(net, { connectTimeout: 2000, requestTimeout: 30000 });
     assert.ok(r.client);
-    assert.ok(r.at >= 2000 && r.at < 2000 + 500 + 10, `connected at ${r.at}`);
+    assert.ok(r.at >= 2000 + 500 && r.at < 2000 + 1000 + 10, `connected at ${r.at}`); // the backoff's floor: 500 ms
     assert.ok(net.transports.slice(0, 2).every((t) => t.closedBy));
     r.client.close();
   });
@@ -209,19 +242,36 @@ describe("happy eyeballs", () => {
 describe("reconnect", () => {
   it("tries WebTransport again after a reconnect", async () => {
     const net = new FakeNet();
-    net.behave = (name, n) => (name === "webtransport" && n === 0 ? { kind: "fail", after: 1 } : { kind: "serve" });
+    net.behave = (name, n) => ({ kind: "serve", openAfter: n === 0 ? 300 : 600 });
+    const c = await start(net, { fallbackDelay: 100 });
+    assert.equal(c.transport, "webtransport"); // WebSocket lost the race: nothing to remember
+    const events = record(c, "connected");
+    net.current.drop(1006, "network changed");
+    await net.clock.until(() => events.length === 1);
+    assert.equal(c.transport, "webtransport");
+    assert.deepEqual(net.transports.slice(0, 3).map((t) => t.name), ["webtransport", "websocket", "webtransport"]);
+    c.close();
+  });
+
+  it("skips WebTransport for 60 s after it lost a race to WebSocket", async () => {
+    const net = new FakeNet();
+    net.behave = (name) => (name === "webtransport" ? { kind: "fail", after: 1 } : { kind: "serve" });
     const c = await start(net);
     assert.equal(c.transport, "websocket");
     const events = record(c, "connected");
     net.current.drop(1006, "network changed");
     await net.clock.until(() => events.length === 1);
-    assert.equal(c.transport, "webtransport");
-    assert.equal(events[0]!.transport, "webtransport");
-    assert.deepEqual(net.transports.map((t) => t.name), ["webtransport", "websocket", "webtransport"]);
+    // The reconnect went straight to WebSocket (only the background upgrade tries WebTransport).
+    assert.deepEqual(net.transports.slice(0, 3).map((t) => t.name), ["webtransport", "websocket", "websocket"]);
+    await net.clock.advance(61_000);
+    const before = net.transports.length;
+    net.current.drop(1006, "network changed");
+    await net.clock.until(() => events.length === 2);
+    assert.equal(net.transports[before]!.name, "webtransport", "after 60 s WebTransport comes first again");
     c.close();
   });
 
-  it("emits disconnected, then reconnecting with full-jitter backoff, then connected", async () => {
+  it("emits disconnected, then reconnecting with jittered backoff (never under min), then connected", async () => {
     const net = new FakeNet();
     const c = await start(net, {}, { random: () => 0.999 });
     const log: string[] = [];
@@ -235,9 +285,9 @@ describe("reconnect", () => {
     await net.clock.until(() => log.some((l) => l.startsWith("connected")));
     assert.deepEqual(log, [
       "disconnected 3000 going away true",
-      "reconnecting 1 499",
-      "reconnecting 2 999",
-      "reconnecting 3 1998",
+      "reconnecting 1 999",
+      "reconnecting 2 1998",
+      "reconnecting 3 3996",
       "connected webtransport s2 n1 local",
     ]);
     c.close();
@@ -250,7 +300,7 @@ describe("reconnect", () => {
     net.behave = () => ({ kind: "fail", after: 1 });
     net.current.drop(1006, "lost");
     await net.clock.until(() => waits.length >= 7);
-    assert.deepEqual(waits.map((w) => w.delay), [99, 199, 399, 799, 999, 999, 999]);
+    assert.deepEqual(waits.map((w) => w.delay), [199, 399, 799, 999, 999, 999, 999]);
 
     // A short-lived connection does not reset the count...
     net.behave = () => ({ kind: "serve" });
@@ -265,7 +315,7 @@ describe("reconnect", () => {
     await net.clock.advance(5000);
     net.current.drop(1006, "lost");
     await net.clock.until(() => waits.length === 9);
-    assert.deepEqual(waits[8], { attempt: 1, delay: 99 });
+    assert.deepEqual(waits[8], { attempt: 1, delay: 199 });
     c.close();
   });
 

@@ -7,6 +7,7 @@ import { decodeFrame, encodeFrame } from "../src/codec.js";
 import { encodeDatagram, parseDatagram } from "../src/datagram.js";
 import type { Frame, Kind, Kinds } from "../src/codec.js";
 import type { Clock } from "../src/clock.js";
+import type { Target } from "../src/endpoints.js";
 import { splitMessage } from "../src/framing.js";
 import { INTERNALS } from "../src/transport.js";
 import type { Internals, Transport, TransportHandlers } from "../src/transport.js";
@@ -88,6 +89,8 @@ export class FakeTransport implements Transport {
   closedBy: { code: number; reason: string } | undefined; // the client closed it
   ended = false; // the server side ended it
   readonly createdAt: number;
+  /** The client's send buffer is full (writable() false). */
+  full = false;
   private open = false;
 
   constructor(
@@ -95,6 +98,8 @@ export class FakeTransport implements Transport {
     private readonly h: TransportHandlers,
     readonly net: FakeNet,
     readonly behavior: Behavior,
+    /** The node it was made for. */
+    readonly target: Target,
   ) {
     this.createdAt = net.clock.now();
     const c = net.clock;
@@ -182,6 +187,10 @@ export class FakeTransport implements Transport {
     }
   }
 
+  writable(): boolean {
+    return !this.full;
+  }
+
   /** WebTransport only, like the real transports. */
   sendDatagram(datagram: Uint8Array): boolean {
     if (this.name !== "webtransport" || !this.live || datagram.length > this.net.datagramPathMax) return false;
@@ -215,7 +224,7 @@ export class FakeNet {
   readonly clock = new FakeClock();
   readonly transports: FakeTransport[] = [];
   /** Decides what each new transport does; default: serve at once. */
-  behave: (name: TransportName, n: number) => Behavior = () => ({ kind: "serve" });
+  behave: (name: TransportName, n: number, url: string) => Behavior = () => ({ kind: "serve" });
   /** Connected fields the node announces. */
   connected: Partial<Kinds["connected"]> = { pingIntervalMs: 0, pongTimeoutMs: 0, maxFrameSize: 65536, node: "n1", region: "local", protocol: "switchyard.v1", maxDatagramSize: 1100 };
   /** Whether the node grants per-subscription streams to WebTransport sessions that ask. */
@@ -251,8 +260,9 @@ export class FakeNet {
   private sessions = 0;
   private epochs = 0;
 
-  readonly factory = (name: TransportName, h: TransportHandlers): Transport => {
-    const t = new FakeTransport(name, h, this, this.behave(name, this.transports.length));
+  readonly factory = (name: TransportName, h: TransportHandlers, target: Target): Transport => {
+    const url = (name === "webtransport" ? target.webTransport : target.webSocket)!;
+    const t = new FakeTransport(name, h, this, this.behave(name, this.transports.length, url), target);
     this.transports.push(t);
     return t;
   };
