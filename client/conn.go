@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
 	"slices"
@@ -50,10 +51,11 @@ type Conn struct {
 	pumps      sync.WaitGroup // every Sub's forwarding goroutines
 
 	mu      sync.Mutex
-	urls    []string      // to dial, in order; the first that works is used
-	next    int           // the URL to try next
-	cur     *Client       // the live session, nil while reconnecting
-	ready   chan struct{} // closed when cur is set; replaced when it ends
+	urls    []string        // to dial, in order; the first that works is used
+	given   map[string]bool // the URLs of Connect and AddURLs (the others were discovered)
+	next    int             // the URL to try next
+	cur     *Client         // the live session, nil while reconnecting
+	ready   chan struct{}   // closed when cur is set; replaced when it ends
 	subs    map[string]*Sub
 	err     error // why the Conn ended
 	closing bool
@@ -86,6 +88,10 @@ func Connect(ctx context.Context, urls []string, opts Options) (*Conn, error) {
 		opts: opts, ctx: cctx, cancel: cancel, done: make(chan struct{}),
 		backoff: [2]time.Duration{250 * time.Millisecond, 10 * time.Second},
 		urls:    slices.Clone(urls), ready: make(chan struct{}), subs: make(map[string]*Sub),
+		given: make(map[string]bool),
+	}
+	for _, u := range urls {
+		c.given[u] = true
 	}
 	var err error
 	for range urls {
@@ -105,10 +111,25 @@ func (c *Conn) AddURLs(urls ...string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, u := range urls {
+		c.given[u] = true
 		if !slices.Contains(c.urls, u) {
 			c.urls = append(c.urls, u)
 		}
 	}
+}
+
+// learned replaces the discovered URLs with those a node listed now: the
+// given ones stay, nodes gone (or moved to other ports) are forgotten.
+func (c *Conn) learned(urls []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := slices.DeleteFunc(c.urls, func(u string) bool { return !c.given[u] && !slices.Contains(urls, u) })
+	for _, u := range urls {
+		if !slices.Contains(kept, u) {
+			kept = append(kept, u)
+		}
+	}
+	c.urls = kept
 }
 
 // URLs lists the node URLs the Conn dials, in order.
@@ -116,6 +137,13 @@ func (c *Conn) URLs() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.urls)
+}
+
+func (c *Conn) log() *slog.Logger {
+	if c.opts.Logger != nil {
+		return c.opts.Logger
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // Reconnects counts the sessions after the first.
@@ -157,7 +185,32 @@ func (c *Conn) dialNext(ctx context.Context) (*Client, error) {
 	url := c.urls[c.next%len(c.urls)]
 	c.next++
 	c.mu.Unlock()
-	return Dial(ctx, url, c.opts)
+	// A dead node's WebTransport address never answers (UDP): do not let
+	// one attempt hold up the others for long.
+	dctx, cancel := context.WithTimeout(ctx, dialAttemptTimeout)
+	defer cancel()
+	cl, err := Dial(dctx, url, c.opts)
+	if err != nil {
+		c.demote(url)
+	}
+	return cl, err
+}
+
+// dialAttemptTimeout bounds one dial of a Conn.
+const dialAttemptTimeout = 3 * time.Second
+
+// demote moves a URL that failed to the end of the list.
+func (c *Conn) demote(url string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.Index(c.urls, url)
+	if i < 0 || i == len(c.urls)-1 {
+		return
+	}
+	c.urls = append(slices.Delete(c.urls, i, i+1), url)
+	if c.next > i {
+		c.next--
+	}
 }
 
 // adopt makes cl the current session and subscribes it to every channel.
@@ -234,7 +287,7 @@ func (c *Conn) discover(cl *Client) {
 	}
 	slices.Sort(near)
 	slices.Sort(far)
-	c.AddURLs(append(near, far...)...)
+	c.learned(append(near, far...))
 }
 
 // nodeURL picks the URL to dial a node by: WebTransport (with its
@@ -296,28 +349,35 @@ func (c *Conn) prefer(url string) {
 	c.next = 0
 }
 
-// redial dials with full-jitter backoff until a session is up or the Conn
-// is closed.
+// redial dials every URL in turn, then waits (full-jitter backoff) and
+// tries them all again, until a session is up or the Conn is closed.
 func (c *Conn) redial(ce *protocols.CloseError) (*Client, bool) {
 	wait := c.backoff[0]
+	first := time.Duration(mrand.Int64N(int64(wait) + 1))
 	if ce != nil && ce.ReconnectAfter > 0 {
-		wait = ce.ReconnectAfter
+		first = ce.ReconnectAfter // the node asked for at least this
 	}
-	for attempt := 0; ; attempt++ {
-		d := time.Duration(mrand.Int64N(int64(wait) + 1))
-		if attempt == 0 && ce != nil && ce.ReconnectAfter > 0 {
-			d = ce.ReconnectAfter // the node asked for at least this
+	select {
+	case <-time.After(first):
+	case <-c.ctx.Done():
+		return nil, false
+	}
+	for {
+		c.mu.Lock()
+		n := len(c.urls)
+		c.mu.Unlock()
+		for range n {
+			if c.ctx.Err() != nil {
+				return nil, false
+			}
+			if cl, err := c.dialNext(c.ctx); err == nil {
+				return cl, true
+			}
 		}
 		select {
-		case <-time.After(d):
+		case <-time.After(time.Duration(mrand.Int64N(int64(wait)+1)) + c.backoff[0]):
 		case <-c.ctx.Done():
 			return nil, false
-		}
-		dctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		cl, err := c.dialNext(dctx)
-		cancel()
-		if err == nil {
-			return cl, true
 		}
 		wait = min(2*wait, c.backoff[1])
 	}
@@ -429,6 +489,7 @@ func (c *Conn) Subscribe(ctx context.Context, channel string) (*Sub, error) {
 	go func() {
 		defer c.pumps.Done()
 		s.pump(inner)
+		s.again(cl)
 	}()
 	return s, nil
 }
@@ -450,14 +511,35 @@ func (s *Sub) Resyncs() uint64 { return s.resyncs.Load() }
 
 // attach subscribes again on a new session, from the last message.
 func (s *Sub) attach(cl *Client) {
-	s.mu.Lock()
-	since := s.last
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(s.conn.ctx, 15*time.Second)
-	inner, err := cl.Subscribe(ctx, s.channel, Since(since))
-	cancel()
-	if err != nil {
-		return // the session ended (the next one tries again) or refused
+	var inner *Subscription
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		s.mu.Lock()
+		since := s.last
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(s.conn.ctx, 15*time.Second)
+		var err error
+		inner, err = cl.Subscribe(ctx, s.channel, Since(since))
+		cancel()
+		if err == nil {
+			if !inner.Recovered() {
+				s.conn.log().Debug("client: resubscribed without recovery", "channel", s.channel,
+					"since_epoch", since.Epoch, "since_offset", since.Offset,
+					"now_epoch", inner.Position().Epoch, "now_offset", inner.Position().Offset)
+			}
+			break
+		}
+		var re *protocols.RequestError
+		if errors.As(err, &re) && re.Code != protocols.ErrCodeInternal {
+			s.conn.log().Warn("client: resubscribe refused", "channel", s.channel, "err", err)
+			return // refused for good (a bad name, too many subscriptions)
+		}
+		select { // the owner did not answer in time, say: try again on this session
+		case <-cl.Done():
+			return // the next session tries again
+		case <-s.conn.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
 	s.recovered.Store(inner.Recovered())
 	if !inner.Recovered() {
@@ -467,6 +549,26 @@ func (s *Sub) attach(cl *Client) {
 		s.mu.Unlock()
 	}
 	s.pump(inner)
+	s.again(cl)
+}
+
+// again subscribes anew on session cl when its subscription ended while
+// the session lives (the server ended it and the client's own
+// resubscription failed, say).
+func (s *Sub) again(cl *Client) {
+	select {
+	case <-cl.Done():
+		return // the next session subscribes
+	case <-s.conn.ctx.Done():
+		return
+	default:
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.attach(cl)
+	}
 }
 
 // pump forwards one session's messages, dropping any already delivered.

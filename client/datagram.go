@@ -87,6 +87,10 @@ func (c *Client) newAliasLocked() uint32 {
 func (c *Client) subscriptionFor(alias uint32) *Subscription {
 	c.mu.Lock()
 	s := c.aliases[alias]
+	var again chan struct{}
+	if s != nil {
+		again = s.again
+	}
 	c.mu.Unlock()
 	if s == nil {
 		return nil
@@ -95,6 +99,13 @@ func (c *Client) subscriptionFor(alias uint32) *Subscription {
 	case <-s.ready:
 	case <-c.ctx.Done():
 		return nil
+	}
+	if again != nil { // a resubscription's stream: wait for its Subscribed
+		select {
+		case <-again:
+		case <-c.ctx.Done():
+			return nil
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

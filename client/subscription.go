@@ -41,6 +41,10 @@ type Subscription struct {
 	// pos and volatile are written by the read loop before ready is closed.
 	pos      Position
 	volatile bool
+	// again, guarded by Client.mu, is closed when a resubscription (after
+	// the server ended the subscription) is confirmed; nil when none is
+	// under way. Stream readers wait on it as on ready.
+	again chan struct{}
 
 	recovered atomic.Bool   // the last (re)subscription recovered all it asked for
 	resyncs   atomic.Uint64 // resubscriptions that could not recover
@@ -206,7 +210,10 @@ func (c *Client) resubscribe(channel string, code uint32, reason string) {
 		return
 	}
 	s.active = false // what arrives until the new Subscribed was not asked for
+	again := make(chan struct{})
+	s.again = again
 	c.mu.Unlock()
+
 	s.mu.Lock()
 	since := s.last
 	s.mu.Unlock()
@@ -224,6 +231,10 @@ func (c *Client) resubscribe(channel string, code uint32, reason string) {
 			delete(c.subs, channel)
 			delete(c.aliases, s.alias)
 		}
+		if s.again == again {
+			s.again = nil
+		}
+		close(again) // stream readers waiting for the new subscription go on
 		c.mu.Unlock()
 		if !current {
 			return

@@ -327,6 +327,7 @@ type historyReply struct {
 	Epoch        string               `json:"epoch"`
 	Offset       uint64               `json:"offset"`
 	Complete     bool                 `json:"complete"`
+	Owner        bool                 `json:"owner"` // this node owns the channel
 	Publications []historyPublication `json:"publications"`
 }
 
@@ -388,7 +389,8 @@ func (n *Node) apiHistory(w http.ResponseWriter, r *http.Request) {
 	} else {
 		pos, pubs, complete = n.hub.History(name, since, limit)
 	}
-	out := historyReply{Channel: name, Epoch: pos.Epoch, Offset: pos.Offset, Complete: complete, Publications: []historyPublication{}}
+	out := historyReply{Channel: name, Epoch: pos.Epoch, Offset: pos.Offset, Complete: complete, Publications: []historyPublication{},
+		Owner: n.cfg.Cluster == nil || n.cfg.Cluster.IsOwner(name)}
 	for _, p := range pubs {
 		data, ok := protocols.MessageData(p.Frame)
 		if !ok {

@@ -331,6 +331,14 @@ func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now ti
 		}
 		if ok {
 			_ = m.s.Reply(reply(*since, true))
+			if bd, isBD := m.s.(protocols.BacklogDeliverer); isBD && len(missed) > 1 {
+				frames := make([][]byte, len(missed))
+				for i, e := range missed {
+					frames[i] = e.frame
+				}
+				_ = bd.DeliverBacklog(m.alias, frames)
+				return
+			}
 			for _, e := range missed {
 				_ = m.s.Deliver(m.alias, e.frame)
 			}

@@ -2,11 +2,13 @@ package edge_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/client"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/protocols"
 )
@@ -93,5 +95,49 @@ func TestPublishDoesNotBlockTheSession(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A recovery of more publications than the send queue's frame limit
+// (1024) is not taken for a slow consumer: all of them arrive, on both
+// transports.
+func TestLargeRecovery(t *testing.T) {
+	n := startNode(t, func(c *edge.Config) {
+		c.History = []edge.HistoryRule{{Channels: "chat:*", Size: 5000, TTL: time.Hour}}
+	})
+	pub := n.dial(t, protocols.WebSocket)
+	ctx := ctxT(t)
+	const missed = 3000
+	var first client.Position
+	for i := range missed {
+		p, err := pub.Publish(ctx, "chat:big", []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = p
+		}
+	}
+	for _, transport := range []string{protocols.WebSocket, protocols.WebTransport} {
+		c := n.dial(t, transport)
+		sub, err := c.Subscribe(ctx, "chat:big", client.Since(client.Position{Epoch: first.Epoch, Offset: first.Offset - 1}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sub.Recovered() {
+			t.Fatalf("%s: not recovered", transport)
+		}
+		for i := range missed {
+			select {
+			case m := <-sub.Messages():
+				if string(m.Data) != fmt.Sprint(i) {
+					t.Fatalf("%s: message %d is %q", transport, i, m.Data)
+				}
+			case <-c.Done():
+				t.Fatalf("%s: session ended after %d of %d: %v", transport, i, missed, c.Err())
+			case <-ctx.Done():
+				t.Fatalf("%s: %d of %d", transport, i, missed)
+			}
+		}
 	}
 }

@@ -147,6 +147,7 @@ type conn struct {
 	q         ring
 	sent      int                   // deliveries (Send) in q: what SendQueueFrames bounds
 	sentBytes int                   // their bytes: what SendQueueBytes bounds
+	backlog   int                   // of sent, the frames of DeliverBacklog: not counted against SendQueueFrames
 	replies   int                   // replies (Reply) in q: what MaxQueuedReplies bounds
 	pongOwed  bool                  // a ping awaits its pong; one pong answers them all
 	pongID    uint32                // the id of the latest ping
@@ -171,7 +172,10 @@ type conn struct {
 // batches recycles the writers' batch slices: an idle session keeps none.
 var batches = sync.Pool{New: func() any { b := make([][]byte, 0, 64); return &b }}
 
-var _ Session = (*conn)(nil)
+var (
+	_ Session          = (*conn)(nil)
+	_ BacklogDeliverer = (*conn)(nil)
+)
 
 // Serve runs one session over w until it ends; adapters call it from the
 // goroutine that completed the handshake. It asks acc to admit the session,
@@ -247,7 +251,7 @@ func (c *conn) admitLocking(frame []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if c.sent >= c.cfg.SendQueueFrames || c.sentBytes+len(frame) > c.cfg.SendQueueBytes {
+	if c.sent-c.backlog >= c.cfg.SendQueueFrames || c.sentBytes+len(frame) > c.cfg.SendQueueBytes {
 		n, bytes := c.sent, c.sentBytes
 		c.mu.Unlock()
 		c.Close(CodeSlowConsumer, fmt.Sprintf("send queue full (%d frames, %d bytes)", n, bytes))
@@ -383,6 +387,10 @@ func (c *conn) take(batch [][]byte) [][]byte {
 		case delivery:
 			c.sent--
 			c.sentBytes -= len(it.b)
+		case backlog:
+			c.sent--
+			c.backlog--
+			c.sentBytes -= len(it.b)
 		case volatile:
 			for _, f := range it.slot.frames {
 				size += len(f)
@@ -500,7 +508,7 @@ func (c *conn) finish(batch [][]byte) {
 	c.closed = true
 	if ce.Code == CodeSlowConsumer {
 		c.q = ring{}
-		c.sent, c.sentBytes, c.replies = 0, 0, 0
+		c.sent, c.sentBytes, c.replies, c.backlog = 0, 0, 0, 0
 		for _, o := range c.outs {
 			o.q = nil
 		}

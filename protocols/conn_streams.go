@@ -10,6 +10,7 @@ import (
 type outStream struct {
 	alias   uint32
 	q       [][]byte
+	backlog int  // the first frames of q that came from DeliverBacklog
 	running bool // a runStream goroutine drains q
 	ending  bool // close the stream once q is drained
 	w       StreamWriter
@@ -49,6 +50,59 @@ func (c *conn) Deliver(alias uint32, frame []byte) error {
 	return nil
 }
 
+// DeliverBacklog queues a recovery's missed publications for a
+// subscription at once: they count against SendQueueBytes (times
+// backlogBytesFactor) but not SendQueueFrames, so that a client recovering
+// more publications than the frame limit is not taken for a slow consumer.
+func (c *conn) DeliverBacklog(alias uint32, frames [][]byte) error {
+	size := 0
+	for _, f := range frames {
+		size += len(f)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.sentBytes+size > backlogBytesFactor*c.cfg.SendQueueBytes {
+		n := c.sentBytes
+		c.mu.Unlock()
+		c.Close(CodeSlowConsumer, fmt.Sprintf("recovery of %d publications (%d bytes) over the send queue (%d bytes queued)", len(frames), size, n))
+		return ErrQueueFull
+	}
+	c.sent += len(frames)
+	c.backlog += len(frames)
+	c.sentBytes += size
+	if !c.streams {
+		for _, f := range frames {
+			c.q.push(item{b: f, kind: backlog})
+		}
+		c.mu.Unlock()
+		c.kick()
+		return nil
+	}
+	o := c.outs[alias]
+	if o == nil || o.ending {
+		o = &outStream{alias: alias}
+		if c.outs == nil {
+			c.outs = make(map[uint32]*outStream)
+		}
+		c.outs[alias] = o
+	}
+	o.q = append(o.q, frames...)
+	o.backlog += len(frames)
+	if !o.running {
+		o.running = true
+		c.bg.Go(func() { c.runStream(o) })
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// backlogBytesFactor is how many times SendQueueBytes a recovery backlog
+// may take.
+const backlogBytesFactor = 4
+
 func (c *conn) EndDeliveries(alias uint32) {
 	c.mu.Lock()
 	delete(c.slots, alias)
@@ -86,6 +140,10 @@ func (c *conn) runStream(o *outStream) {
 		}
 		c.sent -= len(batch)
 		c.sentBytes -= size
+		if b := min(len(batch), o.backlog); b > 0 {
+			o.backlog -= b
+			c.backlog -= b
+		}
 		if len(batch) == 0 {
 			o.running, o.q = false, nil
 			end := o.ending

@@ -34,6 +34,7 @@ type itemKind uint8
 
 const (
 	delivery itemKind = iota // Send: bounded by SendQueueFrames and SendQueueBytes
+	backlog                  // DeliverBacklog: counted in bytes only
 	reply                    // Reply: bounded by MaxQueuedReplies
 	control                  // the session's own ping and Disconnect: one at a time
 	volatile                 // DeliverVolatile without datagrams: one per subscription

@@ -6,6 +6,13 @@ import (
 )
 
 // Protocol names, as reported by Session.Protocol.
+// BacklogDeliverer is a Session that takes many deliveries for one
+// subscription at once, past its frame limit (a recovery's missed
+// publications); the hub uses it when a session has it.
+type BacklogDeliverer interface {
+	DeliverBacklog(alias uint32, frames [][]byte) error
+}
+
 const (
 	WebSocket    = "websocket"
 	WebTransport = "webtransport"

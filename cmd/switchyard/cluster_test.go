@@ -23,13 +23,15 @@ import (
 
 // proc is one switchyard process of a multi-process cluster test.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	banner map[string]string
-	http   string // http://host:port
-	ws     string // ws://host:port/ws
-	wt     string // https://host:port
-	gossip string
+	name    string
+	cmd     *exec.Cmd
+	banner  map[string]string
+	http    string // http://host:port
+	ws      string // ws://host:port/ws
+	wt      string // https://host:port
+	gossip  string
+	meshDir string
+	extra   []string // more flags it was started with
 }
 
 var buildOnce = sync.OnceValues(func() (string, error) {
@@ -46,10 +48,11 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 })
 
 // startProc runs the binary and waits for its banner.
-func startProc(t *testing.T, bin, name, region, meshDir string, join string) *proc {
+func startProc(t *testing.T, bin, name, region, meshDir string, join string, extra ...string) *proc {
 	t.Helper()
 	args := []string{"--node", name, "--region", region, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 		"--mesh-bind", "127.0.0.1:0", "--mesh-tls", meshDir, "--mesh-key", "@" + filepath.Join(meshDir, meshGossipFile), "--log-level", "warn"}
+	args = append(args, extra...)
 	if join != "" {
 		args = append(args, "--join", join)
 	}
@@ -66,7 +69,7 @@ func startProc(t *testing.T, bin, name, region, meshDir string, join string) *pr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{name: name, cmd: cmd, banner: map[string]string{}}
+	p := &proc{name: name, cmd: cmd, banner: map[string]string{}, meshDir: meshDir, extra: extra}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Signal(syscall.SIGTERM)

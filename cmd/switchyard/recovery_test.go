@@ -110,6 +110,12 @@ func TestRecoveryOnAnotherNodeAndTransport(t *testing.T) {
 // into one mesh, and waits until each sees all.
 func startCluster(t *testing.T, region string, names ...string) []*proc {
 	t.Helper()
+	return startClusterArgs(t, region, nil, names...)
+}
+
+// startClusterArgs is startCluster with more flags for every node.
+func startClusterArgs(t *testing.T, region string, extra []string, names ...string) []*proc {
+	t.Helper()
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +130,7 @@ func startCluster(t *testing.T, region string, names ...string) []*proc {
 		if i > 0 {
 			join = procs[0].gossip
 		}
-		procs = append(procs, startProc(t, bin, name, region, meshDir, join))
+		procs = append(procs, startProc(t, bin, name, region, meshDir, join, extra...))
 	}
 	for _, p := range procs {
 		waitUntil(t, 10*time.Second, fmt.Sprintf("%s sees %d nodes", p.name, len(procs)), func() bool { return len(p.nodes(t)) == len(procs) })
@@ -202,11 +208,17 @@ func (p *proc) certHash(t *testing.T) string {
 	return h.Value
 }
 
-// ownedBy finds a chat:* channel that p owns (its history API answers for
-// it with no subscriber anywhere).
+// ownedBy finds a chat:* channel that p owns (its history API says so).
 func ownedBy(t *testing.T, p *proc) string {
 	t.Helper()
-	for i := range 200 {
+	return ownedChannels(t, p, 1)[0]
+}
+
+// ownedChannels finds n chat:* channels that p owns.
+func ownedChannels(t *testing.T, p *proc, n int) []string {
+	t.Helper()
+	var out []string
+	for i := 0; i < 400 && len(out) < n; i++ {
 		ch := fmt.Sprintf("chat:kill-%d", i)
 		req, _ := http.NewRequest("GET", p.http+"/api/history?channel="+ch, nil)
 		req.Header.Set("X-API-Key", devAPIKey)
@@ -214,13 +226,17 @@ func ownedBy(t *testing.T, p *proc) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var h struct{ Owner bool }
+		err = json.NewDecoder(resp.Body).Decode(&h)
 		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			return ch
+		if err == nil && resp.StatusCode == 200 && h.Owner {
+			out = append(out, ch)
 		}
 	}
-	t.Fatalf("no channel owned by %s", p.name)
-	return ""
+	if len(out) < n {
+		t.Fatalf("found %d channels owned by %s, want %d", len(out), p.name, n)
+	}
+	return out
 }
 
 // A reconnecting client (client.Connect) on node b, over WebSocket, while
