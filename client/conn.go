@@ -191,7 +191,7 @@ func (c *Conn) dialNext(ctx context.Context) (*Client, error) {
 	defer cancel()
 	cl, err := Dial(dctx, url, c.opts)
 	if err != nil {
-		c.demote(url)
+		c.log().Debug("client: dial failed", "url", url, "err", err)
 	}
 	return cl, err
 }
@@ -199,22 +199,9 @@ func (c *Conn) dialNext(ctx context.Context) (*Client, error) {
 // dialAttemptTimeout bounds one dial of a Conn.
 const dialAttemptTimeout = 3 * time.Second
 
-// demote moves a URL that failed to the end of the list.
-func (c *Conn) demote(url string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i := slices.Index(c.urls, url)
-	if i < 0 || i == len(c.urls)-1 {
-		return
-	}
-	c.urls = append(slices.Delete(c.urls, i, i+1), url)
-	if c.next > i {
-		c.next--
-	}
-}
-
 // adopt makes cl the current session and subscribes it to every channel.
 func (c *Conn) adopt(cl *Client) {
+	c.log().Debug("client: session up", "transport", cl.Transport(), "node", cl.Connected().GetNode())
 	c.mu.Lock()
 	c.cur = cl
 	close(c.ready)

@@ -202,7 +202,7 @@ func TestSoak(t *testing.T) {
 		s.mu.Lock()
 		for _, ch := range channels {
 			if s.last[ch] != last {
-				t.Errorf("subscriber %d, %s: last message %d, want %d", i, ch, s.last[ch], last)
+				t.Errorf("subscriber %d, %s: last message %d, want %d (URLs %v, a %s)", i, ch, s.last[ch], last, conns[i].URLs(), a.ws)
 			}
 		}
 		for _, b := range s.bad {
