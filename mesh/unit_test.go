@@ -147,6 +147,9 @@ func TestLinkMessages(t *testing.T) {
 		registerMsg(8, "room"),
 		registerReplyMsg(8, "room", "ep", 43, []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}),
 		unregisterMsg("room"),
+		historyMsg(9, "room"),
+		historyReplyMsg(9, "room", "ep", 44, []protocols.Publication{{Offset: 44, Frame: []byte("f44")}}),
+		{hdr: startMsg(nil, msgSignal, 3), body: []byte("sig")},
 	}
 	for _, it := range its {
 		buf.Write(it.hdr)
@@ -163,6 +166,10 @@ func TestLinkMessages(t *testing.T) {
 		{typ: msgRegisterReply, id: 8, channel: "room", epoch: "ep", offset: 43,
 			history: []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}},
 		{typ: msgUnregister, channel: "room"},
+		{typ: msgHistory, id: 9, channel: "room"},
+		{typ: msgHistoryReply, id: 9, channel: "room", epoch: "ep", offset: 44,
+			history: []protocols.Publication{{Offset: 44, Frame: []byte("f44")}}},
+		{typ: msgSignal, rest: []byte("sig")},
 	}
 	for i, w := range want {
 		m, err := readMessage(br, &scratch)
@@ -191,7 +198,9 @@ func FuzzLinkMessages(f *testing.F) {
 	frame := protocols.EncodeMessage("room", "ep", 42, []byte("payload"))
 	var seed bytes.Buffer
 	for _, it := range []item{helloMsg("n1"), {hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
-		publishMsg(1, "c", "", []byte("d")), publishReplyMsg(1, "e", 2, false, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4, nil), unregisterMsg("c")} {
+		publishMsg(1, "c", "", []byte("d")), publishReplyMsg(1, "e", 2, false, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4, nil), unregisterMsg("c"),
+		historyMsg(4, "c"), historyReplyMsg(4, "c", "e", 5, []protocols.Publication{{Offset: 5, Frame: []byte("f")}}),
+		{hdr: startMsg(nil, msgSignal, 1), body: []byte("s")}} {
 		seed.Write(it.hdr)
 		seed.Write(it.body)
 	}
