@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,27 +57,20 @@ func (f *fakeCluster) ForwardVolatile(ch string, seq uint64, frame []byte) {
 	f.Forward(ch, "", seq, frame)
 }
 
+// frameKinds is frameLog without positions: "subscribed@EPOCH",
+// "message@EPOCH", "error".
 func frameKinds(t *testing.T, s *fakeSession) []string {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []string
-	for _, b := range s.frames {
-		protocols.SplitFrames(b, 1<<20, func(body []byte) error {
-			f, err := protocols.DecodeFrame(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch k := f.Kind.(type) {
-			case *protocols.Frame_Subscribed:
-				out = append(out, "subscribed@"+k.Subscribed.Epoch)
-			case *protocols.Frame_Message:
-				out = append(out, "message@"+k.Message.Epoch)
-			case *protocols.Frame_Error:
-				out = append(out, "error")
-			}
-			return nil
-		})
+	for _, line := range frameLog(t, s) {
+		kind, rest, _ := strings.Cut(line, " ")
+		epoch, _, _ := strings.Cut(rest, ":")
+		switch kind {
+		case "subscribed", "message":
+			out = append(out, kind+"@"+epoch)
+		case "error":
+			out = append(out, "error")
+		}
 	}
 	return out
 }
