@@ -136,9 +136,10 @@ func (h *history) latest(limit int, now time.Time) []entry {
 }
 
 // selectHistory picks from a channel's history (oldest first, ending at
-// pos) what a history request asks for: everything, or the publications
-// after since and whether they are all there; then the newest limit (0:
-// all).
+// pos) what a history request asks for. Without since: the newest limit
+// (0: all), complete. With since: the publications after it, and whether
+// none is missing; limit then keeps the oldest ones, so that a reader can
+// page forward (complete is false when more remain).
 func selectHistory(pos Position, hist []protocols.Publication, since *Position, limit int) ([]protocols.Publication, bool) {
 	out, complete := hist, since == nil
 	if since != nil && since.Epoch == pos.Epoch {
@@ -155,6 +156,9 @@ func selectHistory(pos Position, hist []protocols.Publication, since *Position, 
 		}
 	}
 	if limit > 0 && len(out) > limit {
+		if since != nil {
+			return out[:limit], false // the next page starts after out[limit-1]
+		}
 		out = out[len(out)-limit:]
 	}
 	return out, complete

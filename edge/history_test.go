@@ -297,6 +297,8 @@ func TestSelectHistory(t *testing.T) {
 		{&Position{"e", 5}, 0, nil, true},
 		{&Position{"e", 1}, 0, []uint64{3, 4, 5}, false},
 		{&Position{"x", 4}, 0, []uint64{3, 4, 5}, false},
+		{&Position{"e", 3}, 1, []uint64{4}, false}, // a page: the oldest after since, more remain
+		{&Position{"e", 3}, 2, []uint64{4, 5}, true},
 	} {
 		got, complete := selectHistory(pos, hist, tc.since, tc.limit)
 		if !reflect.DeepEqual(offsets(got), tc.want) || complete != tc.complete {

@@ -766,9 +766,8 @@ func (h *Hub) Hold(name string, fn func(epoch string, offset uint64, history []p
 	h.release(ch)
 }
 
-// History returns up to limit of the channel's latest kept publications
-// (0: all), oldest first, with its position; since, when given, keeps only
-// those after it and reports whether they are all there.
+// History returns the channel's kept publications, oldest first, with its
+// position, as selectHistory picks them (limit 0: all).
 func (h *Hub) History(name string, since *Position, limit int) (pos Position, pubs []protocols.Publication, complete bool) {
 	ch := h.lookup(name)
 	if ch == nil {
@@ -776,26 +775,15 @@ func (h *Hub) History(name string, since *Position, limit int) (pos Position, pu
 	}
 	defer ch.mu.Unlock()
 	pos = ch.position()
-	if ch.hist == nil {
-		return pos, nil, since != nil && since.Epoch == pos.Epoch && since.Offset == pos.Offset
+	var hist []protocols.Publication
+	if ch.hist != nil {
+		for _, e := range ch.hist.latest(0, time.Now()) {
+			hist = append(hist, protocols.Publication{Offset: e.offset, Frame: e.frame})
+		}
+	} else if since == nil {
+		return pos, nil, false // this channel keeps no history
 	}
-	now := time.Now()
-	var es []entry
-	complete = true
-	if since != nil && since.Epoch == pos.Epoch {
-		es, complete = ch.hist.after(since.Offset, pos.Offset, now)
-	} else {
-		complete = since == nil
-	}
-	if es == nil && !(complete && since != nil) {
-		es = ch.hist.latest(0, now)
-	}
-	if limit > 0 && len(es) > limit {
-		es = es[len(es)-limit:]
-	}
-	for _, e := range es {
-		pubs = append(pubs, protocols.Publication{Offset: e.offset, Frame: e.frame})
-	}
+	pubs, complete = selectHistory(pos, hist, since, limit)
 	return pos, pubs, complete
 }
 

@@ -234,15 +234,22 @@ func New(cfg Config) (*Node, error) {
 		clients: make(map[*client]struct{}),
 		sweep:   make(chan struct{}),
 	}
-	for i, r := range cfg.History {
+	for _, r := range cfg.History {
 		name := strings.TrimSuffix(r.Channels, "*")
 		switch {
 		case r.Channels == "*":
 		case r.Channels == "" || strings.Contains(name, "*"):
-			return nil, fmt.Errorf("edge: History[%d]: channel pattern %q: want a name, a prefix ending in '*', or '*'", i, r.Channels)
+			return nil, fmt.Errorf("edge: history rule %q: '*' may only end a pattern (chat:*) or stand alone (every channel)", r.Channels)
+		case name != "":
+			if err := n.checkChannel(name); err != nil {
+				return nil, fmt.Errorf("edge: history rule %q: %w", r.Channels, err)
+			}
 		}
-		if r.Size < 0 || r.Size > 1<<20 || r.TTL < 0 {
-			return nil, fmt.Errorf("edge: History[%d] (%s): size %d and TTL %v: want 0 to 1048576 and a TTL ≥ 0", i, r.Channels, r.Size, r.TTL)
+		if r.Size < 0 || r.Size > 1<<20 {
+			return nil, fmt.Errorf("edge: history rule %q: size %d: want 0 to 1048576", r.Channels, r.Size)
+		}
+		if r.TTL < 0 {
+			return nil, fmt.Errorf("edge: history rule %q: negative TTL %v", r.Channels, r.TTL)
 		}
 	}
 	for _, p := range cfg.VolatileChannels {

@@ -208,6 +208,16 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options, tu
 	if len(o.volatile) > 0 {
 		fmt.Fprintf(w, "  Volatile      %s (datagram channels; --volatile-channels)\n", strings.Join(o.volatile, ", "))
 	}
+	if len(o.history) > 0 {
+		rules := make([]string, len(o.history))
+		for i, r := range o.history {
+			rules[i] = fmt.Sprintf("%s=%d", r.Channels, r.Size)
+			if r.TTL > 0 {
+				rules[i] += "/" + strings.TrimSuffix(strings.TrimSuffix(r.TTL.String(), "0s"), "0m")
+			}
+		}
+		fmt.Fprintf(w, "  History       %s (recovery and /api/history; --history)\n", strings.Join(rules, ", "))
+	}
 	if turnURL != "" {
 		fmt.Fprintf(w, "  TURN          %s (embedded; peers get credentials from /signal)\n", turnURL)
 	}
