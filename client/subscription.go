@@ -70,7 +70,8 @@ type SubscribeOption func(*protocols.Subscribe)
 // Since asks for the publications after p (the position of the last
 // message the caller saw, say before a reconnect) from the channel's
 // history: they arrive on Messages first, then the live ones, none twice.
-// Recovered tells whether the history held all of them.
+// Recovered tells whether the history held all of them. Since(Position{})
+// asks for all the history holds (a newcomer's "recent messages").
 func Since(p Position) SubscribeOption {
 	return func(s *protocols.Subscribe) {
 		s.Recover, s.SinceEpoch, s.SinceOffset = true, p.Epoch, p.Offset

@@ -76,6 +76,10 @@ func TestHubRecoversFromHistory(t *testing.T) {
 			func(e func(uint64) string) []string { return []string{"subscribed " + e(5)} }},
 		{"no position", func(string) *Position { return nil },
 			func(e func(uint64) string) []string { return []string{"subscribed " + e(5)} }},
+		{"the whole history (a newcomer)", func(string) *Position { return &Position{} },
+			func(e func(uint64) string) []string {
+				return []string{"subscribed " + e(2), "message " + e(3), "message " + e(4), "message " + e(5)}
+			}},
 	} {
 		h := historyHub(3, time.Minute)
 		var epoch string

@@ -323,6 +323,18 @@ func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, since *P
 // the history holds everything after it, the publications after since.
 func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now time.Time) {
 	ch.add(m)
+	if since != nil && !ch.volatile && since.Epoch == "" && since.Offset == 0 {
+		// A newcomer asks for what the history holds: all of it, then the
+		// live stream; recovered when that is the channel from its start.
+		var kept []entry
+		if ch.hist != nil {
+			kept = ch.hist.latest(0, now)
+		}
+		start := ch.offset - uint64(len(kept))
+		_ = m.s.Reply(reply(Position{Epoch: ch.epoch, Offset: start}, start == 0))
+		ch.replay(m, kept)
+		return
+	}
 	if since != nil && !ch.volatile && since.Epoch == ch.epoch {
 		var missed []entry
 		ok := since.Offset == ch.offset
@@ -331,21 +343,27 @@ func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now ti
 		}
 		if ok {
 			_ = m.s.Reply(reply(*since, true))
-			if bd, isBD := m.s.(protocols.BacklogDeliverer); isBD && len(missed) > 1 {
-				frames := make([][]byte, len(missed))
-				for i, e := range missed {
-					frames[i] = e.frame
-				}
-				_ = bd.DeliverBacklog(m.alias, frames)
-				return
-			}
-			for _, e := range missed {
-				_ = m.s.Deliver(m.alias, e.frame)
-			}
+			ch.replay(m, missed)
 			return
 		}
 	}
 	_ = m.s.Reply(reply(ch.position(), false))
+}
+
+// replay queues kept publications to m, at once past the session's frame
+// limit when it can take a backlog.
+func (ch *channel) replay(m member, es []entry) {
+	if bd, ok := m.s.(protocols.BacklogDeliverer); ok && len(es) > 1 {
+		frames := make([][]byte, len(es))
+		for i, e := range es {
+			frames[i] = e.frame
+		}
+		_ = bd.DeliverBacklog(m.alias, frames)
+		return
+	}
+	for _, e := range es {
+		_ = m.s.Deliver(m.alias, e.frame)
+	}
 }
 
 // endAll ends every subscription of the channel on this node, because

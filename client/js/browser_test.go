@@ -128,6 +128,7 @@ func nodeConfig(listen, plain string, store *certs.Store) edge.Config {
 		Certs:            store,
 		APIKey:           "k",
 		VolatileChannels: []string{"game:*"},
+		History:          []edge.HistoryRule{{Channels: "demo", Size: 100}}, // the chat page's room in these tests
 		Extra: map[string]http.Handler{
 			"/switchyard.js":     js.Handler(),
 			"/switchyard.js.map": js.Handler(),
@@ -531,6 +532,12 @@ func TestChatExampleScreenshot(t *testing.T) {
 	who := eval[[]string](alice, `[...document.querySelectorAll("#log .who")].map(e => e.textContent)`)
 	if len(who) < 2 || who[0] != "alice" || who[1] != "bob" {
 		t.Fatalf("alice's page shows messages from %v, want alice and bob", who)
+	}
+	// A newcomer sees the recent messages, from the room's history.
+	carol := openChat(t, url("carol", "webtransport,websocket"))
+	carol.waitJS(`chat.received.length >= 2`)
+	if got := eval[[]string](carol, `chat.received.map(m => m.name)`); len(got) != 2 || got[0] != "alice" || got[1] != "bob" {
+		t.Fatalf("carol's page shows %v, want alice's and bob's messages", got)
 	}
 	shot, err := chromedp.Run(alice.ctx, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
