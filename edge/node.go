@@ -251,6 +251,9 @@ func New(cfg Config) (*Node, error) {
 		if r.TTL < 0 {
 			return nil, fmt.Errorf("edge: history rule %q: negative TTL %v", r.Channels, r.TTL)
 		}
+		if probe := strings.TrimSuffix(r.Channels, "*") + "x"; r.Size > 0 && n.hub.IsVolatile(probe) {
+			cfg.Logger.Warn("history rule matches volatile channels, which keep no history", "rule", r.Channels)
+		}
 	}
 	for _, p := range cfg.VolatileChannels {
 		name := strings.TrimSuffix(p, "*")
