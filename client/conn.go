@@ -438,8 +438,10 @@ func (c *Conn) Publish(ctx context.Context, channel string, data []byte) (Positi
 }
 
 // Subscribe subscribes to channel on the current session (waiting for one)
-// and on every later one, from the last message delivered.
-func (c *Conn) Subscribe(ctx context.Context, channel string) (*Sub, error) {
+// and on every later one, from the last message delivered. Options apply
+// to the first subscription: Since(Position{}) starts with all the
+// channel's history holds.
+func (c *Conn) Subscribe(ctx context.Context, channel string, opts ...SubscribeOption) (*Sub, error) {
 	c.mu.Lock()
 	if _, dup := c.subs[channel]; dup {
 		c.mu.Unlock()
@@ -450,11 +452,12 @@ func (c *Conn) Subscribe(ctx context.Context, channel string) (*Sub, error) {
 	if err != nil {
 		return nil, err
 	}
-	inner, err := cl.Subscribe(ctx, channel)
+	inner, err := cl.Subscribe(ctx, channel, opts...)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sub{conn: c, channel: channel, ch: make(chan Message, cl.msgBuffer), last: inner.Position()}
+	s.recovered.Store(len(opts) == 0 || inner.Recovered()) // without Since there is nothing to miss
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -488,9 +491,10 @@ func (s *Sub) Messages() <-chan Message { return s.ch }
 // Channel is the subscribed channel.
 func (s *Sub) Channel() string { return s.channel }
 
-// Recovered reports whether the last resubscription got every message
-// after the last one delivered (true too before any reconnect).
-func (s *Sub) Recovered() bool { return s.resyncs.Load() == 0 || s.recovered.Load() }
+// Recovered reports whether the last (re)subscription got every message
+// after the last one delivered: true for a first subscription without
+// Since, and for one with Since that the history covered.
+func (s *Sub) Recovered() bool { return s.recovered.Load() }
 
 // Resyncs counts the resubscriptions after which messages were missing:
 // the application should fetch its state anew.

@@ -71,3 +71,47 @@ func TestConnThroughDrops(t *testing.T) {
 		t.Fatal("Messages not closed after Close")
 	}
 }
+
+// Since(Position{}) on a Conn's first subscription starts with what the
+// history holds.
+func TestConnSubscribeWithHistory(t *testing.T) {
+	node, err := edge.New(edge.Config{
+		Name: "conn-history", HTTP: "127.0.0.1:0",
+		History: []edge.HistoryRule{{Channels: "chat:*", Size: 10}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		node.Shutdown(ctx)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := Connect(ctx, []string{"ws://" + node.Addrs().HTTP.String() + "/ws"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 3 {
+		if _, err := conn.Publish(ctx, "chat:h", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := conn.Subscribe(ctx, "chat:h", Since(Position{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if m := <-sub.Messages(); string(m.Data) != fmt.Sprint(i) {
+			t.Fatalf("history %d: %q", i, m.Data)
+		}
+	}
+	if !sub.Recovered() {
+		t.Fatal("the whole channel was in the history: recovered")
+	}
+}
