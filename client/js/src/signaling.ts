@@ -98,7 +98,7 @@ class RoomImpl implements Room {
   ) {
     const hooks = (o as { [INTERNALS]?: Internals })[INTERNALS] ?? {};
     this.clock = hooks.clock ?? realClock;
-    this.backoff = new Backoff(o.backoff?.min ?? 500, o.backoff?.max ?? 20000, hooks.random);
+    this.backoff = new Backoff(o.backoff?.min ?? 500, o.backoff?.max ?? 20000, hooks.random, true); // never sooner than min
     this.WS = o.WebSocket ?? globalThis.WebSocket;
     this.PC = o.RTCPeerConnection ?? globalThis.RTCPeerConnection;
     this.dial();

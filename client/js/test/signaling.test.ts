@@ -542,7 +542,7 @@ describe("rooms: reconnecting", () => {
     a.ws.drop(1006, "network changed");
     await settle();
     assert.equal(a.room.state, "reconnecting");
-    assert.deepEqual(a.log.slice(2), ['disconnected {"code":1006,"reason":"network changed","reconnect":true}', 'reconnecting {"attempt":1,"delay":250}']);
+    assert.deepEqual(a.log.slice(2), ['disconnected {"code":1006,"reason":"network changed","reconnect":true}', 'reconnecting {"attempt":1,"delay":750}']);
     a.room.send("p02", "while away"); // waits for the rejoin
     b.room.send("p01", "kept for you"); // the server keeps it
     const c = await join(srv, clock, "C"); // A hears of it from joined
@@ -550,7 +550,7 @@ describe("rooms: reconnecting", () => {
     await settle();
     assert.equal(srv.sockets.length, 4);
 
-    await clock.advance(250);
+    await clock.advance(750);
     await settle();
     const ws = srv.last;
     assert.deepEqual(ws.sent[0], { type: "join", room: "lobby", peer: "p01", resume: "resume-p01" });
@@ -585,21 +585,21 @@ describe("rooms: reconnecting", () => {
     await settle();
     assert.deepEqual(a.log, [
       'disconnected {"code":3000,"reason":"node draining","reconnect":true}',
-      'reconnecting {"attempt":1,"delay":500}',
-      'reconnecting {"attempt":2,"delay":1000}',
-      'reconnecting {"attempt":3,"delay":2000}',
-      'reconnecting {"attempt":4,"delay":2000}',
-      'reconnecting {"attempt":5,"delay":2000}',
+      'reconnecting {"attempt":1,"delay":1500}',
+      'reconnecting {"attempt":2,"delay":2500}',
+      'reconnecting {"attempt":3,"delay":2500}',
+      'reconnecting {"attempt":4,"delay":2500}',
+      'reconnecting {"attempt":5,"delay":2500}',
     ]);
     srv.accept = true;
-    await clock.advance(2000);
+    await clock.advance(2500);
     await settle();
     assert.equal(a.room.state, "connected");
     assert.deepEqual(a.log.at(-1), 'reconnected {"peerId":"p01","resumed":true}');
     // the backoff started over
     srv.last.drop(1006, "");
     await settle();
-    assert.deepEqual(a.log.at(-1), 'reconnecting {"attempt":1,"delay":500}');
+    assert.deepEqual(a.log.at(-1), 'reconnecting {"attempt":1,"delay":1500}');
     a.room.leave();
   });
 
@@ -610,16 +610,16 @@ describe("rooms: reconnecting", () => {
     srv.answer = false;
     a.ws.drop(1006, "");
     await settle();
-    await clock.advance(250);
+    await clock.advance(750);
     await settle();
     const hung = srv.last;
     assert.equal(hung.of("join").length, 1);
     await clock.advance(5000);
     await settle();
     assert.notEqual(hung.closedBy?.code, 1000, "a normal close would end the peer at once");
-    assert.deepEqual(a.log.at(-1), 'reconnecting {"attempt":2,"delay":500}');
+    assert.deepEqual(a.log.at(-1), 'reconnecting {"attempt":2,"delay":1250}');
     srv.answer = true;
-    await clock.advance(500);
+    await clock.advance(1250);
     await settle();
     assert.equal(a.room.state, "connected");
     a.room.leave();
@@ -641,7 +641,7 @@ describe("rooms: reconnecting", () => {
     srv.remove("lobby", "p01"); // the grace period ran out
     await settle();
     assert.ok(pcB.closed);
-    await clock.advance(250);
+    await clock.advance(750);
     await settle();
 
     assert.equal(a.room.peerId, "p03");
@@ -649,7 +649,7 @@ describe("rooms: reconnecting", () => {
     assert.ok(pcA.closed);
     assert.deepEqual(a.log.slice(1), [
       'disconnected {"code":1006,"reason":"","reconnect":true}',
-      'reconnecting {"attempt":1,"delay":250}',
+      'reconnecting {"attempt":1,"delay":750}',
       "leave p02",
       "join p02",
       'reconnected {"peerId":"p03","resumed":false}',
@@ -698,7 +698,7 @@ describe("rooms: reconnecting", () => {
     a.ws.drop(1006, "");
     srv.remove("lobby", "p01");
     const b = await join(srv, clock, "B");
-    await clock.advance(250);
+    await clock.advance(750);
     await settle();
     assert.deepEqual(a.log.slice(2), ["error SignalError:room_full:room lobby is full", 'disconnected {"code":3505,"reason":"room full","reconnect":false}']);
     assert.equal(a.room.state, "closed");
