@@ -65,7 +65,16 @@ fuzzers=$(sed -n 's/.*-fuzz=.\^\(Fuzz[A-Za-z]*\)\$\$. .*\(\.\/[a-z/]*\)$/\1 \2/p
 [[ -n $fuzzers ]] || { echo "no fuzzers found in the Makefile's fuzz target"; exit 1; }
 while read -r fuzzer pkg; do
   echo "$fuzzer ($pkg)"
-  go test -run '^$' -fuzz "^${fuzzer}\$" -fuzztime 5s "$pkg" >/dev/null || { echo "fuzzer $fuzzer in $pkg failed"; exit 1; }
+  if ! out=$(go test -run '^$' -fuzz "^${fuzzer}\$" -fuzztime 5s "$pkg" 2>&1); then
+    echo "$out" | tail -40
+    # A finding is saved under testdata/fuzz and fails every later run: that
+    # is a failure. Anything else (the fuzzing engine's own trouble on a
+    # loaded machine) gets one more try.
+    if grep -q "testdata/fuzz" <<<"$out" || ! go test -run '^$' -fuzz "^${fuzzer}\$" -fuzztime 5s "$pkg" >/dev/null 2>&1; then
+      echo "fuzzer $fuzzer in $pkg failed"; exit 1
+    fi
+    echo "(the engine failed once without a finding; the second run passed)"
+  fi
 done <<<"$fuzzers"
 
 step "benchmarks run (1 iteration each)"
