@@ -331,39 +331,41 @@ func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now ti
 			kept = ch.hist.latest(0, now)
 		}
 		start := ch.offset - uint64(len(kept))
-		_ = m.s.Reply(reply(Position{Epoch: ch.epoch, Offset: start}, start == 0))
-		ch.replay(m, kept)
-		return
-	}
-	if since != nil && !ch.volatile && since.Epoch == ch.epoch {
+		if ch.replay(m, reply(Position{Epoch: ch.epoch, Offset: start}, start == 0), kept) {
+			return
+		}
+	} else if since != nil && !ch.volatile && since.Epoch == ch.epoch {
 		var missed []entry
 		ok := since.Offset == ch.offset
 		if !ok && ch.hist != nil {
 			missed, ok = ch.hist.after(since.Offset, ch.offset, now)
 		}
-		if ok {
-			_ = m.s.Reply(reply(*since, true))
-			ch.replay(m, missed)
+		if ok && ch.replay(m, reply(*since, true), missed) {
 			return
 		}
 	}
 	_ = m.s.Reply(reply(ch.position(), false))
 }
 
-// replay queues kept publications to m, at once past the session's frame
-// limit when it can take a backlog.
-func (ch *channel) replay(m member, es []entry) {
+// replay queues ack (the Subscribed that announces them) and kept
+// publications to m, the publications at once past the session's frame
+// limit when it can take a backlog. It reports false, having queued
+// nothing, when the session cannot take that backlog (too many bytes at
+// once): the subscription then starts at the current position instead, and
+// the session goes on.
+func (ch *channel) replay(m member, ack []byte, es []entry) bool {
 	if bd, ok := m.s.(protocols.BacklogDeliverer); ok && len(es) > 1 {
 		frames := make([][]byte, len(es))
 		for i, e := range es {
 			frames[i] = e.frame
 		}
-		_ = bd.DeliverBacklog(m.alias, frames)
-		return
+		return bd.DeliverBacklog(m.alias, ack, frames)
 	}
+	_ = m.s.Reply(ack)
 	for _, e := range es {
 		_ = m.s.Deliver(m.alias, e.frame)
 	}
+	return true
 }
 
 // endAll ends every subscription of the channel on this node, because

@@ -141,3 +141,47 @@ func TestLargeRecovery(t *testing.T) {
 		}
 	}
 }
+
+// A recovery too large for the session's byte budget is refused for that
+// subscription alone: it starts at the current position, not recovered,
+// and the session goes on.
+func TestRecoveryOverBudgetIsRefusedNotFatal(t *testing.T) {
+	n := startNode(t, func(c *edge.Config) {
+		c.History = []edge.HistoryRule{{Channels: "chat:*", Size: 5000, TTL: time.Hour}}
+		c.Session.SendQueueBytes = 32 << 10 // a backlog may take 4 × 32 KiB
+	})
+	pub := n.dial(t, protocols.WebSocket)
+	ctx := ctxT(t)
+	payload := make([]byte, 200)
+	var first client.Position
+	for i := range 1000 { // ≈ 250 KiB of frames
+		p, err := pub.Publish(ctx, "chat:huge", payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = p
+		}
+	}
+	c := n.dial(t, protocols.WebSocket)
+	sub, err := c.Subscribe(ctx, "chat:huge", client.Since(client.Position{Epoch: first.Epoch, Offset: first.Offset - 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Recovered() || sub.Position().Offset != first.Offset+999 {
+		t.Fatalf("recovered %v at %+v: want not recovered, at the current position", sub.Recovered(), sub.Position())
+	}
+	if _, err := pub.Publish(ctx, "chat:huge", []byte("live")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-sub.Messages():
+		if string(m.Data) != "live" {
+			t.Fatalf("got %q", m.Data)
+		}
+	case <-c.Done():
+		t.Fatalf("the session ended: %v", c.Err())
+	case <-ctx.Done():
+		t.Fatal("no live message")
+	}
+}

@@ -83,7 +83,7 @@ type Cluster struct {
 	done      chan struct{}      // closed when shutdown starts
 	ctx       context.Context
 	cancel    context.CancelFunc // cancels ctx when shutdown starts
-	rate      rateLog
+	rate      protocols.LogLimiter
 
 	// set by Start before any goroutine or event handler runs
 	ml      *memberlist.Memberlist // the cluster-wide (WAN) pool
@@ -490,7 +490,7 @@ func (c *Cluster) Owner(channel string) string {
 func (c *Cluster) memberUp(n *memberlist.Node) {
 	meta, err := decodeMeta(n.Meta)
 	if err != nil {
-		if c.rate.allow("meta:"+n.Name, time.Minute) {
+		if c.rate.Allow("meta:"+n.Name, time.Minute) {
 			c.log.Warn("ignoring member with bad metadata", "member", n.Name, "err", err)
 		}
 		return

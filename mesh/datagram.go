@@ -150,7 +150,7 @@ func (c *Cluster) dgPeer(conn *quic.Conn) (string, bool) {
 			return name, true
 		}
 	}
-	if c.rate.allow("dg-reject", time.Minute) {
+	if c.rate.Allow("dg-reject", time.Minute) {
 		c.log.Warn("datagram connection from a non-member refused", "names", certs[0].DNSNames, "addr", conn.RemoteAddr())
 	}
 	return "", false
@@ -183,7 +183,7 @@ func (c *Cluster) dgReceive(peer string, conn *quic.Conn) {
 		if err != nil {
 			return
 		}
-		if err := c.dgHandle(b); err != nil && c.rate.allow("dg-bad:"+peer, time.Minute) {
+		if err := c.dgHandle(b); err != nil && c.rate.Allow("dg-bad:"+peer, time.Minute) {
 			c.log.Warn("bad datagram from peer", "peer", peer, "err", err)
 		}
 	}
@@ -400,7 +400,7 @@ func (l *dgLink) fail(err error) {
 	if conn != nil {
 		_ = conn.CloseWithError(0, "")
 	}
-	if l.c.running.Load() && l.c.rate.allow("dg-fail:"+l.peer, time.Minute) {
+	if l.c.running.Load() && l.c.rate.Allow("dg-fail:"+l.peer, time.Minute) {
 		l.c.log.Warn("datagram path to peer failed; volatile publications use the link for now", "peer", l.peer, "err", err)
 	}
 }

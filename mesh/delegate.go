@@ -27,7 +27,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 func (d *delegate) NotifyMsg(b []byte) {
 	dl, err := decodeDelta(b)
 	if err != nil {
-		if d.c.rate.allow("gossip-msg", time.Minute) {
+		if d.c.rate.Allow("gossip-msg", time.Minute) {
 			d.c.log.Warn("dropping malformed gossip message", "size", len(b))
 		}
 		return
@@ -53,7 +53,7 @@ func (d *delegate) LocalState(join bool) []byte {
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	views, err := decodeState(buf)
 	if err != nil {
-		if d.c.rate.allow("gossip-state", time.Minute) {
+		if d.c.rate.Allow("gossip-state", time.Minute) {
 			d.c.log.Warn("dropping malformed gossip state", "size", len(buf))
 		}
 		return

@@ -76,7 +76,7 @@ func (c *Cluster) serveInbound(raw net.Conn) {
 	if err != nil {
 		c.stats.rejected.Add(1)
 		host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
-		if c.rate.allow("reject:"+host+":"+err.Error(), 10*time.Second) {
+		if c.rate.Allow("reject:"+host+":"+err.Error(), 10*time.Second) {
 			c.log.Warn("rejected inbound link", "remote", raw.RemoteAddr().String(), "err", err)
 		}
 		return
@@ -117,7 +117,7 @@ func (c *Cluster) serveInbound(raw net.Conn) {
 				return
 			default:
 			}
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.rate.allow("read:"+peer, 10*time.Second) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.rate.Allow("read:"+peer, 10*time.Second) {
 				c.log.Info("inbound link ended", "peer", peer, "err", err)
 			}
 			// Deliveries may have been lost with it: register again.
@@ -211,7 +211,7 @@ func (c *Cluster) handle(peer string, m message) {
 			(*s).HandleSignal(peer, m.rest)
 		}
 	default:
-		if c.rate.allow("msg:"+peer, time.Minute) {
+		if c.rate.Allow("msg:"+peer, time.Minute) {
 			c.log.Warn("unexpected link message", "peer", peer, "type", m.typ)
 		}
 	}

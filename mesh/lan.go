@@ -93,7 +93,7 @@ func (c *Cluster) lanUp(n *memberlist.Node) {
 	}
 	meta, err := decodeMeta(n.Meta)
 	if err != nil || meta.Region != c.cfg.Region {
-		if c.rate.allow("lanmeta:"+n.Name, time.Minute) {
+		if c.rate.Allow("lanmeta:"+n.Name, time.Minute) {
 			c.log.Warn("ignoring LAN pool member of another region or with bad metadata", "member", n.Name, "region", meta.Region, "err", err)
 		}
 		return
@@ -169,7 +169,7 @@ func (c *Cluster) lanLoop() {
 				return
 			}
 			if _, err := c.lanML.Join([]string{addr}); err != nil {
-				if c.rate.allow("lanjoin:"+addr, time.Minute) {
+				if c.rate.Allow("lanjoin:"+addr, time.Minute) {
 					c.log.Info("joining the LAN pool failed; will retry", "addr", addr, "err", err)
 				}
 			}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
-	"time"
 )
 
 // memberlistLog is the io.Writer behind memberlist's *log.Logger: each
@@ -28,32 +26,4 @@ func (w *memberlistLog) Write(p []byte) (int, error) {
 	s = strings.TrimPrefix(s, "memberlist: ")
 	w.log.Log(context.Background(), level, s, "from", "memberlist")
 	return len(p), nil
-}
-
-// rateLog lets a repeated log line through at most once per interval per
-// key (links that keep failing must not flood the log).
-type rateLog struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (r *rateLog) allow(key string, every time.Duration) bool {
-	now := time.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.last == nil {
-		r.last = make(map[string]time.Time)
-	}
-	if t, ok := r.last[key]; ok && now.Sub(t) < every {
-		return false
-	}
-	if len(r.last) > 4096 { // keys include remote addresses: bound the map
-		for k, t := range r.last {
-			if now.Sub(t) > time.Minute {
-				delete(r.last, k)
-			}
-		}
-	}
-	r.last[key] = now
-	return true
 }

@@ -136,7 +136,7 @@ func (l *outLink) enqueue(it item) bool {
 			conn.Close()
 		}
 		n := l.c.stats.linkDrops.Add(1)
-		if l.c.rate.allow("overflow:"+l.peer, 5*time.Second) {
+		if l.c.rate.Allow("overflow:"+l.peer, 5*time.Second) {
 			l.c.log.Warn("link queue overflow: dropped the queue and reset the link",
 				"peer", l.peer, "dropped", dropped, "overflows", n)
 		}
@@ -204,7 +204,7 @@ func (l *outLink) run() {
 			} else {
 				nacks = 0
 			}
-			if l.c.rate.allow("dial:"+l.peer, 10*time.Second) {
+			if l.c.rate.Allow("dial:"+l.peer, 10*time.Second) {
 				l.c.log.Warn("link dial failed; retrying", "peer", l.peer, "err", err)
 			}
 			t := time.NewTimer(backoff)
@@ -356,7 +356,7 @@ func (l *outLink) serve(conn net.Conn) {
 			l.mu.Unlock()
 			if !reset {
 				l.c.stats.linkErrors.Add(1)
-				if l.c.rate.allow("write:"+l.peer, 10*time.Second) {
+				if l.c.rate.Allow("write:"+l.peer, 10*time.Second) {
 					l.c.log.Warn("link write failed; redialling", "peer", l.peer, "err", err)
 				}
 				l.c.peerReset(l.peer, fmt.Errorf("%w: %v", ErrLinkReset, err))

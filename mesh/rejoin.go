@@ -37,7 +37,7 @@ func (c *Cluster) rejoinLoop() {
 		}
 		n, err := c.ml.Join(seeds)
 		if err != nil {
-			if c.rate.allow("rejoin", time.Minute) {
+			if c.rate.Allow("rejoin", time.Minute) {
 				c.log.Info("rejoin seeds failed; will retry", "seeds", seeds, "err", err)
 			}
 			continue

@@ -50,26 +50,24 @@ func (c *conn) Deliver(alias uint32, frame []byte) error {
 	return nil
 }
 
-// DeliverBacklog queues a recovery's missed publications for a
-// subscription at once: they count against SendQueueBytes (times
+// DeliverBacklog queues ack (the reply that announces them), then a recovery's missed publications for a
+// subscription, at once: they count against SendQueueBytes (times
 // backlogBytesFactor) but not SendQueueFrames, so that a client recovering
 // more publications than the frame limit is not taken for a slow consumer.
-func (c *conn) DeliverBacklog(alias uint32, frames [][]byte) error {
+// A backlog over that byte budget is refused whole (false) and nothing is
+// queued: the subscription is answered otherwise, the session goes on.
+func (c *conn) DeliverBacklog(alias uint32, ack []byte, frames [][]byte) bool {
 	size := 0
 	for _, f := range frames {
 		size += len(f)
 	}
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.sentBytes+size > backlogBytesFactor*c.cfg.SendQueueBytes {
 		c.mu.Unlock()
-		return ErrClosed
+		return false
 	}
-	if c.sentBytes+size > backlogBytesFactor*c.cfg.SendQueueBytes {
-		n := c.sentBytes
-		c.mu.Unlock()
-		c.Close(CodeSlowConsumer, fmt.Sprintf("recovery of %d publications (%d bytes) over the send queue (%d bytes queued)", len(frames), size, n))
-		return ErrQueueFull
-	}
+	c.q.push(item{b: ack, kind: reply})
+	c.replies++
 	c.sent += len(frames)
 	c.backlog += len(frames)
 	c.sentBytes += size
@@ -79,7 +77,7 @@ func (c *conn) DeliverBacklog(alias uint32, frames [][]byte) error {
 		}
 		c.mu.Unlock()
 		c.kick()
-		return nil
+		return true
 	}
 	o := c.outs[alias]
 	if o == nil || o.ending {
@@ -96,7 +94,8 @@ func (c *conn) DeliverBacklog(alias uint32, frames [][]byte) error {
 		c.bg.Go(func() { c.runStream(o) })
 	}
 	c.mu.Unlock()
-	return nil
+	c.kick() // the reply
+	return true
 }
 
 // backlogBytesFactor is how many times SendQueueBytes a recovery backlog

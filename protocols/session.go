@@ -8,9 +8,11 @@ import (
 // Protocol names, as reported by Session.Protocol.
 // BacklogDeliverer is a Session that takes many deliveries for one
 // subscription at once, past its frame limit (a recovery's missed
-// publications); the hub uses it when a session has it.
+// publications), after a reply that announces them: all of it, or, when
+// the backlog does not fit, none of it (the session stays as it was, and
+// the caller answers otherwise). The hub uses it when a session has it.
 type BacklogDeliverer interface {
-	DeliverBacklog(alias uint32, frames [][]byte) error
+	DeliverBacklog(alias uint32, reply []byte, frames [][]byte) bool
 }
 
 const (

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchyard/switchyard/protocols"
 	"github.com/switchyard/switchyard/signaling/internal/meshpb"
 )
 
@@ -24,7 +25,7 @@ type Server struct {
 	self     string
 	log      *slog.Logger
 	upgrader websocket.Upgrader
-	rl       rateLog
+	rl       protocols.LogLimiter
 
 	mu      sync.Mutex
 	closed  bool
@@ -223,7 +224,7 @@ func (s *Server) flush(ob *outbox) {
 				err = s.cl.SendSignal(m.node, b)
 			}
 			if err != nil {
-				if s.rl.allow("send:"+m.node, 5*time.Second) {
+				if s.rl.Allow("send:"+m.node, 5*time.Second) {
 					s.log.Warn("signaling: message to node not sent", "node", m.node, "err", err)
 				}
 				if m.failed != nil {
@@ -239,7 +240,7 @@ func (s *Server) flush(ob *outbox) {
 func (s *Server) HandleSignal(from string, msg []byte) {
 	var env meshpb.Envelope
 	if err := proto.Unmarshal(msg, &env); err != nil {
-		if s.rl.allow("bad:"+from, time.Minute) {
+		if s.rl.Allow("bad:"+from, time.Minute) {
 			s.log.Warn("signaling: malformed message from node", "node", from, "err", err)
 		}
 		return
@@ -275,7 +276,7 @@ func (s *Server) dispatch(ob *outbox, from string, env *meshpb.Envelope) {
 	case *meshpb.Envelope_RelayError:
 		s.relayError(ob, k.RelayError)
 	default:
-		if s.rl.allow("kind:"+from, time.Minute) {
+		if s.rl.Allow("kind:"+from, time.Minute) {
 			s.log.Warn("signaling: unknown message from node", "node", from)
 		}
 	}
@@ -363,26 +364,3 @@ func hashSecret(secret string) []byte {
 
 // roomKey is the key whose owner owns the room.
 func roomKey(room string) string { return "signal/" + room }
-
-// rateLog limits repeated log lines per key.
-type rateLog struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (r *rateLog) allow(key string, every time.Duration) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if r.last == nil {
-		r.last = make(map[string]time.Time)
-	}
-	if t, ok := r.last[key]; ok && now.Sub(t) < every {
-		return false
-	}
-	if len(r.last) > 1024 {
-		clear(r.last)
-	}
-	r.last[key] = now
-	return true
-}
