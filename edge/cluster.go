@@ -70,6 +70,58 @@ func (n *Node) Sequence(channel, key string, data []byte) (string, uint64, bool,
 	return p.Epoch, p.Offset, dup, nil
 }
 
+// SequenceAsync is Sequence for a publish request from another node,
+// answered once the publication is out (with replication, once the
+// channel's successor holds it).
+func (n *Node) SequenceAsync(channel, key string, data []byte, done func(string, uint64, bool, error)) {
+	if err := n.checkChannel(channel); err != nil {
+		done("", 0, false, err)
+		return
+	}
+	if limit := n.maxPayload(channel); len(data) > limit {
+		done("", 0, false, errors.New("payload too large"))
+		return
+	}
+	n.hub.SequenceAsync(channel, key, data, func(p Position, dup bool, err error) { done(p.Epoch, p.Offset, dup, err) })
+}
+
+// HoldFor is Hold for a node registering with this owner, which last saw
+// the channel at (epoch, offset); fn may run later (Hub.HoldFor).
+func (n *Node) HoldFor(channel, epoch string, offset uint64, fn func(string, uint64, []protocols.Publication)) {
+	n.hub.HoldFor(channel, epoch, offset, fn)
+}
+
+// Position is the channel's position as this node last saw it.
+func (n *Node) Position(channel string) (string, uint64, bool) { return n.hub.Position(channel) }
+
+// Replicate keeps a publication of the channel's owner from, as its
+// successor.
+func (n *Node) Replicate(from, channel, epoch string, offset uint64, key string, frame []byte) (string, uint64, bool) {
+	return n.hub.Replicate(from, channel, epoch, offset, key, frame)
+}
+
+// Seed replaces the replica of channel with its owner's state.
+func (n *Node) Seed(from, channel string, st protocols.ChannelState, handed bool) {
+	n.hub.Seed(from, channel, st, handed)
+}
+
+// Forget drops the replica of channel.
+func (n *Node) Forget(from, channel string) { n.hub.Forget(from, channel) }
+
+// ReplicaAcked releases the publications the successor from holds.
+func (n *Node) ReplicaAcked(from, channel, epoch string, offset uint64, ok bool) {
+	n.hub.ReplicaAcked(from, channel, epoch, offset, ok)
+}
+
+// HandOff gives the channel's state to its new owner to.
+func (n *Node) HandOff(channel, to string) (protocols.ChannelState, bool) {
+	return n.hub.HandOff(channel, to)
+}
+
+// MembersChanged re-seeds successors and hands channels on after a
+// membership change.
+func (n *Node) MembersChanged(reset []string) { n.hub.membersChanged(reset) }
+
 // Deliver hands a publication sequenced by its owner on another node to
 // the local subscribers.
 func (n *Node) Deliver(channel, epoch string, offset uint64, frame []byte) {

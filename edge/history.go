@@ -100,21 +100,20 @@ func (h *history) expire(now time.Time) {
 	}
 }
 
-// after returns the kept publications with offsets above since, oldest
-// first, and whether they are all of them: whether the ring reaches back
-// to since+1 (or there is nothing after since) and ends at last, the
-// channel's position.
+// after returns the kept publications with offsets above since and up to
+// last, oldest first, and whether they are all of them: whether the ring
+// reaches back to since+1 (or there is nothing after since) and on to last.
 func (h *history) after(since, last uint64, now time.Time) ([]entry, bool) {
 	h.expire(now)
 	if since == last {
 		return nil, true
 	}
-	if since > last || h.n == 0 || h.at(h.n-1).offset != last || h.at(0).offset > since+1 {
+	if since > last || h.n == 0 || h.at(h.n-1).offset < last || h.at(0).offset > since+1 {
 		return nil, false
 	}
 	out := make([]entry, 0, last-since)
 	for i := range h.n {
-		if e := h.at(i); e.offset > since {
+		if e := h.at(i); e.offset > since && e.offset <= last {
 			out = append(out, *e)
 		}
 	}

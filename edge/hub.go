@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"hash/maphash"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -63,6 +64,13 @@ type Hub struct {
 	timeout  time.Duration
 	idleTTL  time.Duration
 	window   time.Duration // idempotency keys
+	// replication (replica.go); rep nil: none
+	rep            Replicator
+	replicaTimeout time.Duration
+	replicaRetry   time.Duration
+	log            *slog.Logger
+	logRate        protocols.LogLimiter
+	repStats       ReplicationStats
 
 	shards [hubShards]hubShard
 }
@@ -96,6 +104,27 @@ type channel struct {
 	registering bool
 	pending     []pendingSub
 	gone        bool // removed from its shard; retry lookups
+
+	// Replication (replica.go). As the sequencer: the successor holding
+	// our copy ("" none yet: the next publication seeds one), one that
+	// stopped answering, and the publications waiting for it.
+	succ       string
+	succDown   string
+	succDownAt time.Time
+	unacked    []unacked
+	repTimer   *time.Timer
+	// As the successor: our copy of the owner's state.
+	rep *replica
+	// After a hand-off: the new owner, whom publishes go to.
+	movedTo string
+	movedAt time.Time
+	// A takeover waits for a copy: operations queue until it is in.
+	taking bool
+	queued []func(*channel) []func()
+	// Operations sent here by a node that sees this one as the owner
+	// before this node does: they wait for its view (awaitOwnership).
+	awaiting   []awaitingOp
+	awaitTimer *time.Timer
 }
 
 // keyed is the position an idempotency key got, and when.
@@ -147,6 +176,15 @@ type HubConfig struct {
 	// IdempotencyWindow is how long a publish's idempotency key is
 	// remembered by the node that sequences the channel. Zero: 2 minutes.
 	IdempotencyWindow time.Duration
+	// Replicas is how many nodes hold each channel's state: 2 (the
+	// default) keeps a copy at the channel's successor when the Cluster is
+	// a Replicator; 1 keeps none.
+	Replicas int
+	// ReplicaTimeout is how long publications wait for the successor's
+	// copy before they go out without one. Zero: 1 s.
+	ReplicaTimeout time.Duration
+	// Log gets replication warnings; nil: none.
+	Log *slog.Logger
 }
 
 // NewHub returns an empty hub.
@@ -166,8 +204,15 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.History == nil {
 		cfg.History = func(string) (int, time.Duration) { return 0, 0 }
 	}
+	if cfg.ReplicaTimeout <= 0 {
+		cfg.ReplicaTimeout = time.Second
+	}
 	h := &Hub{seed: maphash.MakeSeed(), cluster: cfg.Cluster, volatile: cfg.Volatile, history: cfg.History,
-		timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL, window: cfg.IdempotencyWindow}
+		timeout: cfg.RegisterTimeout, idleTTL: cfg.IdleTTL, window: cfg.IdempotencyWindow,
+		replicaTimeout: cfg.ReplicaTimeout, replicaRetry: 10 * cfg.ReplicaTimeout, log: cfg.Log}
+	if r, ok := cfg.Cluster.(Replicator); ok && cfg.Replicas != 1 {
+		h.rep = r
+	}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -194,7 +239,9 @@ func (h *Hub) acquire(name string) *channel {
 					ch.hist = newHistory(size, ttl)
 				}
 			}
-			ch.sequencer = h.owns(name)
+			// With replication, an owner sequences only once it took the
+			// channel over (takeOver): a copy may exist elsewhere.
+			ch.sequencer = h.owns(name) && (h.rep == nil || ch.volatile)
 			ch.registered = ch.sequencer
 			sh.channels[name] = ch
 		}
@@ -230,10 +277,21 @@ func newEpoch() string { return protocols.NewID()[:8] }
 // and no position this node assigns that was used within IdleTTL (an
 // owner keeps its channels' epoch and offset for the other nodes).
 func (h *Hub) idle(ch *channel, now time.Time) bool {
-	if len(ch.subs) > 0 || len(ch.pending) > 0 {
+	if len(ch.subs) > 0 || len(ch.pending) > 0 || len(ch.unacked) > 0 || len(ch.awaiting) > 0 || ch.taking || ch.rep != nil {
 		return false
 	}
-	return !ch.sequencer || now.Sub(ch.used) > h.idleTTL
+	return !(ch.sequencer || ch.movedTo != "") || now.Sub(ch.used) > h.idleTTL
+}
+
+// dropped is called for a channel removed from its shard (locked): its
+// successor forgets its copy.
+func (h *Hub) dropped(ch *channel) {
+	if ch.succ != "" && h.rep != nil {
+		h.rep.Forget(ch.succ, ch.name)
+	}
+	if ch.repTimer != nil {
+		ch.repTimer.Stop()
+	}
 }
 
 // release unlocks ch and drops it from its shard when idle.
@@ -252,6 +310,7 @@ func (h *Hub) drop(ch *channel) {
 	if !ch.gone && h.idle(ch, time.Now()) {
 		ch.gone = true
 		delete(sh.channels, ch.name)
+		h.dropped(ch)
 	}
 	ch.mu.Unlock()
 	sh.mu.Unlock()
@@ -269,6 +328,7 @@ func (h *Hub) Sweep() {
 			if h.idle(ch, now) {
 				ch.gone = true
 				delete(sh.channels, name)
+				h.dropped(ch)
 			}
 			ch.mu.Unlock()
 		}
@@ -326,19 +386,16 @@ func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now ti
 	if since != nil && !ch.volatile && since.Epoch == "" && since.Offset == 0 {
 		// A newcomer asks for what the history holds: all of it, then the
 		// live stream; recovered when that is the channel from its start.
-		var kept []entry
-		if ch.hist != nil {
-			kept = ch.hist.latest(0, now)
-		}
-		start := ch.offset - uint64(len(kept))
+		kept := ch.kept(now)
+		start := ch.out() - uint64(len(kept))
 		if ch.replay(m, reply(Position{Epoch: ch.epoch, Offset: start}, start == 0), kept) {
 			return
 		}
 	} else if since != nil && !ch.volatile && since.Epoch == ch.epoch {
 		var missed []entry
-		ok := since.Offset == ch.offset
-		if !ok && ch.hist != nil {
-			missed, ok = ch.hist.after(since.Offset, ch.offset, now)
+		ok := since.Offset == ch.out()
+		if !ok && ch.hist != nil && since.Offset < ch.out() {
+			missed, ok = ch.hist.after(since.Offset, ch.out(), now)
 		}
 		if ok && ch.replay(m, reply(*since, true), missed) {
 			return
@@ -416,7 +473,24 @@ func (ch *channel) position() Position {
 	if ch.volatile {
 		return Position{Offset: ch.vseq}
 	}
-	return Position{Epoch: ch.epoch, Offset: ch.offset}
+	return Position{Epoch: ch.epoch, Offset: ch.out()}
+}
+
+// out is the last offset out to subscribers: ch.offset less the
+// publications still waiting for the successor's copy.
+func (ch *channel) out() uint64 { return ch.offset - uint64(len(ch.unacked)) }
+
+// kept returns the history's publications up to ch.out(), oldest first.
+func (ch *channel) kept(now time.Time) []entry {
+	if ch.hist == nil {
+		return nil
+	}
+	es := ch.hist.latest(0, now)
+	out := ch.out()
+	for len(es) > 0 && es[len(es)-1].offset > out {
+		es = es[:len(es)-1]
+	}
+	return es
 }
 
 // remove takes s out of subs or pending; it reports whether s was there.
@@ -488,6 +562,10 @@ func (h *Hub) Registered(name, epoch string, offset uint64, hist []protocols.Pub
 			} else {
 				ended = ch.endAll()
 			}
+		} else if ch.registered && epoch != ch.epoch && len(ch.subs) > 0 {
+			// The owner's copy does not continue what was delivered
+			// here: tell the subscribers (they resubscribe and learn).
+			ended = ch.endAll()
 		}
 		if ch.hist != nil {
 			ch.hist.reset()
@@ -586,9 +664,10 @@ func (h *Hub) Publish(ctx context.Context, name, key string, data []byte) (pos P
 	}
 }
 
-// PublishAsync is Publish without waiting: done gets the answer once, at
-// once when this node owns the channel, else when the owner answers.
-// Publishes in one order are sequenced in that order.
+// PublishAsync is Publish without waiting: done gets the answer once, when
+// the publication is sequenced (and, with replication, held by the
+// channel's successor), here when this node owns the channel, else through
+// the owner. Publishes in one order are sequenced in that order.
 func (h *Hub) PublishAsync(name, key string, data []byte, done func(Position, bool, error)) {
 	if !h.owns(name) {
 		h.cluster.PublishAsync(name, key, data, func(epoch string, offset uint64, dup bool, err error) {
@@ -596,8 +675,7 @@ func (h *Hub) PublishAsync(name, key string, data []byte, done func(Position, bo
 		})
 		return
 	}
-	p, dup := h.SequenceKeyed(name, key, data)
-	done(p, dup, nil)
+	h.SequenceAsync(name, key, data, done)
 }
 
 // PublishDatagram publishes on a volatile channel without waiting: here
@@ -612,8 +690,8 @@ func (h *Hub) PublishDatagram(name string, data []byte) {
 
 // Sequence assigns the next position in the channel as its owner, queues
 // the encoded message to every local subscriber and forwards it to the
-// other nodes with subscribers. A node that takes over a channel from
-// another owner starts a new epoch.
+// other nodes with subscribers, and waits for that (with replication, until
+// the channel's successor holds it).
 func (h *Hub) Sequence(name string, data []byte) Position {
 	p, _ := h.SequenceKeyed(name, "", data)
 	return p
@@ -623,45 +701,121 @@ func (h *Hub) Sequence(name string, data []byte) Position {
 // this node sequenced for the channel within the window is not applied
 // again; its first position is returned with dup true.
 func (h *Hub) SequenceKeyed(name, key string, data []byte) (Position, bool) {
+	type result struct {
+		pos Position
+		dup bool
+	}
+	done := make(chan result, 1)
+	h.SequenceAsync(name, key, data, func(p Position, dup bool, _ error) { done <- result{p, dup} })
+	r := <-done
+	return r.pos, r.dup
+}
+
+// SequenceAsync sequences a publication as the channel's owner (see
+// SequenceKeyed); done gets the answer once it is out, in sequence order.
+// A node that handed the channel to another passes the publish on to it.
+func (h *Hub) SequenceAsync(name, key string, data []byte, done func(Position, bool, error)) {
 	ch := h.acquire(name)
 	if ch.volatile {
-		return h.sequenceVolatile(ch, data), false
+		p := h.sequenceVolatile(ch, data)
+		done(p, false, nil)
+		return
 	}
-	if !ch.sequencer {
-		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
-		ch.keys = nil
-		if ch.hist != nil {
-			ch.hist.reset()
+	if !ch.sequencer && ch.movedTo != "" && h.rep != nil && h.rep.Live(ch.movedTo) {
+		via := ch.movedTo
+		ch.used = time.Now()
+		h.release(ch)
+		h.rep.PublishVia(via, name, key, data, func(epoch string, offset uint64, dup bool, err error) {
+			done(Position{Epoch: epoch, Offset: offset}, dup, err)
+		})
+		return
+	}
+	op := func(ch *channel) []func() { return h.sequenceLocked(ch, key, data, done) }
+	expire := func(*channel) []func() {
+		// Still not the owner here: pass it on to the one this node sees.
+		return []func(){func() { h.PublishAsync(name, key, data, done) }}
+	}
+	after := h.asOwner(ch, op, expire)
+	h.release(ch)
+	runAll(after)
+}
+
+// asOwner runs op on ch as its sequencer: at once when it is, after a
+// takeover when this node owns ch, or, with replication, once this node's
+// view makes it the owner (a node that sees this one as the owner sent
+// the request first); expire runs instead if that does not happen within
+// the replica timeout. Locked; returns work for after unlock.
+func (h *Hub) asOwner(ch *channel, op, expire func(*channel) []func()) []func() {
+	switch {
+	case ch.sequencer:
+		return op(ch)
+	case h.owns(ch.name):
+		ready, after := h.takeOver(ch, op)
+		if ready {
+			after = append(after, op(ch)...)
 		}
+		return after
+	case h.rep == nil:
+		return op(ch) // no replication: as the sender sees it
 	}
+	ch.awaiting = append(ch.awaiting, awaitingOp{op: op, expire: expire, until: time.Now().Add(h.replicaTimeout)})
+	if ch.awaitTimer == nil {
+		name := ch.name
+		ch.awaitTimer = time.AfterFunc(h.replicaTimeout, func() { h.awaitExpired(name) })
+	} else if len(ch.awaiting) == 1 {
+		ch.awaitTimer.Reset(h.replicaTimeout)
+	}
+	return nil
+}
+
+// sequenceLocked sequences a publication on ch, this node being its
+// sequencer; it returns the callbacks to run once ch is unlocked. Locked.
+func (h *Hub) sequenceLocked(ch *channel, key string, data []byte, done func(Position, bool, error)) []func() {
 	now := time.Now()
+	ch.used = now
 	if key != "" {
 		if k, ok := ch.keys[key]; ok && now.Sub(k.at) <= h.window && k.pos.Epoch == ch.epoch {
-			ch.used = now
-			h.release(ch)
-			return k.pos, true
+			for i := range ch.unacked { // not out yet: answer with it
+				if u := &ch.unacked[i]; u.offset == k.pos.Offset {
+					u.done, u.dups = append(u.done, done), append(u.dups, true)
+					return nil
+				}
+			}
+			return []func(){func() { done(k.pos, true, nil) }}
 		}
 	}
 	ch.offset++
-	ch.used = now
-	if key != "" {
-		ch.remember(key, Position{Epoch: ch.epoch, Offset: ch.offset}, now, h.window)
-	}
 	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
-	if len(ch.subs) > 0 || h.cluster != nil || ch.hist != nil {
-		frame := protocols.EncodeMessage(name, pos.Epoch, pos.Offset, data)
-		if ch.hist != nil {
-			ch.hist.add(pos.Offset, frame, ch.used)
-		}
-		for _, m := range ch.subs {
-			_ = m.s.Deliver(m.alias, frame)
-		}
-		if h.cluster != nil {
-			h.cluster.Forward(name, pos.Epoch, pos.Offset, frame)
-		}
+	if key != "" {
+		ch.remember(key, pos, now, h.window)
 	}
-	h.release(ch)
-	return pos, false
+	if len(ch.subs) == 0 && h.cluster == nil && ch.hist == nil {
+		return []func(){func() { done(pos, false, nil) }}
+	}
+	frame := protocols.EncodeMessage(ch.name, pos.Epoch, pos.Offset, data)
+	if ch.hist != nil {
+		ch.hist.add(pos.Offset, frame, now)
+	}
+	if h.replicating(ch) && (h.replicate(ch, key, frame, now) || len(ch.unacked) > 0) {
+		// Out once the successor holds it (ReplicaAcked), after those
+		// before it.
+		if len(ch.unacked) == 0 {
+			h.armReplicaTimer(ch)
+		}
+		ch.unacked = append(ch.unacked, unacked{offset: pos.Offset, frame: frame, at: now,
+			done: []func(Position, bool, error){done}, dups: []bool{false}})
+		if ch.succ == "" { // nobody to wait for any more: out with those before it
+			return h.releaseUpTo(ch, ch.offset)
+		}
+		return nil
+	}
+	for _, m := range ch.subs {
+		_ = m.s.Deliver(m.alias, frame)
+	}
+	if h.cluster != nil {
+		h.cluster.Forward(ch.name, pos.Epoch, pos.Offset, frame)
+	}
+	return []func(){func() { done(pos, false, nil) }}
 }
 
 // remember records an idempotency key's position, keeping at most maxKeys.
@@ -670,19 +824,25 @@ func (ch *channel) remember(key string, pos Position, now time.Time, window time
 		ch.keys = make(map[string]keyed)
 	}
 	if len(ch.keys) >= maxKeys {
-		for k, v := range ch.keys {
-			if now.Sub(v.at) > window {
-				delete(ch.keys, k)
-			}
-		}
-		for k := range ch.keys { // still full: forget half, at random
-			if len(ch.keys) < maxKeys/2 {
-				break
-			}
-			delete(ch.keys, k)
-		}
+		pruneKeys(ch.keys, now, window)
 	}
 	ch.keys[key] = keyed{pos: pos, at: now}
+}
+
+// pruneKeys drops the expired keys, then, if still full, half of them at
+// random.
+func pruneKeys(keys map[string]keyed, now time.Time, window time.Duration) {
+	for k, v := range keys {
+		if now.Sub(v.at) > window {
+			delete(keys, k)
+		}
+	}
+	for k := range keys {
+		if len(keys) < maxKeys/2 {
+			break
+		}
+		delete(keys, k)
+	}
 }
 
 // Deliver hands a publication sequenced by the channel's owner on another
@@ -709,8 +869,13 @@ func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 		if offset != ch.offset+1 {
 			ended = ch.endAll()
 		}
-	} else if ch.hist != nil {
-		ch.hist.reset() // a new epoch
+	} else if epoch != ch.epoch {
+		if ch.registered && len(ch.subs) > 0 {
+			ended = ch.endAll() // a new epoch: the subscribers must learn it
+		}
+		if ch.hist != nil {
+			ch.hist.reset()
+		}
 	}
 	ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
 	if ch.hist != nil {
@@ -765,25 +930,72 @@ func (h *Hub) deliverVolatile(ch *channel, seq uint64, frame []byte) {
 }
 
 // Hold runs fn with the channel's position and history while no
-// publication of it can be sequenced here.
+// publication of it can be sequenced here. A node that owns the channel
+// takes it over first (with replication, that may wait for a copy from
+// another node): Hold returns once fn ran.
 func (h *Hub) Hold(name string, fn func(epoch string, offset uint64, history []protocols.Publication)) {
+	ran := make(chan struct{})
+	h.HoldFor(name, "", 0, func(e string, o uint64, hist []protocols.Publication) {
+		fn(e, o, hist)
+		close(ran)
+	})
+	<-ran
+}
+
+// HoldFor is Hold for a node registering with this owner, which last saw
+// the channel at (epoch, offset), without waiting: fn may run later, on
+// another goroutine, once the takeover it waits for is done. A node ahead
+// of this owner in the same epoch means the copies disagree: the owner
+// starts a new epoch, and every subscriber is told (endAll) rather than
+// left with publications numbered twice.
+func (h *Hub) HoldFor(name, epoch string, offset uint64, fn func(epoch string, offset uint64, history []protocols.Publication)) {
 	ch := h.acquire(name)
-	if !ch.sequencer && h.owns(name) && !ch.volatile {
-		ch.epoch, ch.offset, ch.sequencer = newEpoch(), 0, true
-		if ch.hist != nil {
-			ch.hist.reset()
+	op := func(ch *channel) []func() {
+		var after []func()
+		if ch.sequencer && !ch.volatile && epoch == ch.epoch && offset > ch.offset {
+			h.repStats.Resyncs.Add(1)
+			if h.log != nil && h.logRate.Allow("disagree:"+name, 10*time.Second) {
+				h.log.Warn("a node is ahead of this owner: new epoch", "channel", name, "epoch", epoch,
+					"its_offset", offset, "our_offset", ch.offset)
+			}
+			after = h.install(ch, nil)
 		}
-	}
-	ch.used = time.Now()
-	pos := ch.position()
-	var hist []protocols.Publication
-	if ch.hist != nil {
-		for _, e := range ch.hist.latest(0, ch.used) {
+		ch.used = time.Now()
+		pos := ch.position()
+		var hist []protocols.Publication
+		for _, e := range ch.kept(ch.used) {
 			hist = append(hist, protocols.Publication{Offset: e.offset, Frame: e.frame})
 		}
+		fn(pos.Epoch, pos.Offset, hist)
+		return after
 	}
-	fn(pos.Epoch, pos.Offset, hist)
+	var after []func()
+	switch {
+	case ch.sequencer || ch.volatile || h.rep == nil:
+		after = h.asOwner(ch, op, nil)
+	case ch.movedTo != "" && h.rep.Live(ch.movedTo):
+		after = op(ch) // handed on: the registrant will find the new owner
+	default:
+		// Unanswered when this node does not become the owner: the
+		// registrant asks again.
+		after = h.asOwner(ch, op, func(*channel) []func() { return nil })
+	}
 	h.release(ch)
+	runAll(after)
+}
+
+// Position is the channel's position as this node last saw it (ok false:
+// it has none), for a registration with the channel's owner.
+func (h *Hub) Position(name string) (epoch string, offset uint64, ok bool) {
+	ch := h.lookup(name)
+	if ch == nil {
+		return "", 0, false
+	}
+	defer ch.mu.Unlock()
+	if ch.volatile || !(ch.registered || ch.sequencer) {
+		return "", 0, false
+	}
+	return ch.epoch, ch.offset, true
 }
 
 // History returns the channel's kept publications, oldest first, with its

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -203,18 +204,26 @@ func TestHubEndsSubscriptionsOnAGap(t *testing.T) {
 	if !reflect.DeepEqual(fc.unreg, []string{"c"}) {
 		t.Fatalf("unregistered %v: with nobody left the interest goes, to register afresh", fc.unreg)
 	}
-	// A new epoch (new owner) is a new stream, not a gap.
+	// A new epoch (no copy of the channel was left, or the copies
+	// disagreed) ends the subscriptions too: the client resubscribes with
+	// its position and is told it could not recover.
 	s2 := &fakeSession{id: "s2", keep: true}
 	h.Subscribe("c", s2, 1, nil, subscribedReply, nil)
 	h.Registered("c", "e", 8, nil)
 	h.Deliver("c", "f", 1, protocols.EncodeMessage("c", "f", 1, nil))
-	if got := frameLog(t, s2); !reflect.DeepEqual(got, []string{"subscribed e:8", "message f:1"}) {
+	if got := frameLog(t, s2); !reflect.DeepEqual(got, []string{"subscribed e:8", "unsubscribed 3005"}) {
 		t.Fatalf("new epoch: %v", got)
 	}
 	// A re-registration with the same owner that starts further on, with
-	// no history to fill the gap, ends the subscription too.
-	h.Registered("c", "f", 4, nil)
-	if got := frameLog(t, s2); got[len(got)-1] != "unsubscribed 3005" {
-		t.Fatalf("re-registration past the delivered offset: %v", got)
+	// no history to fill the gap, ends the subscription too; so does one
+	// in another epoch.
+	for i, reg := range []Position{{"f", 4}, {"g", 1}} {
+		s3 := &fakeSession{id: fmt.Sprint("s3-", i), keep: true}
+		h.Subscribe("c", s3, 1, nil, subscribedReply, nil)
+		h.Registered("c", "f", 1, nil)
+		h.Registered("c", reg.Epoch, reg.Offset, nil)
+		if got := frameLog(t, s3); got[len(got)-1] != "unsubscribed 3005" {
+			t.Fatalf("re-registration at %v after f:1: %v", reg, got)
+		}
 	}
 }

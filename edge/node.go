@@ -93,6 +93,12 @@ type Config struct {
 	// Zero: no channel keeps history (the dev node of cmd/switchyard keeps
 	// 100 publications for 5 minutes on "chat" and "chat:*").
 	History []HistoryRule
+	// Replicas is how many nodes hold each channel's state when Cluster is
+	// a Replicator (mesh.Cluster is): 2 (zero means 2) keeps a copy at the
+	// channel's successor, so that the owner's death, a join or a drain
+	// keeps the channel's epoch, history and idempotency keys; 1 keeps
+	// none (a publication is out a round trip sooner).
+	Replicas int
 	// MaxDatagramSize is the largest payload of a volatile publication,
 	// told to clients in Connected. Zero:
 	// protocols.DefaultMaxDatagramSize (1,100 bytes, which fits any QUIC
@@ -229,7 +235,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg,
 		hub: NewHub(HubConfig{Cluster: cfg.Cluster, IdleTTL: cfg.ChannelIdleTTL, Volatile: volatileMatcher(cfg.VolatileChannels),
-			History: historyPolicy(cfg.History)}),
+			History: historyPolicy(cfg.History), Replicas: cfg.Replicas, Log: cfg.Logger}),
 		origins: make(map[string]bool),
 		clients: make(map[*client]struct{}),
 		sweep:   make(chan struct{}),

@@ -71,6 +71,7 @@ type Cluster struct {
 	cfg       Config
 	name      string
 	local     Local
+	keeper    Keeper // local, when it keeps replicas; else nil
 	log       *slog.Logger
 	serverTLS *tls.Config
 	interest  *interest
@@ -159,6 +160,7 @@ func New(cfg Config, local Local) (*Cluster, error) {
 	if local == nil {
 		return nil, invalid("local is nil")
 	}
+	keeper, _ := local.(Keeper)
 	srv := cfg.TLS.Clone()
 	srv.ClientAuth = tls.RequireAndVerifyClientCert
 	if srv.MinVersion < tls.VersionTLS13 {
@@ -169,6 +171,7 @@ func New(cfg Config, local Local) (*Cluster, error) {
 		cfg:        cfg,
 		name:       cfg.Name,
 		local:      local,
+		keeper:     keeper,
 		log:        cfg.Logger.With("component", "mesh", "node", cfg.Name),
 		serverTLS:  srv,
 		interest:   newInterest(cfg.Name, time.Now()),

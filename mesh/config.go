@@ -200,14 +200,16 @@ func (cfg *Config) validate() error {
 	if cfg.RejoinInterval < 0 || cfg.RequestTimeout < 0 || cfg.LinkQueue < 0 {
 		return invalid("RejoinInterval, RequestTimeout and LinkQueue must not be negative")
 	}
-	// The forward address is known only once the listener is bound: check
-	// the metadata size with the longest address it can be.
+	// The forward and datagram addresses are known only once their sockets
+	// are bound: check the metadata size with the longest addresses they
+	// can be.
 	const longestAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
 	probe := nodeMeta{
-		Region:  cfg.Region,
-		Forward: longestAddr,
-		URLs:    cfg.PublicURLs,
-		Drain:   true,
+		Region:   cfg.Region,
+		Forward:  longestAddr,
+		Datagram: longestAddr,
+		URLs:     cfg.PublicURLs,
+		Drain:    true,
 	}
 	if cfg.runsLAN() {
 		probe.LAN = longestAddr

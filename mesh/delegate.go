@@ -99,8 +99,8 @@ func (b *deltaBroadcast) Message() []byte { return b.msg }
 func (b *deltaBroadcast) Finished()       {}
 
 func (c *Cluster) queueDelta(d delta) {
-	msg := appendDelta(nil, d)
-	if len(msg) > maxDelta {
+	msg, err := appendDelta(nil, d)
+	if err != nil || len(msg) > maxDelta { // a name that is not UTF-8, or too long
 		return
 	}
 	c.bcast.QueueBroadcast(&deltaBroadcast{key: d.node + "\x00" + d.channel, msg: msg})

@@ -3,13 +3,16 @@
 //
 //   - Membership and failure detection: hashicorp/memberlist with LAN and
 //     WAN presets (presets.go), gossip encryption (Config.Key), node
-//     metadata (region, public URLs, forward address, LAN pool address,
-//     draining), join by seed list and a periodic re-join of seeds that are
-//     not members, so that a healed partition merges again (rejoin.go). A
-//     cluster that spans regions runs two pools (below, and lan.go).
+//     metadata (region, public URLs, forward, LAN pool and datagram
+//     addresses, draining; member.go), join by seed list and a periodic
+//     re-join of seeds that are not members, so that a healed partition
+//     merges again (rejoin.go). A cluster that spans regions runs two pools
+//     (below, and lan.go).
 //   - Interest gossip (interest.go): every node gossips the channels it has
 //     local subscribers for, as versioned deltas by broadcast and full state
 //     by push/pull, and keeps a routing table channel → interested nodes.
+//     The deltas, the state and the metadata are protobuf messages
+//     (mesh/proto/gossip.proto).
 //   - Ownership (owner.go): each channel has one owner, chosen by rendezvous
 //     hashing over the live members. The owner sequences every publication
 //     of the channel (Local.Sequence assigns epoch and offset) and forwards

@@ -176,15 +176,21 @@ func (c *Cluster) handle(peer string, m message) {
 	case msgDeliver:
 		c.local.Deliver(m.channel, m.epoch, m.offset, m.rest)
 	case msgPublish:
-		epoch, offset, dup, err := c.local.Sequence(m.channel, m.key, m.rest)
-		errText := ""
-		if err != nil {
-			errText = err.Error()
-			if errText == "" {
-				errText = "sequence failed"
+		reply := func(epoch string, offset uint64, dup bool, err error) {
+			errText := ""
+			if err != nil {
+				errText = err.Error()
+				if errText == "" {
+					errText = "sequence failed"
+				}
 			}
+			c.send(peer, publishReplyMsg(m.id, epoch, offset, dup, errText))
 		}
-		c.send(peer, publishReplyMsg(m.id, epoch, offset, dup, errText))
+		if c.keeper != nil {
+			c.keeper.SequenceAsync(m.channel, m.key, m.rest, reply)
+		} else {
+			reply(c.local.Sequence(m.channel, m.key, m.rest))
+		}
 	case msgPublishReply:
 		r := callResult{epoch: m.epoch, offset: m.offset, dup: m.dup}
 		if m.errText != "" {
@@ -192,20 +198,32 @@ func (c *Cluster) handle(peer string, m message) {
 		}
 		c.complete(m.id, peer, r)
 	case msgRegister:
-		c.local.Hold(m.channel, func(epoch string, offset uint64, history []protocols.Publication) {
+		reply := func(epoch string, offset uint64, history []protocols.Publication) {
 			c.interest.register(peer, m.channel, true)
 			c.send(peer, registerReplyMsg(m.id, m.channel, epoch, offset, history))
-		})
+		}
+		if c.keeper != nil {
+			c.keeper.HoldFor(m.channel, m.epoch, m.offset, reply)
+		} else {
+			c.local.Hold(m.channel, reply)
+		}
 	case msgRegisterReply:
 		c.registered(peer, m)
 	case msgUnregister:
 		c.interest.register(peer, m.channel, false)
 	case msgHistory:
-		c.local.Hold(m.channel, func(epoch string, offset uint64, history []protocols.Publication) {
+		reply := func(epoch string, offset uint64, history []protocols.Publication) {
 			c.send(peer, historyReplyMsg(m.id, m.channel, epoch, offset, history))
-		})
+		}
+		if c.keeper != nil {
+			c.keeper.HoldFor(m.channel, "", 0, reply) // may answer later: never block the reader
+		} else {
+			c.local.Hold(m.channel, reply)
+		}
 	case msgHistoryReply:
 		c.complete(m.id, peer, callResult{epoch: m.epoch, offset: m.offset, history: m.history})
+	case msgReplicate, msgReplicaAck, msgHandOff, msgHandOffReply:
+		c.handleReplica(peer, m)
 	case msgSignal:
 		if s := c.signals.Load(); s != nil {
 			(*s).HandleSignal(peer, m.rest)

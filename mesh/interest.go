@@ -2,9 +2,15 @@ package mesh
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/switchyard/switchyard/mesh/internal/wirepb"
 )
 
 // Interest gossip.
@@ -13,7 +19,9 @@ import (
 // version that grows with every change (it starts at the Unix time in
 // nanoseconds, so a restarted node outranks its former self). A change goes
 // out as a delta (node, version, channel, present) in a memberlist
-// broadcast; push/pull carries every view this node knows.
+// broadcast; push/pull carries every view this node knows. Both are
+// protobuf messages (GossipDelta, GossipState in mesh/proto/gossip.proto;
+// the encoding is at the end of this file).
 //
 // A view of node N is (base, entries): entries map a channel to the
 // version of its latest known change and whether it is present (absent
@@ -336,78 +344,82 @@ func (in *interest) prune(now time.Time, ttl time.Duration, isMember func(string
 	}
 }
 
-// Gossip encodings (protowire varints and length-prefixed strings):
-//
-//	delta: 0x01 | node | version | channel | present (0|1)
-//	state: 0x01 | count | count × (node | base | n | n × (channel | version | present))
-const (
-	gossipDelta  = 0x01
-	stateVersion = 0x01
-)
+// Gossip encodings: the messages GossipDelta (a memberlist broadcast) and
+// GossipState (push/pull) of mesh/proto/gossip.proto, both starting with
+// gossipFormat; a message of another format is malformed. Names are UTF-8:
+// a channel whose name is not (the edge allows ASCII only) is not gossiped.
+
+// gossipFormat is the format of GossipDelta and GossipState (1 was the
+// hand-written encoding that came before the schema).
+const gossipFormat = 2
 
 var errGossip = errors.New("mesh: malformed gossip")
 
-func appendDelta(b []byte, d delta) []byte {
-	b = append(b, gossipDelta)
-	b = appendString(b, d.node)
-	b = appendUvarint(b, d.version)
-	b = appendString(b, d.channel)
-	return append(b, boolByte(d.present))
+// gossipUnmarshal decodes gossip and metadata (hostile input): unknown
+// fields are dropped, not kept.
+var gossipUnmarshal = proto.UnmarshalOptions{DiscardUnknown: true}
+
+// appendDelta appends the GossipDelta of d to b; it fails only on a name
+// that is not UTF-8.
+func appendDelta(b []byte, d delta) ([]byte, error) {
+	return proto.MarshalOptions{}.MarshalAppend(b, &wirepb.GossipDelta{
+		Format:  gossipFormat,
+		Node:    d.node,
+		Version: d.version,
+		Channel: d.channel,
+		Present: d.present,
+	})
 }
 
 func decodeDelta(b []byte) (delta, error) {
-	r := reader{b: b}
-	if r.byte() != gossipDelta {
-		return delta{}, errGossip
+	var m wirepb.GossipDelta
+	if err := gossipUnmarshal.Unmarshal(b, &m); err != nil {
+		return delta{}, fmt.Errorf("%w: delta: %v", errGossip, err)
 	}
-	d := delta{node: r.string(), version: r.uvarint(), channel: r.string(), present: r.bool()}
-	if r.err != nil || len(r.b) != 0 || d.node == "" {
-		return delta{}, errGossip
+	if m.Format != gossipFormat || m.Node == "" {
+		return delta{}, fmt.Errorf("%w: delta of format %d from node %q", errGossip, m.Format, m.Node)
 	}
-	return d, nil
+	return delta{node: m.Node, version: m.Version, channel: m.Channel, present: m.Present}, nil
 }
 
+// encodeState encodes views as a GossipState, leaving out the names that
+// are not UTF-8 (so that it cannot fail).
 func encodeState(views []stateView) []byte {
-	b := []byte{stateVersion}
-	b = appendUvarint(b, uint64(len(views)))
+	m := &wirepb.GossipState{Format: gossipFormat, Views: make([]*wirepb.GossipView, 0, len(views))}
 	for _, v := range views {
-		b = appendString(b, v.node)
-		b = appendUvarint(b, v.base)
-		b = appendUvarint(b, uint64(len(v.entries)))
-		for _, e := range v.entries {
-			b = appendString(b, e.channel)
-			b = appendUvarint(b, e.version)
-			b = append(b, boolByte(e.present))
+		if !utf8.ValidString(v.node) {
+			continue
 		}
+		pv := &wirepb.GossipView{Node: v.node, Base: v.base, Entries: make([]*wirepb.GossipEntry, 0, len(v.entries))}
+		for _, e := range v.entries {
+			if utf8.ValidString(e.channel) {
+				pv.Entries = append(pv.Entries, &wirepb.GossipEntry{Channel: e.channel, Version: e.version, Present: e.present})
+			}
+		}
+		m.Views = append(m.Views, pv)
+	}
+	b, err := proto.Marshal(m)
+	if err != nil { // unreachable: every string is UTF-8
+		return nil
 	}
 	return b
 }
 
 func decodeState(b []byte) ([]stateView, error) {
-	r := reader{b: b}
-	if r.byte() != stateVersion {
-		return nil, errGossip
+	var m wirepb.GossipState
+	if err := gossipUnmarshal.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: state: %v", errGossip, err)
 	}
-	n := r.count(3) // a view takes at least 3 bytes
-	views := make([]stateView, 0, n)
-	for i := 0; i < n && r.err == nil; i++ {
-		v := stateView{node: r.string(), base: r.uvarint()}
-		m := r.count(3)
-		v.entries = make([]stateEntry, 0, m)
-		for j := 0; j < m && r.err == nil; j++ {
-			v.entries = append(v.entries, stateEntry{channel: r.string(), entry: entry{version: r.uvarint(), present: r.bool()}})
+	if m.Format != gossipFormat {
+		return nil, fmt.Errorf("%w: state of format %d", errGossip, m.Format)
+	}
+	views := make([]stateView, 0, len(m.Views))
+	for _, pv := range m.Views {
+		v := stateView{node: pv.Node, base: pv.Base, entries: make([]stateEntry, 0, len(pv.Entries))}
+		for _, e := range pv.Entries {
+			v.entries = append(v.entries, stateEntry{channel: e.Channel, entry: entry{version: e.Version, present: e.Present}})
 		}
 		views = append(views, v)
 	}
-	if r.err != nil || len(r.b) != 0 {
-		return nil, errGossip
-	}
 	return views, nil
-}
-
-func boolByte(v bool) byte {
-	if v {
-		return 1
-	}
-	return 0
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func routesOf(in *interest, ch string) []string { return in.interested(ch) }
@@ -129,54 +131,63 @@ func TestInterestLocalAndDrop(t *testing.T) {
 
 func TestGossipEncodingErrors(t *testing.T) {
 	d := delta{node: "n", version: 7, channel: "c", present: true}
-	b := appendDelta(nil, d)
+	b := mustDelta(t, d)
 	if got, err := decodeDelta(b); err != nil || got != d {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
-	for i := range b {
-		if _, err := decodeDelta(b[:i]); err == nil {
-			t.Fatalf("truncated delta (%d bytes) decoded", i)
+	bad := map[string][]byte{
+		"empty":             {},
+		"cut in the node":   b[:4],
+		"cut in a fixed64":  mustDelta(t, delta{node: "n", version: 1 << 60})[:8],
+		"format 1":          protowire.AppendVarint([]byte{0x08}, 1),
+		"not protobuf":      []byte("{\"v\":1}"),
+		"empty node":        mustDelta(t, delta{version: 7, channel: "c"}),
+		"node not UTF-8":    append(protowire.AppendVarint([]byte{0x08}, gossipFormat), 0x12, 1, 0xff),
+		"state as a delta":  encodeState(nil),
+		"tag without value": protowire.AppendVarint(protowire.AppendVarint([]byte{0x08}, gossipFormat), 0x12),
+	}
+	for name, b := range bad {
+		if _, err := decodeDelta(b); err == nil {
+			t.Errorf("%s: delta decoded", name)
 		}
 	}
-	if _, err := decodeState([]byte{stateVersion, 0xff, 0xff, 0xff, 0x0f}); err == nil {
-		t.Fatal("absurd view count decoded")
+	if _, err := decodeState(append(encodeState(nil), 0x12, 0xff, 0xff, 0xff, 0x0f)); err == nil {
+		t.Error("a view longer than the state decoded")
+	}
+	if _, err := decodeState(protowire.AppendVarint([]byte{0x08}, 1)); err == nil {
+		t.Error("a state of format 1 decoded")
+	}
+	// A name that is not UTF-8 is not gossiped (the edge allows ASCII only).
+	if _, err := appendDelta(nil, delta{node: "n", channel: "\xff"}); err == nil {
+		t.Error("a channel that is not UTF-8 encoded")
+	}
+	st, err := decodeState(encodeState([]stateView{{node: "n", base: 1, entries: []stateEntry{{channel: "\xff"}, {channel: "ok"}}}, {node: "\xfe"}}))
+	if err != nil || len(st) != 1 || len(st[0].entries) != 1 || st[0].entries[0].channel != "ok" {
+		t.Errorf("state with names that are not UTF-8: %+v %v", st, err)
 	}
 }
 
-func FuzzDecodeGossip(f *testing.F) {
-	f.Add(appendDelta(nil, delta{node: "n1", version: 1, channel: "room", present: true}))
-	f.Add(encodeState([]stateView{{node: "n1", base: 3, entries: []stateEntry{{channel: "a", entry: entry{2, true}}, {channel: "b", entry: entry{3, false}}}}}))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if d, err := decodeDelta(b); err == nil {
-			if got, err := decodeDelta(appendDelta(nil, d)); err != nil || got != d {
-				t.Fatalf("delta does not round-trip: %+v", d)
-			}
+// TestGossipDeltaSize: a delta travels in UDP packets; its protobuf
+// overhead over the two names is 17 bytes (15 for a removal).
+func TestGossipDeltaSize(t *testing.T) {
+	d := delta{node: "sy-eu-west-1a", version: uint64(time.Now().UnixNano()), channel: "chat:room-42", present: true}
+	for _, present := range []bool{true, false} {
+		d.present = present
+		n := len(mustDelta(t, d))
+		t.Logf("delta of %q, %q, present %v: %d bytes", d.node, d.channel, present, n)
+		if over := n - len(d.node) - len(d.channel); over > 17 {
+			t.Errorf("delta overhead %d bytes, want at most 17", over)
 		}
-		if st, err := decodeState(b); err == nil {
-			in := newInterest("self", time.Now())
-			for _, v := range st {
-				in.applyView(v, time.Now())
-			}
-			if _, err := decodeState(encodeState(st)); err != nil {
-				t.Fatal("state does not round-trip")
-			}
-		}
-	})
+	}
 }
 
-func FuzzDecodeMeta(f *testing.F) {
-	f.Add(nodeMeta{Region: "eu", Forward: "10.0.0.1:7000", URLs: map[string]string{"ws": "wss://a/ws"}, Drain: true}.encode())
-	f.Add([]byte(`{"v":1}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := decodeMeta(b)
-		if err != nil {
-			return
-		}
-		if _, err := decodeMeta(m.encode()); err != nil {
-			t.Fatalf("metadata does not round-trip: %v", err)
-		}
-	})
+func mustDelta(t testing.TB, d delta) []byte {
+	t.Helper()
+	b, err := appendDelta(nil, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestBroadcastQueueKeepsInvalidator: a delta that replaces the only
@@ -185,7 +196,7 @@ func FuzzDecodeMeta(f *testing.F) {
 func TestBroadcastQueueKeepsInvalidator(t *testing.T) {
 	q := newBroadcastQueue(func() int { return 4 }, 4)
 	add := func(node, ch string, present bool) {
-		msg := appendDelta(nil, delta{node: node, version: 1, channel: ch, present: present})
+		msg := mustDelta(t, delta{node: node, version: 1, channel: ch, present: present})
 		q.QueueBroadcast(&deltaBroadcast{key: node + "\x00" + ch, msg: msg})
 	}
 	add("n3", "room", true)

@@ -43,7 +43,8 @@ package mesh
 //	3 publish          request id, channel, idempotency key, rest = data
 //	4 publish reply    request id, epoch, offset, duplicate (a byte),
 //	                   error ("" = ok)
-//	5 register         request id, channel
+//	5 register         request id, channel, and the registering node's
+//	                   epoch and offset for it ("", 0: none)
 //	6 register reply   request id, channel, epoch, offset, history count,
 //	                   then per publication: offset, Message frame
 //	7 unregister       channel
@@ -52,6 +53,10 @@ package mesh
 //	9 history          request id, channel
 //	10 history reply   as a register reply: request id, channel, epoch,
 //	                   offset, history count, per publication offset, frame
+//	11 replicate       protobuf (mesh/proto/link.proto) Replicate
+//	12 replica ack     ReplicaAck
+//	13 hand-off        HandOff
+//	14 hand-off reply  HandOffReply
 //
 // Writers (one goroutine per outbound link) drain their queue without
 // blocking, write the batch through one bufio.Writer and flush once, with a
@@ -153,11 +158,13 @@ func publishReplyMsg(id uint64, epoch string, offset uint64, dup bool, errText s
 	return item{hdr: appendString(b, errText)}
 }
 
-func registerMsg(id uint64, channel string) item {
-	p := protowire.SizeVarint(id) + sizeString(channel)
+func registerMsg(id uint64, channel, epoch string, offset uint64) item {
+	p := protowire.SizeVarint(id) + sizeString(channel) + sizeString(epoch) + protowire.SizeVarint(offset)
 	b := startMsg(make([]byte, 0, 1+protowire.SizeVarint(uint64(p))+p), msgRegister, p)
 	b = appendUvarint(b, id)
-	return item{hdr: appendString(b, channel)}
+	b = appendString(b, channel)
+	b = appendString(b, epoch)
+	return item{hdr: appendUvarint(b, offset)}
 }
 
 func registerReplyMsg(id uint64, channel, epoch string, offset uint64, history []protocols.Publication) item {
@@ -165,7 +172,7 @@ func registerReplyMsg(id uint64, channel, epoch string, offset uint64, history [
 }
 
 func historyMsg(id uint64, channel string) item {
-	it := registerMsg(id, channel)
+	it := registerMsg(id, channel, "", 0)
 	it.hdr[0] = msgHistory // the same fields
 	return it
 }
@@ -242,7 +249,7 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 	case msgPublishReply:
 		m.id, m.epoch, m.offset, m.dup, m.errText = r.uvarint(), r.string(), r.uvarint(), r.bool(), r.string()
 	case msgRegister, msgHistory:
-		m.id, m.channel = r.uvarint(), r.string()
+		m.id, m.channel, m.epoch, m.offset = r.uvarint(), r.string(), r.string(), r.uvarint()
 	case msgRegisterReply, msgHistoryReply:
 		m.id, m.channel, m.epoch, m.offset = r.uvarint(), r.string(), r.string(), r.uvarint()
 		if n := r.count(2); n > 0 {
@@ -253,7 +260,7 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 		}
 	case msgUnregister:
 		m.channel = r.string()
-	case msgSignal:
+	case msgSignal, msgReplicate, msgReplicaAck, msgHandOff, msgHandOffReply:
 		m.rest, r.b = r.b, nil
 	default:
 		return message{}, fmt.Errorf("%w: unknown type %d", errLinkMessage, typ)
@@ -280,7 +287,8 @@ func readMessage(br *bufio.Reader, scratch *[]byte) (message, error) {
 		return message{}, fmt.Errorf("%w: %d bytes, limit %d", errLinkMessage, n, maxLinkMessage)
 	}
 	var p []byte
-	if typ == msgDeliver || typ == msgPublish || typ == msgSignal || typ == msgRegisterReply || typ == msgHistoryReply {
+	if typ == msgDeliver || typ == msgPublish || typ == msgSignal || typ == msgRegisterReply || typ == msgHistoryReply ||
+		typ == msgReplicate || typ == msgHandOffReply {
 		p = make([]byte, n)
 	} else {
 		if uint64(cap(*scratch)) < n {

@@ -144,7 +144,12 @@ func (c *Cluster) reconcile(now time.Time) {
 			continue
 		}
 		c.stats.reregistered.Add(1)
-		if !c.send(r.owner, registerMsg(r.id, ch)) {
+		var epoch string
+		var offset uint64
+		if c.keeper != nil {
+			epoch, offset, _ = c.keeper.Position(ch)
+		}
+		if !c.send(r.owner, registerMsg(r.id, ch, epoch, offset)) {
 			r.id = 0 // no link yet: try again next tick
 		}
 	}
@@ -167,6 +172,9 @@ func (c *Cluster) reconcile(now time.Time) {
 		}
 	}
 	if changed {
+		if c.keeper != nil {
+			c.keeper.MembersChanged(setList(resets))
+		}
 		c.signalsChanged(resets)
 	}
 }

@@ -21,6 +21,7 @@ type callResult struct {
 	offset  uint64
 	dup     bool
 	history []protocols.Publication
+	state   *protocols.ChannelState // hand-off reply; nil: none
 	err     error
 }
 
@@ -64,8 +65,17 @@ func (c *Cluster) PublishAsync(channel, key string, data []byte, done func(epoch
 		done("", 0, false, ErrClosed)
 		return
 	}
-	owner := c.Owner(channel)
+	c.publishTo(c.Owner(channel), channel, key, data, done)
+}
+
+// publishTo sends a publish request to owner (or sequences it here when
+// owner is this node).
+func (c *Cluster) publishTo(owner, channel, key string, data []byte, done func(epoch string, offset uint64, dup bool, err error)) {
 	if owner == c.name {
+		if c.keeper != nil {
+			c.keeper.SequenceAsync(channel, key, data, done)
+			return
+		}
 		done(c.local.Sequence(channel, key, data))
 		return
 	}

@@ -54,10 +54,15 @@ func (c *Cluster) signalsChanged(resets map[string]struct{}) {
 	if s == nil {
 		return
 	}
-	reset := make([]string, 0, len(resets))
-	for n := range resets {
-		reset = append(reset, n)
+	(*s).MembersChanged(setList(resets))
+}
+
+// setList returns the names in set, sorted.
+func setList(set map[string]struct{}) []string {
+	list := make([]string, 0, len(set))
+	for n := range set {
+		list = append(list, n)
 	}
-	sort.Strings(reset)
-	(*s).MembersChanged(reset)
+	sort.Strings(list)
+	return list
 }

@@ -144,12 +144,13 @@ func TestLinkMessages(t *testing.T) {
 		{hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
 		publishMsg(7, "room", "k-1", []byte("data")),
 		publishReplyMsg(7, "ep", 43, true, "boom"),
-		registerMsg(8, "room"),
+		registerMsg(8, "room", "ep", 41),
 		registerReplyMsg(8, "room", "ep", 43, []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}),
 		unregisterMsg("room"),
 		historyMsg(9, "room"),
 		historyReplyMsg(9, "room", "ep", 44, []protocols.Publication{{Offset: 44, Frame: []byte("f44")}}),
 		{hdr: startMsg(nil, msgSignal, 3), body: []byte("sig")},
+		{hdr: startMsg(nil, msgReplicate, 3), body: []byte("rep")},
 	}
 	for _, it := range its {
 		buf.Write(it.hdr)
@@ -162,7 +163,7 @@ func TestLinkMessages(t *testing.T) {
 		{typ: msgDeliver, channel: "room", epoch: "ep", offset: 42, rest: frame},
 		{typ: msgPublish, id: 7, channel: "room", key: "k-1", rest: []byte("data")},
 		{typ: msgPublishReply, id: 7, epoch: "ep", offset: 43, dup: true, errText: "boom"},
-		{typ: msgRegister, id: 8, channel: "room"},
+		{typ: msgRegister, id: 8, channel: "room", epoch: "ep", offset: 41},
 		{typ: msgRegisterReply, id: 8, channel: "room", epoch: "ep", offset: 43,
 			history: []protocols.Publication{{Offset: 42, Frame: []byte("f42")}, {Offset: 43, Frame: []byte("f43")}}},
 		{typ: msgUnregister, channel: "room"},
@@ -170,6 +171,7 @@ func TestLinkMessages(t *testing.T) {
 		{typ: msgHistoryReply, id: 9, channel: "room", epoch: "ep", offset: 44,
 			history: []protocols.Publication{{Offset: 44, Frame: []byte("f44")}}},
 		{typ: msgSignal, rest: []byte("sig")},
+		{typ: msgReplicate, rest: []byte("rep")},
 	}
 	for i, w := range want {
 		m, err := readMessage(br, &scratch)
@@ -198,7 +200,7 @@ func FuzzLinkMessages(f *testing.F) {
 	frame := protocols.EncodeMessage("room", "ep", 42, []byte("payload"))
 	var seed bytes.Buffer
 	for _, it := range []item{helloMsg("n1"), {hdr: deliverHeader("room", "ep", 42, len(frame)), body: frame},
-		publishMsg(1, "c", "", []byte("d")), publishReplyMsg(1, "e", 2, false, ""), registerMsg(3, "c"), registerReplyMsg(3, "c", "e", 4, nil), unregisterMsg("c"),
+		publishMsg(1, "c", "", []byte("d")), publishReplyMsg(1, "e", 2, false, ""), registerMsg(3, "c", "", 0), registerReplyMsg(3, "c", "e", 4, nil), unregisterMsg("c"),
 		historyMsg(4, "c"), historyReplyMsg(4, "c", "e", 5, []protocols.Publication{{Offset: 5, Frame: []byte("f")}}),
 		{hdr: startMsg(nil, msgSignal, 1), body: []byte("s")}} {
 		seed.Write(it.hdr)

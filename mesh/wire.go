@@ -6,8 +6,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Helpers shared by the gossip and link encodings: protowire varints and
-// varint-length-prefixed strings.
+// Helpers of the hand-written encodings (links, datagrams): protowire
+// varints and varint-length-prefixed strings. Gossip and node metadata are
+// generated protobuf messages instead (mesh/proto/gossip.proto).
 
 var errShort = errors.New("mesh: truncated or malformed field")
 
@@ -16,6 +17,13 @@ func appendUvarint(b []byte, v uint64) []byte { return protowire.AppendVarint(b,
 func appendString(b []byte, s string) []byte { return protowire.AppendString(b, s) }
 
 func sizeString(s string) int { return protowire.SizeBytes(len(s)) }
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
 
 // reader consumes fields from b; the first error sticks and later reads
 // return zero values.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -283,6 +284,25 @@ func (fr *FrameReader) Next() ([]byte, error) {
 type Publication struct {
 	Offset uint64
 	Frame  []byte
+}
+
+// ChannelState is a channel's state as its owner holds it: its position,
+// its history (oldest first, ending at Offset) and the idempotency keys it
+// applied within its window. The owner's successor keeps a copy, and an
+// owner hands it to the next one.
+type ChannelState struct {
+	Epoch   string
+	Offset  uint64
+	History []Publication
+	Keys    []AppliedKey
+}
+
+// AppliedKey is an idempotency key a channel's owner applied: the offset
+// it got (in the state's epoch) and how long ago.
+type AppliedKey struct {
+	Key    string
+	Offset uint64
+	Age    time.Duration
 }
 
 // MessageData returns the payload of a length-prefixed Message frame (as

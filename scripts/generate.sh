@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the protobuf code: protocols/switchyard.pb.go (the client
-# wire) and signaling/internal/meshpb/signaling.pb.go (signaling between
-# nodes). Needs protoc (Debian: apt-get install -y protobuf-compiler);
+# wire), mesh/internal/wirepb (node-to-node: mesh links and gossip) and
+# signaling/internal/meshpb/signaling.pb.go (signaling between nodes). Needs protoc (Debian: apt-get install -y protobuf-compiler);
 # installs the pinned protoc-gen-go into the Go bin directory when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,7 @@ PATH=$gobin:$PATH protoc -I protocols/proto \
 PATH=$gobin:$PATH protoc -I signaling/proto \
   --go_out=. --go_opt=module=github.com/switchyard/switchyard \
   signaling/proto/signaling.proto
-echo "generated protocols/switchyard.pb.go and signaling/internal/meshpb/signaling.pb.go"
+PATH=$gobin:$PATH protoc -I mesh/proto \
+  --go_out=. --go_opt=module=github.com/switchyard/switchyard \
+  mesh/proto/*.proto
+echo "generated protocols/switchyard.pb.go, mesh/internal/wirepb and signaling/internal/meshpb/signaling.pb.go"

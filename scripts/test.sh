@@ -32,7 +32,7 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 step "generated protobuf code is current"
 if need_apt protoc protobuf-compiler; then
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-  generated=(protocols/switchyard.pb.go signaling/internal/meshpb/signaling.pb.go)
+  generated=(protocols/switchyard.pb.go signaling/internal/meshpb/signaling.pb.go mesh/internal/wirepb/*.pb.go)
   for f in "${generated[@]}"; do cp "$f" "$tmp/$(basename "$f")"; done
   ./scripts/generate.sh >/dev/null
   for f in "${generated[@]}"; do

@@ -33,7 +33,35 @@ func (l *localProxy) Registered(ch, epoch string, offset uint64, history []proto
 }
 func (l *localProxy) Channels() []string { return l.node.Channels() }
 
-var _ mesh.Local = (*localProxy)(nil)
+// The mesh.Keeper methods: replication.
+
+func (l *localProxy) SequenceAsync(ch, key string, data []byte, done func(string, uint64, bool, error)) {
+	l.node.SequenceAsync(ch, key, data, done)
+}
+func (l *localProxy) HoldFor(ch, epoch string, offset uint64, fn func(string, uint64, []protocols.Publication)) {
+	l.node.HoldFor(ch, epoch, offset, fn)
+}
+func (l *localProxy) Position(ch string) (string, uint64, bool) { return l.node.Position(ch) }
+func (l *localProxy) Replicate(from, ch, epoch string, offset uint64, key string, frame []byte) (string, uint64, bool) {
+	return l.node.Replicate(from, ch, epoch, offset, key, frame)
+}
+func (l *localProxy) Seed(from, ch string, st protocols.ChannelState, handed bool) {
+	l.node.Seed(from, ch, st, handed)
+}
+func (l *localProxy) Forget(from, ch string) { l.node.Forget(from, ch) }
+func (l *localProxy) ReplicaAcked(from, ch, epoch string, offset uint64, ok bool) {
+	l.node.ReplicaAcked(from, ch, epoch, offset, ok)
+}
+func (l *localProxy) HandOff(ch, to string) (protocols.ChannelState, bool) {
+	return l.node.HandOff(ch, to)
+}
+func (l *localProxy) MembersChanged(reset []string) { l.node.MembersChanged(reset) }
+
+var (
+	_ mesh.Local      = (*localProxy)(nil)
+	_ mesh.Keeper     = (*localProxy)(nil)
+	_ edge.Replicator = (*mesh.Cluster)(nil)
+)
 
 // newCluster builds the mesh from the options; nil when --mesh-bind is
 // empty (a node on its own).

@@ -29,6 +29,7 @@ type fileConfig struct {
 	PublicURLs     list     `json:"public_urls"`
 	Volatile       list     `json:"volatile_channels"`
 	History        list     `json:"history"`
+	Replicas       int      `json:"replicas"`
 	Node           string   `json:"node"`
 	Region         string   `json:"region"`
 	LogLevel       string   `json:"log_level"`
@@ -145,6 +146,7 @@ type options struct {
 	publicURLs     []string
 	volatile       []string
 	history        []edge.HistoryRule
+	replicas       int
 	batchUDP       bool
 	node, region   string
 	logLevel       string
@@ -183,6 +185,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&publicURLs, "public-url", "", "comma-separated `URLs` clients reach this node by, when not its listen addresses (https://rt.example.com); their pages may connect and the cluster advertises them")
 	fs.StringVar(&volatile, "volatile-channels", "game:*", "comma-separated volatile `channels` (names, or prefixes ending in *): their publications travel as datagrams, latest wins; empty for none")
 	fs.StringVar(&history, "history", "chat=100/5m,chat:*=100/5m", "comma-separated `rules` CHANNELS=SIZE/TTL (CHANNELS a name, a prefix ending in *, or *): keep the latest SIZE publications for TTL, for recovery and /api/history; the first rule that matches wins; empty for none")
+	fs.IntVar(&o.replicas, "replicas", 2, "nodes holding each channel's state in a cluster: 2 keeps a copy at the channel's successor (the owner's death, a join or a drain keep epochs, history and idempotency keys); 1 keeps none")
 	fs.BoolVar(&o.batchUDP, "batch-udp-writes", false, "send the QUIC packets of all WebTransport sessions in batches (sendmmsg), several per system call")
 	fs.StringVar(&configFile, "config", "", "JSON config `file` (keys as the flags, with _ for -)")
 	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
@@ -254,6 +257,9 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 			history = strings.Join(fc.History, ",")
 		}
 		o.maxFrameSize = fc.MaxFrameSize
+		if !set["replicas"] && fc.Replicas != 0 {
+			o.replicas = fc.Replicas
+		}
 		apply("mesh-bind", &o.meshBind, fc.MeshBind)
 		apply("mesh-forward", &o.meshForward, fc.MeshForward)
 		apply("mesh-key", &o.meshKey, fc.MeshKey)
@@ -346,6 +352,9 @@ func (o *options) validate() error {
 	}
 	if o.turnTTL <= 0 {
 		errs = append(errs, errors.New("--turn-ttl must be positive"))
+	}
+	if o.replicas != 1 && o.replicas != 2 {
+		errs = append(errs, fmt.Errorf("--replicas %d: must be 1 (no copy) or 2 (a copy at each channel's successor)", o.replicas))
 	}
 	if o.roomSize <= 0 {
 		errs = append(errs, fmt.Errorf("--room-size %d: must be positive", o.roomSize))

@@ -106,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		PublicURLs:       o.publicURLs,
 		VolatileChannels: o.volatile,
 		History:          o.history,
+		Replicas:         o.replicas,
 		BatchUDPWrites:   o.batchUDP,
 		Session: protocols.SessionConfig{
 			MaxFrameSize: o.maxFrameSize,
