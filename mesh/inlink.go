@@ -224,6 +224,8 @@ func (c *Cluster) handle(peer string, m message) {
 		c.complete(m.id, peer, callResult{epoch: m.epoch, offset: m.offset, history: m.history})
 	case msgReplicate, msgReplicaAck, msgHandOff, msgHandOffReply:
 		c.handleReplica(peer, m)
+	case msgPresenceUpdate, msgPresenceEvent, msgPresenceQuery, msgPresenceReply:
+		c.handlePresence(peer, m)
 	case msgSignal:
 		if s := c.signals.Load(); s != nil {
 			(*s).HandleSignal(peer, m.rest)

@@ -57,6 +57,10 @@ package mesh
 //	12 replica ack     ReplicaAck
 //	13 hand-off        HandOff
 //	14 hand-off reply  HandOffReply
+//	15 presence update PresenceUpdate (a node → the channel's owner)
+//	16 presence event  PresenceUpdate (the owner → nodes with subscribers)
+//	17 presence query  PresenceQuery
+//	18 presence reply  PresenceReply
 //
 // Writers (one goroutine per outbound link) drain their queue without
 // blocking, write the batch through one bufio.Writer and flush once, with a
@@ -260,7 +264,8 @@ func decodeMessage(typ byte, p []byte) (message, error) {
 		}
 	case msgUnregister:
 		m.channel = r.string()
-	case msgSignal, msgReplicate, msgReplicaAck, msgHandOff, msgHandOffReply:
+	case msgSignal, msgReplicate, msgReplicaAck, msgHandOff, msgHandOffReply,
+		msgPresenceUpdate, msgPresenceEvent, msgPresenceQuery, msgPresenceReply:
 		m.rest, r.b = r.b, nil
 	default:
 		return message{}, fmt.Errorf("%w: unknown type %d", errLinkMessage, typ)
@@ -288,7 +293,7 @@ func readMessage(br *bufio.Reader, scratch *[]byte) (message, error) {
 	}
 	var p []byte
 	if typ == msgDeliver || typ == msgPublish || typ == msgSignal || typ == msgRegisterReply || typ == msgHistoryReply ||
-		typ == msgReplicate || typ == msgHandOffReply {
+		typ >= msgReplicate {
 		p = make([]byte, n)
 	} else {
 		if uint64(cap(*scratch)) < n {

@@ -507,6 +507,296 @@ func (x *HandOffReply) GetState() *ChannelState {
 	return nil
 }
 
+// A member of a channel's presence: a session (client), its user and the
+// small info it gave when it connected.
+type PresenceMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Client        string                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Info          []byte                 `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceMember) Reset() {
+	*x = PresenceMember{}
+	mi := &file_link_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceMember) ProtoMessage() {}
+
+func (x *PresenceMember) ProtoReflect() protoreflect.Message {
+	mi := &file_link_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceMember.ProtoReflect.Descriptor instead.
+func (*PresenceMember) Descriptor() ([]byte, []int) {
+	return file_link_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PresenceMember) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *PresenceMember) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *PresenceMember) GetInfo() []byte {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// Link message 15, a node → the channel's owner: members of the channel on
+// that node that joined and left; with sync, joined is all of them (after
+// an owner change), replacing what the owner held for that node.
+// Link message 16, the owner → nodes with subscribers: the same shape, as
+// join and leave events for subscribers who asked for them (never sync).
+type PresenceUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Joined        []*PresenceMember      `protobuf:"bytes,2,rep,name=joined,proto3" json:"joined,omitempty"`
+	Left          []*PresenceMember      `protobuf:"bytes,3,rep,name=left,proto3" json:"left,omitempty"`
+	Sync          bool                   `protobuf:"varint,4,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceUpdate) Reset() {
+	*x = PresenceUpdate{}
+	mi := &file_link_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceUpdate) ProtoMessage() {}
+
+func (x *PresenceUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_link_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceUpdate.ProtoReflect.Descriptor instead.
+func (*PresenceUpdate) Descriptor() ([]byte, []int) {
+	return file_link_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PresenceUpdate) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PresenceUpdate) GetJoined() []*PresenceMember {
+	if x != nil {
+		return x.Joined
+	}
+	return nil
+}
+
+func (x *PresenceUpdate) GetLeft() []*PresenceMember {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *PresenceUpdate) GetSync() bool {
+	if x != nil {
+		return x.Sync
+	}
+	return false
+}
+
+// Link message 17: a node asks the channel's owner who is present.
+type PresenceQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"` // most members to list; 0: counts only
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceQuery) Reset() {
+	*x = PresenceQuery{}
+	mi := &file_link_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceQuery) ProtoMessage() {}
+
+func (x *PresenceQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_link_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceQuery.ProtoReflect.Descriptor instead.
+func (*PresenceQuery) Descriptor() ([]byte, []int) {
+	return file_link_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PresenceQuery) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PresenceQuery) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PresenceQuery) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// Link message 18: the owner's answer: counts always, members up to the
+// limit (truncated when there are more).
+type PresenceReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	Members       []*PresenceMember      `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Clients       uint32                 `protobuf:"varint,4,opt,name=clients,proto3" json:"clients,omitempty"`
+	Users         uint32                 `protobuf:"varint,5,opt,name=users,proto3" json:"users,omitempty"`
+	Truncated     bool                   `protobuf:"varint,6,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceReply) Reset() {
+	*x = PresenceReply{}
+	mi := &file_link_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceReply) ProtoMessage() {}
+
+func (x *PresenceReply) ProtoReflect() protoreflect.Message {
+	mi := &file_link_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceReply.ProtoReflect.Descriptor instead.
+func (*PresenceReply) Descriptor() ([]byte, []int) {
+	return file_link_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PresenceReply) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PresenceReply) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PresenceReply) GetMembers() []*PresenceMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *PresenceReply) GetClients() uint32 {
+	if x != nil {
+		return x.Clients
+	}
+	return 0
+}
+
+func (x *PresenceReply) GetUsers() uint32 {
+	if x != nil {
+		return x.Users
+	}
+	return 0
+}
+
+func (x *PresenceReply) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *PresenceReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_link_proto protoreflect.FileDescriptor
 
 const file_link_proto_rawDesc = "" +
@@ -547,7 +837,28 @@ const file_link_proto_rawDesc = "" +
 	"\fHandOffReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x126\n" +
-	"\x05state\x18\x03 \x01(\v2 .switchyard.mesh.v1.ChannelStateR\x05stateB7Z5github.com/switchyard/switchyard/mesh/internal/wirepbb\x06proto3"
+	"\x05state\x18\x03 \x01(\v2 .switchyard.mesh.v1.ChannelStateR\x05state\"P\n" +
+	"\x0ePresenceMember\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
+	"\x04info\x18\x03 \x01(\fR\x04info\"\xb2\x01\n" +
+	"\x0ePresenceUpdate\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12:\n" +
+	"\x06joined\x18\x02 \x03(\v2\".switchyard.mesh.v1.PresenceMemberR\x06joined\x126\n" +
+	"\x04left\x18\x03 \x03(\v2\".switchyard.mesh.v1.PresenceMemberR\x04left\x12\x12\n" +
+	"\x04sync\x18\x04 \x01(\bR\x04sync\"O\n" +
+	"\rPresenceQuery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\xdb\x01\n" +
+	"\rPresenceReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12<\n" +
+	"\amembers\x18\x03 \x03(\v2\".switchyard.mesh.v1.PresenceMemberR\amembers\x12\x18\n" +
+	"\aclients\x18\x04 \x01(\rR\aclients\x12\x14\n" +
+	"\x05users\x18\x05 \x01(\rR\x05users\x12\x1c\n" +
+	"\ttruncated\x18\x06 \x01(\bR\ttruncated\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05errorB7Z5github.com/switchyard/switchyard/mesh/internal/wirepbb\x06proto3"
 
 var (
 	file_link_proto_rawDescOnce sync.Once
@@ -561,26 +872,33 @@ func file_link_proto_rawDescGZIP() []byte {
 	return file_link_proto_rawDescData
 }
 
-var file_link_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_link_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_link_proto_goTypes = []any{
-	(*Publication)(nil),  // 0: switchyard.mesh.v1.Publication
-	(*AppliedKey)(nil),   // 1: switchyard.mesh.v1.AppliedKey
-	(*ChannelState)(nil), // 2: switchyard.mesh.v1.ChannelState
-	(*Replicate)(nil),    // 3: switchyard.mesh.v1.Replicate
-	(*ReplicaAck)(nil),   // 4: switchyard.mesh.v1.ReplicaAck
-	(*HandOff)(nil),      // 5: switchyard.mesh.v1.HandOff
-	(*HandOffReply)(nil), // 6: switchyard.mesh.v1.HandOffReply
+	(*Publication)(nil),    // 0: switchyard.mesh.v1.Publication
+	(*AppliedKey)(nil),     // 1: switchyard.mesh.v1.AppliedKey
+	(*ChannelState)(nil),   // 2: switchyard.mesh.v1.ChannelState
+	(*Replicate)(nil),      // 3: switchyard.mesh.v1.Replicate
+	(*ReplicaAck)(nil),     // 4: switchyard.mesh.v1.ReplicaAck
+	(*HandOff)(nil),        // 5: switchyard.mesh.v1.HandOff
+	(*HandOffReply)(nil),   // 6: switchyard.mesh.v1.HandOffReply
+	(*PresenceMember)(nil), // 7: switchyard.mesh.v1.PresenceMember
+	(*PresenceUpdate)(nil), // 8: switchyard.mesh.v1.PresenceUpdate
+	(*PresenceQuery)(nil),  // 9: switchyard.mesh.v1.PresenceQuery
+	(*PresenceReply)(nil),  // 10: switchyard.mesh.v1.PresenceReply
 }
 var file_link_proto_depIdxs = []int32{
 	0, // 0: switchyard.mesh.v1.ChannelState.history:type_name -> switchyard.mesh.v1.Publication
 	1, // 1: switchyard.mesh.v1.ChannelState.keys:type_name -> switchyard.mesh.v1.AppliedKey
 	2, // 2: switchyard.mesh.v1.Replicate.seed:type_name -> switchyard.mesh.v1.ChannelState
 	2, // 3: switchyard.mesh.v1.HandOffReply.state:type_name -> switchyard.mesh.v1.ChannelState
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	7, // 4: switchyard.mesh.v1.PresenceUpdate.joined:type_name -> switchyard.mesh.v1.PresenceMember
+	7, // 5: switchyard.mesh.v1.PresenceUpdate.left:type_name -> switchyard.mesh.v1.PresenceMember
+	7, // 6: switchyard.mesh.v1.PresenceReply.members:type_name -> switchyard.mesh.v1.PresenceMember
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_link_proto_init() }
@@ -594,7 +912,7 @@ func file_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_link_proto_rawDesc), len(file_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
