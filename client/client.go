@@ -199,7 +199,7 @@ func dialOne(ctx context.Context, proto, url string, tlsConf *tls.Config, opts O
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", proto, url, err)
 	}
-	connected, err := handshake(ctx, tr, opts.Token, !opts.SingleStream)
+	connected, err := handshake(ctx, tr, &protocols.Connect{Token: opts.Token, Streams: !opts.SingleStream, User: opts.User, Info: opts.Info})
 	if err != nil {
 		tr.abort()
 		return nil, fmt.Errorf("%s %s: %w", proto, url, err)
@@ -227,9 +227,9 @@ func httpBase(raw string) string {
 
 // handshake sends Connect and waits for Connected. A Disconnect instead
 // becomes a *protocols.CloseError, an Error a *protocols.RequestError.
-func handshake(ctx context.Context, tr transport, token string, streams bool) (*protocols.Connected, error) {
+func handshake(ctx context.Context, tr transport, cn *protocols.Connect) (*protocols.Connected, error) {
 	stop := context.AfterFunc(ctx, tr.abort)
-	connected, err := exchangeConnect(tr, token, streams)
+	connected, err := exchangeConnect(tr, cn)
 	if !stop() {
 		// ctx ended and the transport is gone, whatever the exchange said.
 		return nil, fmt.Errorf("handshake: %w", context.Cause(ctx))
@@ -240,10 +240,9 @@ func handshake(ctx context.Context, tr transport, token string, streams bool) (*
 	return connected, nil
 }
 
-func exchangeConnect(tr transport, token string, streams bool) (*protocols.Connected, error) {
-	connect, err := protocols.EncodeFrame(&protocols.Frame{Id: 1, Kind: &protocols.Frame_Connect{Connect: &protocols.Connect{
-		Token: token, Client: clientName, Protocol: protocols.ProtocolVersion, Streams: streams,
-	}}})
+func exchangeConnect(tr transport, cn *protocols.Connect) (*protocols.Connected, error) {
+	cn.Client, cn.Protocol = clientName, protocols.ProtocolVersion
+	connect, err := protocols.EncodeFrame(&protocols.Frame{Id: 1, Kind: &protocols.Frame_Connect{Connect: cn}})
 	if err != nil {
 		return nil, err
 	}
@@ -633,6 +632,10 @@ func (c *Client) dispatch(f *protocols.Frame) {
 			return
 		}
 		c.reply(f)
+	case *protocols.Frame_Join:
+		c.presenceEvent(k.Join.GetChannel(), PresenceEvent{Join: true, Member: memberOf(k.Join.GetMember())})
+	case *protocols.Frame_Leave:
+		c.presenceEvent(k.Leave.GetChannel(), PresenceEvent{Member: memberOf(k.Leave.GetMember())})
 	case *protocols.Frame_Disconnect:
 		d := k.Disconnect
 		ce := protocols.CloseErrorOf(d)

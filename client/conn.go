@@ -68,6 +68,7 @@ type Sub struct {
 	channel string
 	ch      chan Message
 
+	events    chan PresenceEvent // WithPresence; else nil
 	recovered atomic.Bool
 	resyncs   atomic.Uint64
 
@@ -457,6 +458,10 @@ func (c *Conn) Subscribe(ctx context.Context, channel string, opts ...SubscribeO
 		return nil, err
 	}
 	s := &Sub{conn: c, channel: channel, ch: make(chan Message, cl.msgBuffer), last: inner.Position()}
+	if inner.events != nil {
+		s.events = make(chan PresenceEvent, presenceBuffer)
+		go s.forwardPresence(inner)
+	}
 	s.recovered.Store(len(opts) == 0 || inner.Recovered()) // without Since there is nothing to miss
 	c.mu.Lock()
 	if c.closing {
@@ -509,7 +514,11 @@ func (s *Sub) attach(cl *Client) {
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(s.conn.ctx, 15*time.Second)
 		var err error
-		inner, err = cl.Subscribe(ctx, s.channel, Since(since))
+		opts := []SubscribeOption{Since(since)}
+		if s.events != nil {
+			opts = append(opts, WithPresence())
+		}
+		inner, err = cl.Subscribe(ctx, s.channel, opts...)
 		cancel()
 		if err == nil {
 			if !inner.Recovered() {
@@ -532,6 +541,7 @@ func (s *Sub) attach(cl *Client) {
 		case <-time.After(wait):
 		}
 	}
+	go s.forwardPresence(inner)
 	s.recovered.Store(inner.Recovered())
 	if !inner.Recovered() {
 		s.resyncs.Add(1)

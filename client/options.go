@@ -79,6 +79,10 @@ type Options struct {
 	Origin string
 	// Token is sent in Connect to authenticate the client.
 	Token string
+	// User and Info describe this client in the presence of the channels
+	// it subscribes to that keep presence (at most 256 and 1,024 bytes).
+	User string
+	Info []byte
 	// FallbackDelay is how long auto waits for WebTransport before it
 	// starts WebSocket as well; a WebTransport failure starts WebSocket at
 	// once. The first to complete the handshake wins. Zero: 300 ms.

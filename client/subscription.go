@@ -37,6 +37,7 @@ type Subscription struct {
 	ch      chan Message
 	quit    chan struct{} // closed when the subscription ends; unblocks delivery
 	ready   chan struct{} // closed once the server's answer to Subscribe is in
+	events  chan PresenceEvent // WithPresence: join and leave events; else nil
 
 	// pos and volatile are written by the read loop before ready is closed.
 	pos      Position
@@ -105,6 +106,9 @@ func (c *Client) Subscribe(ctx context.Context, channel string, opts ...Subscrib
 	sub := &protocols.Subscribe{Channel: channel}
 	for _, o := range opts {
 		o(sub)
+	}
+	if sub.Presence {
+		s.events = make(chan PresenceEvent, presenceBuffer)
 	}
 	id, cl, err := c.send(&protocols.Frame{Kind: &protocols.Frame_Subscribe{Subscribe: sub}}, s.confirm, func() error {
 		if _, dup := c.subs[channel]; dup {
@@ -220,7 +224,7 @@ func (c *Client) resubscribe(channel string, code uint32, reason string) {
 	s.mu.Unlock()
 	c.log.Debug("client: the server ended a subscription; subscribing again", "channel", channel, "code", code,
 		"reason", reason, "since_epoch", since.Epoch, "since_offset", since.Offset)
-	sub := &protocols.Subscribe{Channel: channel, Alias: s.alias}
+	sub := &protocols.Subscribe{Channel: channel, Alias: s.alias, Presence: s.events != nil}
 	Since(since)(sub)
 	_, _, err := c.send(&protocols.Frame{Kind: &protocols.Frame_Subscribe{Subscribe: sub}}, func(f *protocols.Frame, _ bool) {
 		k, ok := f.Kind.(*protocols.Frame_Subscribed)

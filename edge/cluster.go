@@ -118,6 +118,25 @@ func (n *Node) HandOff(channel, to string) (protocols.ChannelState, bool) {
 	return n.hub.HandOff(channel, to)
 }
 
+// PresenceUpdate applies, as the channel's owner, node from's joins and
+// leaves (mesh.PresenceKeeper).
+func (n *Node) PresenceUpdate(from, channel string, joined, left []*protocols.ClientInfo, sync bool) {
+	if n.checkChannel(channel) != nil {
+		return
+	}
+	n.hub.PresenceUpdate(from, channel, joined, left, sync)
+}
+
+// PresenceEvent hands the owner's presence events to local subscribers.
+func (n *Node) PresenceEvent(channel string, joined, left []*protocols.ClientInfo) {
+	n.hub.PresenceEvent(channel, joined, left)
+}
+
+// Presence answers a presence query as the channel's owner.
+func (n *Node) Presence(channel string, limit int) (*protocols.PresenceReply, error) {
+	return n.hub.Presence(channel, limit)
+}
+
 // MembersChanged re-seeds successors and hands channels on after a
 // membership change.
 func (n *Node) MembersChanged(reset []string) { n.hub.membersChanged(reset) }

@@ -55,6 +55,7 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("/api/publish", n.only([]string{http.MethodPost}, http.HandlerFunc(n.apiPublish)))
 	mux.Handle("/api/nodes", n.only([]string{http.MethodGet}, http.HandlerFunc(n.apiNodes)))
 	mux.Handle("/api/history", n.only(getHead, http.HandlerFunc(n.apiHistory)))
+	mux.Handle("/api/presence", n.only(getHead, http.HandlerFunc(n.apiPresence)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such API endpoint: %.64q", r.URL.Path))
 	})
@@ -71,7 +72,7 @@ func (n *Node) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})))
-	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/api/history": true, "/healthz": true, "/readyz": true, "/certhash": true}
+	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/api/history": true, "/api/presence": true, "/healthz": true, "/readyz": true, "/certhash": true}
 	if n.cfg.Certs != nil {
 		mux.Handle("/certhash", n.only([]string{http.MethodGet, http.MethodHead, http.MethodOptions}, http.HandlerFunc(n.certHash)))
 	}
@@ -403,6 +404,66 @@ func (n *Node) apiHistory(w http.ResponseWriter, r *http.Request) {
 			hp.DataBase64 = base64.StdEncoding.EncodeToString(data)
 		}
 		out.Publications = append(out.Publications, hp)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// presenceReply is the body of GET /api/presence.
+type presenceReply struct {
+	Channel   string           `json:"channel"`
+	Clients   uint32           `json:"clients"`
+	Users     uint32           `json:"users"`
+	Truncated bool             `json:"truncated,omitempty"`
+	Members   []presenceMember `json:"members"`
+}
+
+type presenceMember struct {
+	Client     string `json:"client"`
+	User       string `json:"user,omitempty"`
+	Info       string `json:"info,omitempty"`
+	InfoBase64 string `json:"info_base64,omitempty"`
+}
+
+// GET /api/presence?channel=chat[&limit=N], X-API-Key: who is in the
+// channel over the whole cluster (asked of its owner): counts, and up to
+// limit members (default 1,000; 0 for counts only), sorted by client id.
+func (n *Node) apiPresence(w http.ResponseWriter, r *http.Request) {
+	if !n.apiAuthorized(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	name := q.Get("channel")
+	if err := n.checkChannel(name); err != nil {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "invalid_channel", err.Error())
+		return
+	}
+	limit := DefaultPresenceLimit
+	if v := q.Get("limit"); v != "" {
+		l, err := strconv.Atoi(v)
+		if err != nil || l < 0 || l > 100_000 {
+			protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_limit", "limit must be an integer from 0 to 100000")
+			return
+		}
+		limit = l
+	}
+	if !n.hub.presence(name) {
+		protocols.WriteHTTPError(w, http.StatusBadRequest, "no_presence", errNoPresence.Error())
+		return
+	}
+	p, err := n.hub.QueryPresence(r.Context(), name, limit)
+	if err != nil {
+		protocols.WriteHTTPError(w, http.StatusServiceUnavailable, "owner_unavailable", "the channel's owner node did not answer: "+err.Error())
+		return
+	}
+	out := presenceReply{Channel: name, Clients: p.Clients, Users: p.Users, Truncated: p.Truncated, Members: []presenceMember{}}
+	for _, m := range p.Members {
+		pm := presenceMember{Client: m.Client, User: m.User}
+		if utf8.Valid(m.Info) {
+			pm.Info = string(m.Info)
+		} else {
+			pm.InfoBase64 = base64.StdEncoding.EncodeToString(m.Info)
+		}
+		out.Members = append(out.Members, pm)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

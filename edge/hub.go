@@ -71,6 +71,10 @@ type Hub struct {
 	log            *slog.Logger
 	logRate        protocols.LogLimiter
 	repStats       ReplicationStats
+	// presence (presence.go)
+	presence           func(string) bool
+	presenceEventLimit int
+	pc                 PresenceCarrier // nil: presence is this node's alone
 
 	shards [hubShards]hubShard
 }
@@ -121,6 +125,8 @@ type channel struct {
 	// A takeover waits for a copy: operations queue until it is in.
 	taking bool
 	queued []func(*channel) []func()
+	pres *presence // nil: the channel keeps no presence
+
 	// Operations sent here by a node that sees this one as the owner
 	// before this node does: they wait for its view (awaitOwnership).
 	awaiting   []awaitingOp
@@ -140,8 +146,10 @@ const maxKeys = 1 << 16
 // member is one subscription: a session and the alias it gave the
 // subscription. The hub fans out to members, not to sessions.
 type member struct {
-	s     protocols.Session
-	alias uint32
+	s      protocols.Session
+	alias  uint32
+	events bool                  // wants the channel's presence events
+	info   *protocols.ClientInfo // the session as a presence member; nil: none
 }
 
 // pendingSub is a subscription waiting for the owner's registration.
@@ -185,6 +193,12 @@ type HubConfig struct {
 	ReplicaTimeout time.Duration
 	// Log gets replication warnings; nil: none.
 	Log *slog.Logger
+	// Presence reports whether a channel keeps presence (who is in it).
+	// Nil: none does.
+	Presence func(channel string) bool
+	// PresenceEventLimit is the most members a channel may have for its
+	// join and leave events to be sent. Zero: 1,000.
+	PresenceEventLimit int
 }
 
 // NewHub returns an empty hub.
@@ -213,6 +227,15 @@ func NewHub(cfg HubConfig) *Hub {
 	if r, ok := cfg.Cluster.(Replicator); ok && cfg.Replicas != 1 {
 		h.rep = r
 	}
+	h.presence = cfg.Presence
+	if h.presence == nil {
+		h.presence = func(string) bool { return false }
+	}
+	h.presenceEventLimit = cfg.PresenceEventLimit
+	if h.presenceEventLimit <= 0 {
+		h.presenceEventLimit = 1000
+	}
+	h.pc, _ = cfg.Cluster.(PresenceCarrier)
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -237,6 +260,9 @@ func (h *Hub) acquire(name string) *channel {
 				ch.epoch = newEpoch()
 				if size, ttl := h.history(name); size > 0 {
 					ch.hist = newHistory(size, ttl)
+				}
+				if h.presence(name) {
+					ch.pres = newPresence()
 				}
 			}
 			// With replication, an owner sequences only once it took the
@@ -277,7 +303,7 @@ func newEpoch() string { return protocols.NewID()[:8] }
 // and no position this node assigns that was used within IdleTTL (an
 // owner keeps its channels' epoch and offset for the other nodes).
 func (h *Hub) idle(ch *channel, now time.Time) bool {
-	if len(ch.subs) > 0 || len(ch.pending) > 0 || len(ch.unacked) > 0 || len(ch.awaiting) > 0 || ch.taking || ch.rep != nil {
+	if len(ch.subs) > 0 || len(ch.pending) > 0 || len(ch.unacked) > 0 || len(ch.awaiting) > 0 || ch.taking || ch.rep != nil || ch.pres.busy() {
 		return false
 	}
 	return !(ch.sequencer || ch.movedTo != "") || now.Sub(ch.used) > h.idleTTL
@@ -350,6 +376,13 @@ func (h *Hub) IsVolatile(name string) bool { return h.volatile(name) }
 // subscribed or waiting.
 // Deliveries go to s under alias (see protocols.Session.Deliver).
 func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, since *Position, reply SubscribedFunc, fail []byte) bool {
+	return h.SubscribeMember(name, s, alias, since, reply, fail, nil, false)
+}
+
+// SubscribeMember is Subscribe for a session that is a presence member of
+// the channel (info; nil: none) and may want its presence events.
+func (h *Hub) SubscribeMember(name string, s protocols.Session, alias uint32, since *Position, reply SubscribedFunc, fail []byte,
+	info *protocols.ClientInfo, events bool) bool {
 	ch := h.acquire(name)
 	if _, ok := ch.index[s]; ok || ch.isPending(s) {
 		ch.mu.Unlock()
@@ -358,10 +391,12 @@ func (h *Hub) Subscribe(name string, s protocols.Session, alias uint32, since *P
 	ch.used = time.Now()
 	first := len(ch.subs) == 0 && len(ch.pending) == 0
 	register := false
+	m := member{s: s, alias: alias, events: events && ch.pres != nil, info: info}
 	if ch.registered {
-		ch.admit(member{s, alias}, since, reply, time.Now())
+		ch.admit(m, since, reply, time.Now())
+		h.presenceJoin(ch, m)
 	} else {
-		ch.pending = append(ch.pending, pendingSub{member: member{s, alias}, since: since, reply: reply, fail: fail})
+		ch.pending = append(ch.pending, pendingSub{member: m, since: since, reply: reply, fail: fail})
 		if !ch.registering {
 			ch.registering = true
 			register = true
@@ -578,8 +613,10 @@ func (h *Hub) Registered(name, epoch string, offset uint64, hist []protocols.Pub
 		ch.epoch, ch.offset, ch.sequencer = epoch, offset, false
 	}
 	ch.registered, ch.registering = true, false
+	h.presenceSync(ch) // the owner may be new: all of this node's members so far
 	for _, p := range ch.pending {
 		ch.admit(p.member, p.since, p.reply, now)
+		h.presenceJoin(ch, p.member)
 	}
 	ch.pending = nil
 	h.releaseEnded(ch, ended)
@@ -625,8 +662,9 @@ func (h *Hub) Unsubscribe(name string, s protocols.Session, reply []byte) bool {
 	if ch == nil {
 		return false
 	}
+	h.presenceLeave(ch, s)
 	if !ch.remove(s) {
-		ch.mu.Unlock()
+		h.release(ch)
 		return false
 	}
 	if reply != nil {

@@ -87,6 +87,15 @@ type Config struct {
 	// prefixes ending in "*" ("game:*"); "*" makes every channel volatile.
 	// Zero: none (the dev node of cmd/switchyard sets "game:*").
 	VolatileChannels []string
+	// PresenceChannels keep presence (who is in them, over the cluster:
+	// the presence request, GET /api/presence, join and leave events):
+	// names, or prefixes ending in "*". Volatile channels keep none.
+	// Zero: none (the dev node of cmd/switchyard sets "chat" and "chat:*").
+	PresenceChannels []string
+	// PresenceEventLimit is the most members a channel may have for its
+	// join and leave events to go out (above it, only the request and the
+	// API tell). Zero: 1,000.
+	PresenceEventLimit int
 	// History keeps the latest publications of the channels its rules
 	// match (the first matching rule wins), for recovery: a client that
 	// subscribes again with the position it last saw gets what it missed.
@@ -235,7 +244,8 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg,
 		hub: NewHub(HubConfig{Cluster: cfg.Cluster, IdleTTL: cfg.ChannelIdleTTL, Volatile: volatileMatcher(cfg.VolatileChannels),
-			History: historyPolicy(cfg.History), Replicas: cfg.Replicas, Log: cfg.Logger}),
+			History: historyPolicy(cfg.History), Replicas: cfg.Replicas, Log: cfg.Logger,
+			Presence: presenceMatcher(cfg.PresenceChannels, cfg.VolatileChannels), PresenceEventLimit: cfg.PresenceEventLimit}),
 		origins: make(map[string]bool),
 		clients: make(map[*client]struct{}),
 		sweep:   make(chan struct{}),
@@ -261,15 +271,20 @@ func New(cfg Config) (*Node, error) {
 			cfg.Logger.Warn("history rule matches volatile channels, which keep no history", "rule", r.Channels)
 		}
 	}
-	for _, p := range cfg.VolatileChannels {
-		name := strings.TrimSuffix(p, "*")
-		switch {
-		case p == "*":
-		case strings.Contains(name, "*"):
-			return nil, fmt.Errorf("edge: volatile channel pattern %q: '*' may only end a pattern (game:*) or stand alone (every channel)", p)
-		default:
-			if err := n.checkChannel(name); err != nil {
-				return nil, fmt.Errorf("edge: volatile channel pattern %q: %w", p, err)
+	for _, set := range []struct {
+		what     string
+		patterns []string
+	}{{"volatile", cfg.VolatileChannels}, {"presence", cfg.PresenceChannels}} {
+		for _, p := range set.patterns {
+			name := strings.TrimSuffix(p, "*")
+			switch {
+			case p == "*":
+			case strings.Contains(name, "*"):
+				return nil, fmt.Errorf("edge: %s channel pattern %q: '*' may only end a pattern (game:*) or stand alone (every channel)", set.what, p)
+			default:
+				if err := n.checkChannel(name); err != nil {
+					return nil, fmt.Errorf("edge: %s channel pattern %q: %w", set.what, p, err)
+				}
 			}
 		}
 	}
@@ -614,6 +629,15 @@ func (n *Node) maxPayload(channel string) int {
 
 // volatileMatcher reports whether a channel matches one of the patterns:
 // a name, or a prefix ending in "*".
+// presenceMatcher matches the presence channels that are not volatile.
+func presenceMatcher(patterns, volatile []string) func(string) bool {
+	in, vol := volatileMatcher(patterns), volatileMatcher(volatile)
+	if in == nil {
+		return nil
+	}
+	return func(name string) bool { return in(name) && (vol == nil || !vol(name)) }
+}
+
 func volatileMatcher(patterns []string) func(string) bool {
 	if len(patterns) == 0 {
 		return nil

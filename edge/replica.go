@@ -528,6 +528,9 @@ func (h *Hub) awaitExpired(name string) {
 // and drops replicas this node no longer needs.
 func (h *Hub) membersChanged(reset []string) {
 	if h.rep == nil {
+		h.eachChannel(func(ch *channel) {
+			h.presenceMembersChanged(ch, h.owns(ch.name))
+		})
 		return
 	}
 	wasReset := func(n string) bool {
@@ -572,6 +575,7 @@ func (h *Hub) membersChanged(reset []string) {
 				ch.movedTo = ""
 			}
 			after = append(after, h.runAwaiting(ch, now)...)
+			h.presenceMembersChanged(ch, owner)
 			h.release(ch)
 			runAll(after)
 		}

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -18,6 +19,7 @@ type client struct {
 	timer   *time.Timer // closes the session if Connect does not come in time
 
 	connected bool
+	member    *protocols.ClientInfo // this session in channels' presence
 	inflight  chan struct{}       // a slot per publish waiting for its owner: at most maxInflight
 	subs      map[string]uint32   // channel → alias
 	aliases   map[uint32]struct{} // aliases in use
@@ -53,6 +55,8 @@ func (c *client) HandleFrame(f *protocols.Frame) error {
 	case *protocols.Frame_Datagram:
 		c.HandleDatagram(k.Datagram.Alias, k.Datagram.Data)
 		return nil
+	case *protocols.Frame_Presence:
+		return c.presence(f.Id, k.Presence)
 	case *protocols.Frame_Connect:
 		return protocols.Closef(protocols.CodeBadFrame, "connect sent twice")
 	case nil:
@@ -66,8 +70,13 @@ func (c *client) connect(id uint32, cn *protocols.Connect) error {
 	if cn.Protocol != "" && cn.Protocol != protocols.ProtocolVersion {
 		return protocols.Closef(protocols.CodeBadProtocol, "unsupported protocol %q, this node speaks %s", cn.Protocol, protocols.ProtocolVersion)
 	}
+	if len(cn.User) > MaxPresenceUser || len(cn.Info) > MaxPresenceInfo {
+		return protocols.Closef(protocols.CodeBadFrame, "connect: user is %d bytes (limit %d), info %d bytes (limit %d)",
+			len(cn.User), MaxPresenceUser, len(cn.Info), MaxPresenceInfo)
+	}
 	c.timer.Stop()
 	c.connected = true
+	c.member = &protocols.ClientInfo{Client: c.session.ID(), User: cn.User, Info: cn.Info}
 	cfg := c.node.cfg
 	streams := cn.Streams && c.session.UseStreams()
 	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
@@ -112,13 +121,13 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 	if sub.Recover && !volatile {
 		since = &Position{Epoch: sub.SinceEpoch, Offset: sub.SinceOffset}
 	}
-	c.node.hub.Subscribe(name, c.session, alias, since, func(p Position, recovered bool) []byte {
+	c.node.hub.SubscribeMember(name, c.session, alias, since, func(p Position, recovered bool) []byte {
 		return protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{
 			Channel: name, Epoch: p.Epoch, Offset: p.Offset, Alias: alias, Volatile: volatile, Recovered: recovered,
 		}}})
 	}, protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{Error: &protocols.Error{
 		Code: uint32(protocols.ErrCodeInternal), Message: "the channel's owner node did not answer; try again",
-	}}}))
+	}}}), c.member, sub.Presence)
 	c.subs[name] = alias
 	c.aliases[alias] = struct{}{}
 	if volatile {
@@ -185,6 +194,36 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 			PublishAck: &protocols.PublishAck{Epoch: pos.Epoch, Offset: pos.Offset, Duplicate: dup},
 		}}))
 	})
+	return nil
+}
+
+// presence answers a presence request for a channel the session is
+// subscribed to, without blocking the read loop (the owner may be another
+// node).
+func (c *client) presence(id uint32, p *protocols.PresenceRequest) error {
+	name := p.Channel
+	if _, ok := c.subs[name]; !ok {
+		return c.fail(id, protocols.ErrCodeNotSubscribed, fmt.Sprintf("presence of %.64q: subscribe to it first", name))
+	}
+	if !c.node.hub.presence(name) {
+		return c.fail(id, protocols.ErrCodeBadRequest, fmt.Sprintf("%.64q: %v", name, errNoPresence))
+	}
+	limit := DefaultPresenceLimit
+	if p.CountsOnly {
+		limit = 0
+	}
+	c.inflight <- struct{}{}
+	go func() {
+		defer func() { <-c.inflight }()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r, err := c.node.hub.QueryPresence(ctx, name, limit)
+		if err != nil {
+			_ = c.fail(id, protocols.ErrCodeInternal, "presence: "+err.Error())
+			return
+		}
+		_ = c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_PresenceReply{PresenceReply: r}}))
+	}()
 	return nil
 }
 

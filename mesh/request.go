@@ -17,12 +17,13 @@ type call struct {
 }
 
 type callResult struct {
-	epoch   string
-	offset  uint64
-	dup     bool
-	history []protocols.Publication
-	state   *protocols.ChannelState // hand-off reply; nil: none
-	err     error
+	epoch    string
+	offset   uint64
+	dup      bool
+	history  []protocols.Publication
+	state    *protocols.ChannelState // hand-off reply; nil: none
+	presence *protocols.PresenceReply
+	err      error
 }
 
 func (cl *call) finish(r callResult) {

@@ -55,6 +55,10 @@ type Frame struct {
 	//	*Frame_Pong
 	//	*Frame_Disconnect
 	//	*Frame_Datagram
+	//	*Frame_Presence
+	//	*Frame_PresenceReply
+	//	*Frame_Join
+	//	*Frame_Leave
 	Kind          isFrame_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -230,6 +234,42 @@ func (x *Frame) GetDatagram() *Datagram {
 	return nil
 }
 
+func (x *Frame) GetPresence() *PresenceRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Frame_Presence); ok {
+			return x.Presence
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetPresenceReply() *PresenceReply {
+	if x != nil {
+		if x, ok := x.Kind.(*Frame_PresenceReply); ok {
+			return x.PresenceReply
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetJoin() *Join {
+	if x != nil {
+		if x, ok := x.Kind.(*Frame_Join); ok {
+			return x.Join
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLeave() *Leave {
+	if x != nil {
+		if x, ok := x.Kind.(*Frame_Leave); ok {
+			return x.Leave
+		}
+	}
+	return nil
+}
+
 type isFrame_Kind interface {
 	isFrame_Kind()
 }
@@ -290,6 +330,22 @@ type Frame_Datagram struct {
 	Datagram *Datagram `protobuf:"bytes,15,opt,name=datagram,proto3,oneof"`
 }
 
+type Frame_Presence struct {
+	Presence *PresenceRequest `protobuf:"bytes,16,opt,name=presence,proto3,oneof"`
+}
+
+type Frame_PresenceReply struct {
+	PresenceReply *PresenceReply `protobuf:"bytes,17,opt,name=presence_reply,json=presenceReply,proto3,oneof"`
+}
+
+type Frame_Join struct {
+	Join *Join `protobuf:"bytes,18,opt,name=join,proto3,oneof"`
+}
+
+type Frame_Leave struct {
+	Leave *Leave `protobuf:"bytes,19,opt,name=leave,proto3,oneof"`
+}
+
 func (*Frame_Connect) isFrame_Kind() {}
 
 func (*Frame_Connected) isFrame_Kind() {}
@@ -318,6 +374,14 @@ func (*Frame_Disconnect) isFrame_Kind() {}
 
 func (*Frame_Datagram) isFrame_Kind() {}
 
+func (*Frame_Presence) isFrame_Kind() {}
+
+func (*Frame_PresenceReply) isFrame_Kind() {}
+
+func (*Frame_Join) isFrame_Kind() {}
+
+func (*Frame_Leave) isFrame_Kind() {}
+
 // Connect is the first frame a client sends on a new session.
 type Connect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -330,7 +394,12 @@ type Connect struct {
 	// streams asks, on WebTransport, for each subscription's messages on a
 	// unidirectional stream of its own rather than on the control stream.
 	// Ignored on WebSocket.
-	Streams       bool `protobuf:"varint,4,opt,name=streams,proto3" json:"streams,omitempty"`
+	Streams bool `protobuf:"varint,4,opt,name=streams,proto3" json:"streams,omitempty"`
+	// user and info describe the client in the presence of channels that
+	// keep it (at most 256 and 1,024 bytes). Until tokens carry them, any
+	// client may say who it is.
+	User          string `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	Info          []byte `protobuf:"bytes,6,opt,name=info,proto3" json:"info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,6 +460,20 @@ func (x *Connect) GetStreams() bool {
 		return x.Streams
 	}
 	return false
+}
+
+func (x *Connect) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Connect) GetInfo() []byte {
+	if x != nil {
+		return x.Info
+	}
+	return nil
 }
 
 // Connected answers Connect.
@@ -523,9 +606,13 @@ type Subscribe struct {
 	// since_offset), the last one the client saw, from the channel's history:
 	// they follow Subscribed as Messages, then the live ones, none twice.
 	// Subscribed.recovered says whether that was possible.
-	Recover       bool   `protobuf:"varint,3,opt,name=recover,proto3" json:"recover,omitempty"`
-	SinceEpoch    string `protobuf:"bytes,4,opt,name=since_epoch,json=sinceEpoch,proto3" json:"since_epoch,omitempty"`
-	SinceOffset   uint64 `protobuf:"varint,5,opt,name=since_offset,json=sinceOffset,proto3" json:"since_offset,omitempty"`
+	Recover     bool   `protobuf:"varint,3,opt,name=recover,proto3" json:"recover,omitempty"`
+	SinceEpoch  string `protobuf:"bytes,4,opt,name=since_epoch,json=sinceEpoch,proto3" json:"since_epoch,omitempty"`
+	SinceOffset uint64 `protobuf:"varint,5,opt,name=since_offset,json=sinceOffset,proto3" json:"since_offset,omitempty"`
+	// presence asks for the channel's Join and Leave events (channels that
+	// keep presence, while they have at most the node's event limit of
+	// members; the Presence request works at any size).
+	Presence      bool `protobuf:"varint,6,opt,name=presence,proto3" json:"presence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +680,13 @@ func (x *Subscribe) GetSinceOffset() uint64 {
 		return x.SinceOffset
 	}
 	return 0
+}
+
+func (x *Subscribe) GetPresence() bool {
+	if x != nil {
+		return x.Presence
+	}
+	return false
 }
 
 type Subscribed struct {
@@ -1270,11 +1364,312 @@ func (x *Disconnect) GetReconnectUrl() string {
 	return ""
 }
 
+// ClientInfo is a member of a channel's presence: a session, its user and
+// its info, as given in Connect.
+type ClientInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Client        string                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Info          []byte                 `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientInfo) Reset() {
+	*x = ClientInfo{}
+	mi := &file_switchyard_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientInfo) ProtoMessage() {}
+
+func (x *ClientInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
+func (*ClientInfo) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ClientInfo) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetInfo() []byte {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// PresenceRequest asks who is in a channel the session is subscribed to,
+// over the whole cluster. Answered by PresenceReply or Error.
+type PresenceRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// counts_only leaves the member list out.
+	CountsOnly    bool `protobuf:"varint,2,opt,name=counts_only,json=countsOnly,proto3" json:"counts_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceRequest) Reset() {
+	*x = PresenceRequest{}
+	mi := &file_switchyard_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceRequest) ProtoMessage() {}
+
+func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
+func (*PresenceRequest) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PresenceRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PresenceRequest) GetCountsOnly() bool {
+	if x != nil {
+		return x.CountsOnly
+	}
+	return false
+}
+
+// PresenceReply lists the channel's members (at most 1,000; truncated when
+// there are more) and counts its clients and distinct users.
+type PresenceReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Members       []*ClientInfo          `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Clients       uint32                 `protobuf:"varint,3,opt,name=clients,proto3" json:"clients,omitempty"`
+	Users         uint32                 `protobuf:"varint,4,opt,name=users,proto3" json:"users,omitempty"`
+	Truncated     bool                   `protobuf:"varint,5,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceReply) Reset() {
+	*x = PresenceReply{}
+	mi := &file_switchyard_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceReply) ProtoMessage() {}
+
+func (x *PresenceReply) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceReply.ProtoReflect.Descriptor instead.
+func (*PresenceReply) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PresenceReply) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *PresenceReply) GetMembers() []*ClientInfo {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *PresenceReply) GetClients() uint32 {
+	if x != nil {
+		return x.Clients
+	}
+	return 0
+}
+
+func (x *PresenceReply) GetUsers() uint32 {
+	if x != nil {
+		return x.Users
+	}
+	return 0
+}
+
+func (x *PresenceReply) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// Join and Leave are pushes (id 0) to subscriptions that asked for
+// presence events: a member joined or left the channel.
+type Join struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Member        *ClientInfo            `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Join) Reset() {
+	*x = Join{}
+	mi := &file_switchyard_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Join) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Join) ProtoMessage() {}
+
+func (x *Join) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Join.ProtoReflect.Descriptor instead.
+func (*Join) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Join) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Join) GetMember() *ClientInfo {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+type Leave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Member        *ClientInfo            `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Leave) Reset() {
+	*x = Leave{}
+	mi := &file_switchyard_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Leave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Leave) ProtoMessage() {}
+
+func (x *Leave) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Leave.ProtoReflect.Descriptor instead.
+func (*Leave) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Leave) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Leave) GetMember() *ClientInfo {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
 var File_switchyard_proto protoreflect.FileDescriptor
 
 const file_switchyard_proto_rawDesc = "" +
 	"\n" +
-	"\x10switchyard.proto\x12\rswitchyard.v1\"\xa5\x06\n" +
+	"\x10switchyard.proto\x12\rswitchyard.v1\"\x83\b\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x122\n" +
 	"\aconnect\x18\x02 \x01(\v2\x16.switchyard.v1.ConnectH\x00R\aconnect\x128\n" +
@@ -1296,13 +1691,19 @@ const file_switchyard_proto_rawDesc = "" +
 	"\n" +
 	"disconnect\x18\x0e \x01(\v2\x19.switchyard.v1.DisconnectH\x00R\n" +
 	"disconnect\x125\n" +
-	"\bdatagram\x18\x0f \x01(\v2\x17.switchyard.v1.DatagramH\x00R\bdatagramB\x06\n" +
-	"\x04kind\"m\n" +
+	"\bdatagram\x18\x0f \x01(\v2\x17.switchyard.v1.DatagramH\x00R\bdatagram\x12<\n" +
+	"\bpresence\x18\x10 \x01(\v2\x1e.switchyard.v1.PresenceRequestH\x00R\bpresence\x12E\n" +
+	"\x0epresence_reply\x18\x11 \x01(\v2\x1c.switchyard.v1.PresenceReplyH\x00R\rpresenceReply\x12)\n" +
+	"\x04join\x18\x12 \x01(\v2\x13.switchyard.v1.JoinH\x00R\x04join\x12,\n" +
+	"\x05leave\x18\x13 \x01(\v2\x14.switchyard.v1.LeaveH\x00R\x05leaveB\x06\n" +
+	"\x04kind\"\x95\x01\n" +
 	"\aConnect\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
 	"\x06client\x18\x02 \x01(\tR\x06client\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x18\n" +
-	"\astreams\x18\x04 \x01(\bR\astreams\"\xb0\x02\n" +
+	"\astreams\x18\x04 \x01(\bR\astreams\x12\x12\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\x12\x12\n" +
+	"\x04info\x18\x06 \x01(\fR\x04info\"\xb0\x02\n" +
 	"\tConnected\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
@@ -1313,14 +1714,15 @@ const file_switchyard_proto_rawDesc = "" +
 	"\x06region\x18\x06 \x01(\tR\x06region\x12\x1a\n" +
 	"\bprotocol\x18\a \x01(\tR\bprotocol\x12*\n" +
 	"\x11max_datagram_size\x18\b \x01(\rR\x0fmaxDatagramSize\x12\x18\n" +
-	"\astreams\x18\t \x01(\bR\astreams\"\x99\x01\n" +
+	"\astreams\x18\t \x01(\bR\astreams\"\xb5\x01\n" +
 	"\tSubscribe\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
 	"\x05alias\x18\x02 \x01(\rR\x05alias\x12\x18\n" +
 	"\arecover\x18\x03 \x01(\bR\arecover\x12\x1f\n" +
 	"\vsince_epoch\x18\x04 \x01(\tR\n" +
 	"sinceEpoch\x12!\n" +
-	"\fsince_offset\x18\x05 \x01(\x04R\vsinceOffset\"\xa4\x01\n" +
+	"\fsince_offset\x18\x05 \x01(\x04R\vsinceOffset\x12\x1a\n" +
+	"\bpresence\x18\x06 \x01(\bR\bpresence\"\xa4\x01\n" +
 	"\n" +
 	"Subscribed\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
@@ -1364,7 +1766,28 @@ const file_switchyard_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
 	"\treconnect\x18\x03 \x01(\bR\treconnect\x12,\n" +
 	"\x12reconnect_after_ms\x18\x04 \x01(\rR\x10reconnectAfterMs\x12#\n" +
-	"\rreconnect_url\x18\x05 \x01(\tR\freconnectUrlB6Z4github.com/switchyard/switchyard/protocols;protocolsb\x06proto3"
+	"\rreconnect_url\x18\x05 \x01(\tR\freconnectUrl\"L\n" +
+	"\n" +
+	"ClientInfo\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
+	"\x04info\x18\x03 \x01(\fR\x04info\"L\n" +
+	"\x0fPresenceRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1f\n" +
+	"\vcounts_only\x18\x02 \x01(\bR\n" +
+	"countsOnly\"\xac\x01\n" +
+	"\rPresenceReply\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x123\n" +
+	"\amembers\x18\x02 \x03(\v2\x19.switchyard.v1.ClientInfoR\amembers\x12\x18\n" +
+	"\aclients\x18\x03 \x01(\rR\aclients\x12\x14\n" +
+	"\x05users\x18\x04 \x01(\rR\x05users\x12\x1c\n" +
+	"\ttruncated\x18\x05 \x01(\bR\ttruncated\"S\n" +
+	"\x04Join\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x121\n" +
+	"\x06member\x18\x02 \x01(\v2\x19.switchyard.v1.ClientInfoR\x06member\"T\n" +
+	"\x05Leave\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x121\n" +
+	"\x06member\x18\x02 \x01(\v2\x19.switchyard.v1.ClientInfoR\x06memberB6Z4github.com/switchyard/switchyard/protocols;protocolsb\x06proto3"
 
 var (
 	file_switchyard_proto_rawDescOnce sync.Once
@@ -1378,23 +1801,28 @@ func file_switchyard_proto_rawDescGZIP() []byte {
 	return file_switchyard_proto_rawDescData
 }
 
-var file_switchyard_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_switchyard_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_switchyard_proto_goTypes = []any{
-	(*Frame)(nil),        // 0: switchyard.v1.Frame
-	(*Connect)(nil),      // 1: switchyard.v1.Connect
-	(*Connected)(nil),    // 2: switchyard.v1.Connected
-	(*Subscribe)(nil),    // 3: switchyard.v1.Subscribe
-	(*Subscribed)(nil),   // 4: switchyard.v1.Subscribed
-	(*Unsubscribe)(nil),  // 5: switchyard.v1.Unsubscribe
-	(*Unsubscribed)(nil), // 6: switchyard.v1.Unsubscribed
-	(*Publish)(nil),      // 7: switchyard.v1.Publish
-	(*PublishAck)(nil),   // 8: switchyard.v1.PublishAck
-	(*Message)(nil),      // 9: switchyard.v1.Message
-	(*Error)(nil),        // 10: switchyard.v1.Error
-	(*Datagram)(nil),     // 11: switchyard.v1.Datagram
-	(*Ping)(nil),         // 12: switchyard.v1.Ping
-	(*Pong)(nil),         // 13: switchyard.v1.Pong
-	(*Disconnect)(nil),   // 14: switchyard.v1.Disconnect
+	(*Frame)(nil),           // 0: switchyard.v1.Frame
+	(*Connect)(nil),         // 1: switchyard.v1.Connect
+	(*Connected)(nil),       // 2: switchyard.v1.Connected
+	(*Subscribe)(nil),       // 3: switchyard.v1.Subscribe
+	(*Subscribed)(nil),      // 4: switchyard.v1.Subscribed
+	(*Unsubscribe)(nil),     // 5: switchyard.v1.Unsubscribe
+	(*Unsubscribed)(nil),    // 6: switchyard.v1.Unsubscribed
+	(*Publish)(nil),         // 7: switchyard.v1.Publish
+	(*PublishAck)(nil),      // 8: switchyard.v1.PublishAck
+	(*Message)(nil),         // 9: switchyard.v1.Message
+	(*Error)(nil),           // 10: switchyard.v1.Error
+	(*Datagram)(nil),        // 11: switchyard.v1.Datagram
+	(*Ping)(nil),            // 12: switchyard.v1.Ping
+	(*Pong)(nil),            // 13: switchyard.v1.Pong
+	(*Disconnect)(nil),      // 14: switchyard.v1.Disconnect
+	(*ClientInfo)(nil),      // 15: switchyard.v1.ClientInfo
+	(*PresenceRequest)(nil), // 16: switchyard.v1.PresenceRequest
+	(*PresenceReply)(nil),   // 17: switchyard.v1.PresenceReply
+	(*Join)(nil),            // 18: switchyard.v1.Join
+	(*Leave)(nil),           // 19: switchyard.v1.Leave
 }
 var file_switchyard_proto_depIdxs = []int32{
 	1,  // 0: switchyard.v1.Frame.connect:type_name -> switchyard.v1.Connect
@@ -1411,11 +1839,18 @@ var file_switchyard_proto_depIdxs = []int32{
 	13, // 11: switchyard.v1.Frame.pong:type_name -> switchyard.v1.Pong
 	14, // 12: switchyard.v1.Frame.disconnect:type_name -> switchyard.v1.Disconnect
 	11, // 13: switchyard.v1.Frame.datagram:type_name -> switchyard.v1.Datagram
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	16, // 14: switchyard.v1.Frame.presence:type_name -> switchyard.v1.PresenceRequest
+	17, // 15: switchyard.v1.Frame.presence_reply:type_name -> switchyard.v1.PresenceReply
+	18, // 16: switchyard.v1.Frame.join:type_name -> switchyard.v1.Join
+	19, // 17: switchyard.v1.Frame.leave:type_name -> switchyard.v1.Leave
+	15, // 18: switchyard.v1.PresenceReply.members:type_name -> switchyard.v1.ClientInfo
+	15, // 19: switchyard.v1.Join.member:type_name -> switchyard.v1.ClientInfo
+	15, // 20: switchyard.v1.Leave.member:type_name -> switchyard.v1.ClientInfo
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_proto_init() }
@@ -1438,6 +1873,10 @@ func file_switchyard_proto_init() {
 		(*Frame_Pong)(nil),
 		(*Frame_Disconnect)(nil),
 		(*Frame_Datagram)(nil),
+		(*Frame_Presence)(nil),
+		(*Frame_PresenceReply)(nil),
+		(*Frame_Join)(nil),
+		(*Frame_Leave)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1445,7 +1884,7 @@ func file_switchyard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_proto_rawDesc), len(file_switchyard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

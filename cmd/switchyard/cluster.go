@@ -57,10 +57,24 @@ func (l *localProxy) HandOff(ch, to string) (protocols.ChannelState, bool) {
 }
 func (l *localProxy) MembersChanged(reset []string) { l.node.MembersChanged(reset) }
 
+// The mesh.PresenceKeeper methods.
+
+func (l *localProxy) PresenceUpdate(from, ch string, joined, left []*protocols.ClientInfo, sync bool) {
+	l.node.PresenceUpdate(from, ch, joined, left, sync)
+}
+func (l *localProxy) PresenceEvent(ch string, joined, left []*protocols.ClientInfo) {
+	l.node.PresenceEvent(ch, joined, left)
+}
+func (l *localProxy) Presence(ch string, limit int) (*protocols.PresenceReply, error) {
+	return l.node.Presence(ch, limit)
+}
+
 var (
-	_ mesh.Local      = (*localProxy)(nil)
-	_ mesh.Keeper     = (*localProxy)(nil)
-	_ edge.Replicator = (*mesh.Cluster)(nil)
+	_ mesh.Local           = (*localProxy)(nil)
+	_ mesh.Keeper          = (*localProxy)(nil)
+	_ edge.Replicator      = (*mesh.Cluster)(nil)
+	_ mesh.PresenceKeeper  = (*localProxy)(nil)
+	_ edge.PresenceCarrier = (*mesh.Cluster)(nil)
 )
 
 // newCluster builds the mesh from the options; nil when --mesh-bind is

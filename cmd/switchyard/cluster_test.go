@@ -32,6 +32,7 @@ type proc struct {
 	gossip  string
 	meshDir string
 	extra   []string // more flags it was started with
+	killed  bool     // the test killed it
 }
 
 var buildOnce = sync.OnceValues(func() (string, error) {

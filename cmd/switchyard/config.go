@@ -28,6 +28,7 @@ type fileConfig struct {
 	AllowedOrigins list     `json:"allowed_origins"`
 	PublicURLs     list     `json:"public_urls"`
 	Volatile       list     `json:"volatile_channels"`
+	Presence       list     `json:"presence_channels"`
 	History        list     `json:"history"`
 	Replicas       int      `json:"replicas"`
 	Node           string   `json:"node"`
@@ -145,6 +146,7 @@ type options struct {
 	allowedOrigins []string
 	publicURLs     []string
 	volatile       []string
+	presence       []string
 	history        []edge.HistoryRule
 	replicas       int
 	batchUDP       bool
@@ -175,7 +177,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs := flag.NewFlagSet("switchyard", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	var o options
-	var origins, publicURLs, volatile, history, configFile string
+	var origins, publicURLs, volatile, presence, history, configFile string
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport")
 	fs.StringVar(&o.http, "http", "127.0.0.1:8080", "plain-HTTP `address` for local browsers and tools (empty disables it)")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); without it a self-signed dev certificate is generated and rotated")
@@ -184,6 +186,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect besides this node's own URLs (\"*\" for any)")
 	fs.StringVar(&publicURLs, "public-url", "", "comma-separated `URLs` clients reach this node by, when not its listen addresses (https://rt.example.com); their pages may connect and the cluster advertises them")
 	fs.StringVar(&volatile, "volatile-channels", "game:*", "comma-separated volatile `channels` (names, or prefixes ending in *): their publications travel as datagrams, latest wins; empty for none")
+	fs.StringVar(&presence, "presence-channels", "chat,chat:*", "comma-separated `channels` (names, or prefixes ending in *) that keep presence: who is in them over the cluster, join and leave events; empty for none")
 	fs.StringVar(&history, "history", "chat=100/5m,chat:*=100/5m", "comma-separated `rules` CHANNELS=SIZE/TTL (CHANNELS a name, a prefix ending in *, or *): keep the latest SIZE publications for TTL, for recovery and /api/history; the first rule that matches wins; empty for none")
 	fs.IntVar(&o.replicas, "replicas", 2, "nodes holding each channel's state in a cluster: 2 keeps a copy at the channel's successor (the owner's death, a join or a drain keep epochs, history and idempotency keys); 1 keeps none")
 	fs.BoolVar(&o.batchUDP, "batch-udp-writes", false, "send the QUIC packets of all WebTransport sessions in batches (sendmmsg), several per system call")
@@ -253,6 +256,9 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 		if !set["volatile-channels"] && fc.Volatile != nil {
 			volatile = strings.Join(fc.Volatile, ",")
 		}
+		if !set["presence-channels"] && fc.Presence != nil {
+			presence = strings.Join(fc.Presence, ",")
+		}
 		if !set["history"] && fc.History != nil {
 			history = strings.Join(fc.History, ",")
 		}
@@ -293,6 +299,7 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 	o.allowedOrigins = splitList(origins)
 	o.publicURLs = splitList(publicURLs)
 	o.volatile = splitList(volatile)
+	o.presence = splitList(presence)
 	rules, err := parseHistory(splitList(history))
 	if err != nil {
 		return o, err

@@ -105,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		AllowedOrigins:   o.allowedOrigins,
 		PublicURLs:       o.publicURLs,
 		VolatileChannels: o.volatile,
+		PresenceChannels: o.presence,
 		History:          o.history,
 		Replicas:         o.replicas,
 		BatchUDPWrites:   o.batchUDP,
@@ -208,6 +209,9 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options, tu
 	}
 	if len(o.volatile) > 0 {
 		fmt.Fprintf(w, "  Volatile      %s (datagram channels; --volatile-channels)\n", strings.Join(o.volatile, ", "))
+	}
+	if len(o.presence) > 0 {
+		fmt.Fprintf(w, "  Presence      %s (/api/presence, join/leave events; --presence-channels)\n", strings.Join(o.presence, ", "))
 	}
 	if len(o.history) > 0 {
 		rules := make([]string, len(o.history))

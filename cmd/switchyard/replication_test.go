@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -238,4 +240,139 @@ func TestJoinAndLeaveKeepEpochs(t *testing.T) {
 			t.Fatalf("%s: %d resyncs", ch, r.sub.Resyncs())
 		}
 	}
+}
+
+// presenceOf reads GET /api/presence on p: the sorted client ids.
+func (p *proc) presenceOf(t *testing.T, channel string) []string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", p.http+"/api/presence?channel="+channel, nil)
+	req.Header.Set("X-API-Key", devAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Clients int
+		Members []struct{ Client, User string }
+	}
+	if json.NewDecoder(resp.Body).Decode(&body) != nil || resp.StatusCode != 200 || body.Clients != len(body.Members) {
+		return nil
+	}
+	var ids []string
+	for _, m := range body.Members {
+		ids = append(ids, m.Client+"/"+m.User)
+	}
+	return ids
+}
+
+// Presence agrees on every node after joins, leaves, a disconnect and the
+// kill of the node that owned the channel (its members go, the new owner
+// rebuilds the rest from the other nodes).
+func TestPresenceAcrossTheMesh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs three processes; skipped with -short")
+	}
+	procs := startCluster(t, "eu", "a", "b", "c")
+	a, b, c := procs[0], procs[1], procs[2]
+	channel := ownedBy(t, c)
+	ctx := context.Background()
+	type member struct {
+		cl  *client.Client
+		on  *proc
+		key string
+	}
+	var members []member
+	join := func(p *proc, user string, wt bool) member {
+		t.Helper()
+		opts := client.Options{User: user, Info: []byte(`{"on":"` + p.name + `"}`)}
+		url := p.ws
+		if wt {
+			url, opts.CertHash = p.wt, p.certHash(t)
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		cl, err := client.Dial(dctx, url, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		if _, err := cl.Subscribe(dctx, channel); err != nil {
+			t.Fatal(err)
+		}
+		m := member{cl: cl, on: p, key: cl.SessionID() + "/" + user}
+		members = append(members, m)
+		return m
+	}
+	watcher, err := a.dial(t).Subscribe(ctx, channel, client.WithPresence())
+	if err != nil {
+		t.Fatal(err)
+	}
+	join(a, "ann", false)
+	join(a, "al", true)
+	b1 := join(b, "bea", false)
+	join(b, "ben", true)
+	join(c, "cid", false)
+	join(c, "cy", true)
+	agree := func(what string, want []member) {
+		t.Helper()
+		var keys []string
+		for _, m := range want {
+			keys = append(keys, m.key)
+		}
+		sort.Strings(keys)
+		wantText := strings.Join(keys, ",")
+		var got string
+		waitUntil(t, 15*time.Second, what+": every node lists "+wantText, func() bool {
+			for _, p := range []*proc{a, b, c} {
+				if p.killed {
+					continue
+				}
+				ids := p.presenceOf(t, channel)
+				var mine []string
+				for _, id := range ids {
+					if !strings.HasSuffix(id, "/") { // the watcher has no user
+						mine = append(mine, id)
+					}
+				}
+				sort.Strings(mine)
+				if got = strings.Join(mine, ","); got != wantText {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	agree("after the joins", members)
+	joins := 0
+	for joins < 6 {
+		select {
+		case e := <-watcher.Presence():
+			if !e.Join {
+				t.Fatalf("a leave before any left: %+v", e)
+			}
+			joins++
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d join events of 6", joins)
+		}
+	}
+	b1.cl.Close()
+	left := func(who string) {
+		t.Helper()
+		select {
+		case e := <-watcher.Presence():
+			if e.Join || e.Member.Client+"/"+e.Member.User != who {
+				t.Fatalf("event %+v, want %s leaving", e, who)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no leave event for %s", who)
+		}
+	}
+	left(b1.key)
+	members = slices.DeleteFunc(members, func(m member) bool { return m.key == b1.key })
+	agree("after a disconnect", members)
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.killed = true
+	members = slices.DeleteFunc(members, func(m member) bool { return m.on == c })
+	agree("after the owner's kill", members)
 }
