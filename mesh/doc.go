@@ -23,7 +23,10 @@
 //     deliveries, requests and replies; a registration with the owner
 //     travels on the same ordered streams as the deliveries, so a subscriber
 //     misses nothing published after its registration was answered, however
-//     far gossip has converged (register.go).
+//     far gossip has converged (register.go). Each message is a type byte
+//     and a length-prefixed protobuf message of mesh/proto/link.proto
+//     (signals carry the signaling's own); a delivery is a small header in
+//     front of the owner's frame bytes, shared by all peers, never copied.
 //   - Datagrams (datagram.go): volatile publications (datagram channels)
 //     travel between nodes as QUIC datagrams, one mutually authenticated
 //     QUIC connection per ordered pair, never queued behind the links and

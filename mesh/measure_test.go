@@ -1,11 +1,17 @@
 package mesh
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/switchyard/switchyard/mesh/internal/wirepb"
 	"github.com/switchyard/switchyard/protocols"
 )
 
@@ -122,4 +128,67 @@ func BenchmarkForwardThroughput(b *testing.B) {
 	waitFor(b, 60*time.Second, "all delivered", func() bool {
 		return nodes[1].l.count(ch) == b.N && nodes[2].l.count(ch) == b.N
 	})
+}
+
+// benchDeliver is a deliver message as an owner writes it (header, then
+// the shared frame with 256 bytes of data), its payload and the frame.
+func benchDeliver() (msg, payload, frame []byte) {
+	frame = protocols.EncodeMessage("room-1234", "e-5678", 1, make([]byte, 256))
+	msg = append(deliverHeader("room-1234", "e-5678", 123456, len(frame)), frame...)
+	_, n := protowire.ConsumeVarint(msg[1:])
+	return msg, msg[1+n:], frame
+}
+
+// BenchmarkDeliverHeader measures what the owner encodes per forwarded
+// publication: the header only, the frame is shared by every peer.
+func BenchmarkDeliverHeader(b *testing.B) {
+	_, _, frame := benchDeliver()
+	b.ReportAllocs()
+	for i := range b.N {
+		deliverHeader("room-1234", "e-5678", uint64(i), len(frame))
+	}
+}
+
+// BenchmarkReadDeliver measures the reader's side of a deliver: framing,
+// the payload copy the frame lives in, and the decoding.
+func BenchmarkReadDeliver(b *testing.B) {
+	msg, _, frame := benchDeliver()
+	r := bytes.NewReader(msg)
+	br := bufio.NewReaderSize(r, linkBufSize)
+	var scratch []byte
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for range b.N {
+		r.Reset(msg)
+		br.Reset(r)
+		m, err := readMessage(br, &scratch)
+		if err != nil || m.offset != 123456 || len(m.rest) != len(frame) {
+			b.Fatalf("%+v %v", m, err)
+		}
+	}
+}
+
+// BenchmarkDecodeDeliver measures decodeMessage alone on a deliver payload.
+func BenchmarkDecodeDeliver(b *testing.B) {
+	_, p, frame := benchDeliver()
+	b.ReportAllocs()
+	for range b.N {
+		m, err := decodeMessage(msgDeliver, p)
+		if err != nil || m.offset != 123456 || len(m.rest) != len(frame) {
+			b.Fatalf("%+v %v", m, err)
+		}
+	}
+}
+
+// BenchmarkDecodeDeliverGenerated decodes the same payload with the
+// generated Unmarshal, which copies the frame: what decodeDeliver saves.
+func BenchmarkDecodeDeliverGenerated(b *testing.B) {
+	_, p, frame := benchDeliver()
+	b.ReportAllocs()
+	for range b.N {
+		var d wirepb.Deliver
+		if err := proto.Unmarshal(p, &d); err != nil || d.Offset != 123456 || len(d.Frame) != len(frame) {
+			b.Fatalf("%v %v", &d, err)
+		}
+	}
 }

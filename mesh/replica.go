@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/switchyard/switchyard/mesh/internal/wirepb"
@@ -74,6 +75,32 @@ const (
 func (c *Cluster) Successor(channel string) string {
 	_, second := c.view.Load().ranked(channel)
 	return second
+}
+
+// Successors lists the live nodes after channel's owner in its rendezvous
+// order (the successor first).
+func (c *Cluster) Successors(channel string) []string {
+	v := c.view.Load()
+	hc := fnv1a(channel)
+	type ranked struct {
+		name  string
+		score uint64
+	}
+	rs := make([]ranked, len(v.names))
+	for i, name := range v.names {
+		rs[i] = ranked{name, mix64(hc ^ v.hashes[i])}
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].score != rs[j].score {
+			return rs[i].score > rs[j].score
+		}
+		return rs[i].name > rs[j].name
+	})
+	out := make([]string, 0, len(rs))
+	for _, r := range rs[min(1, len(rs)):] {
+		out = append(out, r.name)
+	}
+	return out
 }
 
 // Replicate sends a publication this node sequenced as channel's owner to

@@ -9,9 +9,14 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/switchyard/switchyard/mesh/internal/wirepb"
 	"github.com/switchyard/switchyard/protocols"
 )
 
@@ -194,6 +199,120 @@ func TestLinkMessages(t *testing.T) {
 	if _, err := readMessage(bufio.NewReader(bytes.NewReader([]byte{99, 0})), &scratch); err == nil {
 		t.Fatal("unknown type accepted")
 	}
+
+	// Each payload is its protobuf message; a payload that does not parse
+	// is refused.
+	read := func(it item) (message, error) {
+		return readMessage(bufio.NewReader(bytes.NewReader(append(slices.Clip(it.hdr), it.body...))), &scratch)
+	}
+	it := publishReplyMsg(7, "ep", 43, true, "boom")
+	var reply wirepb.PublishReply
+	if err := proto.Unmarshal(it.hdr[2:], &reply); err != nil || reply.Id != 7 || reply.Epoch != "ep" || reply.Offset != 43 ||
+		!reply.Duplicate || reply.Error != "boom" {
+		t.Fatalf("publish reply payload: %v %v", &reply, err)
+	}
+	for _, typ := range []byte{msgHello, msgDeliver, msgPublish, msgPublishReply, msgRegister, msgRegisterReply, msgUnregister, msgHistory, msgHistoryReply} {
+		notUTF8 := []byte{0x12, 1, 0xff} // field 2 is a string in each but Unregister
+		if typ == msgUnregister {
+			notUTF8[0] = 0x0a
+		}
+		for _, bad := range [][]byte{{0xff}, {0x0a, 5, 'a'}, notUTF8} { // and a bad tag, a short field
+			if m, err := read(item{hdr: startMsg(nil, typ, len(bad)), body: bad}); err == nil {
+				t.Errorf("type %d: % x decoded: %+v", typ, bad, m)
+			}
+		}
+	}
+
+	// Names that are not UTF-8 are sent with U+FFFD instead of failing.
+	if m, err := read(registerMsg(1, "a\xffb", "e", 1)); err != nil || m.channel != "a\uFFFDb" {
+		t.Fatalf("a channel that is not UTF-8: %q %v", m.channel, err)
+	}
+	if m, err := read(item{hdr: deliverHeader("a\xff", "e", 1, 1), body: []byte("x")}); err != nil || m.channel != "a\uFFFD" {
+		t.Fatalf("a deliver's channel that is not UTF-8: %q %v", m.channel, err)
+	}
+
+	// A reply carries the newest publications that fit in maxHistoryReply.
+	big := make([]protocols.Publication, 9)
+	for i := range big {
+		big[i] = protocols.Publication{Offset: uint64(i + 1), Frame: bytes.Repeat([]byte{byte(i)}, maxHistoryReply/8)}
+	}
+	it = historyReplyMsg(3, "room", "ep", 9, big)
+	if len(it.hdr) > maxHistoryReply+100 {
+		t.Fatalf("history reply of %d bytes, limit %d", len(it.hdr), maxHistoryReply)
+	}
+	m, err := read(it)
+	if err != nil || len(m.history) != 7 || !reflect.DeepEqual(m.history, big[2:]) {
+		t.Fatalf("history reply: %d publications, %v; want the newest 7", len(m.history), err)
+	}
+}
+
+// TestDeliverIsProtobuf: a deliver's header and frame together are the
+// message whose payload is the protobuf encoding of Deliver, and
+// decodeDeliver reads what the generated code writes.
+func TestDeliverIsProtobuf(t *testing.T) {
+	for _, c := range []struct {
+		channel, epoch string
+		offset         uint64
+		frame          []byte
+	}{
+		{"room", "ep", 42, protocols.EncodeMessage("room", "ep", 42, []byte("payload"))},
+		{"room", "", 7, []byte("volatile")}, // ForwardVolatile: no epoch
+		{"", "", 0, nil},
+		{strings.Repeat("c", 300), "e", 1 << 63, make([]byte, 70000)},
+	} {
+		want, err := proto.Marshal(&wirepb.Deliver{Channel: c.channel, Epoch: c.epoch, Offset: c.offset, Frame: c.frame})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := append(deliverHeader(c.channel, c.epoch, c.offset, len(c.frame)), c.frame...)
+		if !bytes.Equal(got, append(startMsg(nil, msgDeliver, len(want)), want...)) {
+			t.Fatalf("%q %q %d: header and frame % x, want the Deliver % x", c.channel, c.epoch, c.offset, got[:min(len(got), 64)], want[:min(len(want), 64)])
+		}
+	}
+	// Fields out of order, repeated, of another wire type and unknown: as
+	// the generated Unmarshal reads them.
+	var p []byte
+	p = protowire.AppendTag(p, deliverFrame, protowire.BytesType)
+	p = protowire.AppendString(p, "frame")
+	p = protowire.AppendTag(p, 9, protowire.VarintType)
+	p = protowire.AppendVarint(p, 5)
+	p = protowire.AppendTag(p, deliverOffset, protowire.VarintType)
+	p = protowire.AppendVarint(p, 3)
+	p = protowire.AppendTag(p, deliverChannel, protowire.BytesType)
+	p = protowire.AppendString(p, "first")
+	p = protowire.AppendTag(p, deliverChannel, protowire.BytesType)
+	p = protowire.AppendString(p, "room")
+	p = protowire.AppendTag(p, deliverEpoch, protowire.VarintType)
+	p = protowire.AppendVarint(p, 1)
+	checkDeliver(t, p)
+	for _, bad := range [][]byte{
+		[]byte("\xdd\xdd\xdd\xdd00000"), // field number above the largest
+		{0x04},                          // an end group (field 0)
+		{0x0c},                          // an end group (field 1)
+		{0x0b, 0x0c, 0x0c},              // a group ended twice
+		{0x12, 2, 'e', 0xff},            // an epoch that is not UTF-8
+	} {
+		checkDeliver(t, bad)
+	}
+	m, err := decodeMessage(msgDeliver, p)
+	if err != nil || m.channel != "room" || m.epoch != "" || m.offset != 3 || string(m.rest) != "frame" {
+		t.Fatalf("%+v %v", m, err)
+	}
+}
+
+// checkDeliver fails t if decodeMessage decodes the deliver payload p
+// otherwise than the generated Unmarshal.
+func checkDeliver(t testing.TB, p []byte) {
+	t.Helper()
+	m, err := decodeMessage(msgDeliver, p)
+	var d wirepb.Deliver
+	perr := proto.Unmarshal(p, &d)
+	if (err == nil) != (perr == nil) {
+		t.Fatalf("% x: decodeDeliver %v, generated Unmarshal %v", p, err, perr)
+	}
+	if err == nil && (m.channel != d.Channel || m.epoch != d.Epoch || m.offset != d.Offset || !bytes.Equal(m.rest, d.Frame)) {
+		t.Fatalf("% x: decodeDeliver %+v, generated Unmarshal %v", p, m, &d)
+	}
 }
 
 func FuzzLinkMessages(f *testing.F) {
@@ -207,8 +326,10 @@ func FuzzLinkMessages(f *testing.F) {
 		seed.Write(it.body)
 	}
 	f.Add(seed.Bytes())
-	f.Add(seed.Bytes()[:7]) // split input
+	f.Add(seed.Bytes()[:7])                                // split input
+	f.Add(deliverHeader("room", "ep", 42, len(frame))[2:]) // a Deliver payload, split
 	f.Fuzz(func(t *testing.T, b []byte) {
+		checkDeliver(t, b) // b as a deliver's payload
 		br := bufio.NewReader(bytes.NewReader(b))
 		var scratch []byte
 		for range 1000 {

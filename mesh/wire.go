@@ -6,9 +6,9 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Helpers of the hand-written encodings (links, datagrams): protowire
-// varints and varint-length-prefixed strings. Gossip and node metadata are
-// generated protobuf messages instead (mesh/proto/gossip.proto).
+// Helpers of the hand-written datagram encoding (datagram.go): protowire
+// varints and varint-length-prefixed strings. Link messages, gossip and
+// node metadata are generated protobuf messages instead (mesh/proto).
 
 var errShort = errors.New("mesh: truncated or malformed field")
 
@@ -17,13 +17,6 @@ func appendUvarint(b []byte, v uint64) []byte { return protowire.AppendVarint(b,
 func appendString(b []byte, s string) []byte { return protowire.AppendString(b, s) }
 
 func sizeString(s string) int { return protowire.SizeBytes(len(s)) }
-
-func boolByte(v bool) byte {
-	if v {
-		return 1
-	}
-	return 0
-}
 
 // reader consumes fields from b; the first error sticks and later reads
 // return zero values.
@@ -37,28 +30,6 @@ func (r *reader) fail() {
 		r.err = errShort
 	}
 	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if r.err != nil || len(r.b) == 0 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *reader) bool() bool {
-	switch r.byte() {
-	case 0:
-		return false
-	case 1:
-		return true
-	default:
-		r.fail()
-		return false
-	}
 }
 
 func (r *reader) uvarint() uint64 {
@@ -88,14 +59,3 @@ func (r *reader) bytes() []byte {
 }
 
 func (r *reader) string() string { return string(r.bytes()) }
-
-// count reads a count of items that take at least min bytes each, and
-// fails if the rest of the input cannot hold that many.
-func (r *reader) count(min int) int {
-	n := r.uvarint()
-	if r.err != nil || n > uint64(len(r.b)/min) {
-		r.fail()
-		return 0
-	}
-	return int(n)
-}
