@@ -35,8 +35,8 @@ type Subscription struct {
 	channel string
 	alias   uint32
 	ch      chan Message
-	quit    chan struct{} // closed when the subscription ends; unblocks delivery
-	ready   chan struct{} // closed once the server's answer to Subscribe is in
+	quit    chan struct{}      // closed when the subscription ends; unblocks delivery
+	ready   chan struct{}      // closed once the server's answer to Subscribe is in
 	events  chan PresenceEvent // WithPresence: join and leave events; else nil
 
 	// pos and volatile are written by the read loop before ready is closed.

@@ -129,6 +129,7 @@ func nodeConfig(listen, plain string, store *certs.Store) edge.Config {
 		APIKey:           "k",
 		VolatileChannels: []string{"game:*"},
 		History:          []edge.HistoryRule{{Channels: "demo", Size: 100}}, // the chat page's room in these tests
+		PresenceChannels: []string{"demo", "chat:*"},
 		Extra: map[string]http.Handler{
 			"/switchyard.js":     js.Handler(),
 			"/switchyard.js.map": js.Handler(),
@@ -206,8 +207,9 @@ func (n *testNode) apiPublish(t *testing.T, channel, data string) {
 }
 
 type page struct {
-	t   *testing.T
-	ctx context.Context
+	t     *testing.T
+	ctx   context.Context
+	close context.CancelFunc // closes the tab
 }
 
 // openPage opens url in a new tab and waits for window.ready.
@@ -218,7 +220,7 @@ func openPage(t *testing.T, url string) *page {
 	t.Cleanup(cancel)
 	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
 	t.Cleanup(cancelT)
-	p := &page{t: t, ctx: ctx}
+	p := &page{t: t, ctx: ctx, close: cancel}
 	if _, err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +514,13 @@ func TestChatExampleScreenshot(t *testing.T) {
 		return fmt.Sprintf("%s/?url=%s&name=%s&transports=%s&room=demo", n.http, n.wt, name, transports)
 	}
 	alice := openChat(t, url("alice", "webtransport,websocket"))
+	alice.waitJS(`chat.online.join() === "alice"`) // from client.presence()
 	bob := openChat(t, url("bob", "websocket"))
+	// Who's online: bob's page lists both from client.presence(), alice's
+	// learns of bob from his join event.
+	for _, p := range []*page{alice, bob} {
+		p.waitJS(`chat.online.join() === "alice,bob" && document.querySelectorAll("#people li").length === 2`)
+	}
 	say := func(p *page, text string) {
 		eval[chromedp.Void](p, fmt.Sprintf(`(() => { document.getElementById("text").value = %q; document.getElementById("form").requestSubmit(); })()`, text))
 	}
@@ -538,6 +546,17 @@ func TestChatExampleScreenshot(t *testing.T) {
 	carol.waitJS(`chat.received.length >= 2`)
 	if got := eval[[]string](carol, `chat.received.map(m => m.name)`); len(got) != 2 || got[0] != "alice" || got[1] != "bob" {
 		t.Fatalf("carol's page shows %v, want alice's and bob's messages", got)
+	}
+	carol.waitJS(`chat.online.join() === "alice,bob,carol"`)
+	alice.waitJS(`chat.online.join() === "alice,bob,carol"`)
+	// Carol closes her tab: the others see her leave.
+	carol.close()
+	for _, p := range []*page{alice, bob} {
+		p.waitJS(`chat.online.join() === "alice,bob"`)
+		p.waitJS(`[...document.querySelectorAll("#log .system")].some(e => e.textContent === "carol left")`)
+	}
+	if got := eval[string](alice, `document.getElementById("people").textContent`); got != "aliceyoubob" {
+		t.Fatalf("alice's page lists %q as online, want alice (you) and bob", got)
 	}
 	shot, err := chromedp.Run(alice.ctx, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
@@ -575,7 +594,7 @@ func openChat(t *testing.T, url string) *page {
 	t.Cleanup(cancel)
 	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
 	t.Cleanup(cancelT)
-	p := &page{t: t, ctx: ctx}
+	p := &page{t: t, ctx: ctx, close: cancel}
 	if _, err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatal(err)
 	}
@@ -782,5 +801,92 @@ func TestBundleServedGzippedWithSourceMap(t *testing.T) {
 	}
 	if !strings.Contains(res["tail"].(string), "sourceMappingURL=switchyard.js.map") || res["hasSource"] != true {
 		t.Fatalf("source map: %v", res)
+	}
+}
+
+// Presence between two pages (one on WebTransport, one on WebSocket) and a
+// Go client: user and info in connect, join and leave events, the presence
+// request and its errors.
+func TestPresenceBetweenPages(t *testing.T) {
+	needBrowser(t)
+	n := startNode(t, "127.0.0.1:0", "127.0.0.1:0")
+	a := openPage(t, n.http+"/e2e.html")
+	b := openPage(t, n.http+"/e2e.html")
+	watch := `
+		window.pres = [];
+		const show = (ev) => (m) => pres.push({ev, client: m.client, user: m.user, info: [...m.info]});
+		window.psub.on("join", show("join"));
+		window.psub.on("leave", show("leave"));
+		return {transport: c.transport, id: c.sessionId};`
+	ra := eval[map[string]string](a, fmt.Sprintf(`(async () => {
+		window.c = await sy.connect(%q, {certHash: "auto", webSocketUrl: %q, user: "ada", info: JSON.stringify({avatar: "🦊"})});
+		window.psub = await c.subscribe("chat:1", () => {}, {presence: true});`+watch+`
+	})()`, n.wt, n.ws))
+	rb := eval[map[string]string](b, fmt.Sprintf(`(async () => {
+		window.c = await sy.connect(%q, {transports: ["websocket"], webSocketUrl: %q, user: "bob", info: new Uint8Array([1, 2, 3])});
+		window.psub = await c.subscribe("chat:1", () => {}, {presence: true});`+watch+`
+	})()`, n.wt, n.ws))
+	if ra["transport"] != "webtransport" || rb["transport"] != "websocket" {
+		t.Fatalf("pages on %s and %s", ra["transport"], rb["transport"])
+	}
+	a.waitJS(`pres.some((e) => e.ev === "join" && e.user === "bob" && e.info.join() === "1,2,3" && e.client === ` + fmt.Sprintf("%q", rb["id"]) + `)`)
+
+	// The presence request, from the WebSocket page.
+	got := eval[map[string]any](b, `(async () => {
+		const p = await c.presence("chat:1");
+		const counts = await c.presence("chat:1", {countsOnly: true});
+		const fail = async (ch) => { try { await c.presence(ch); return "none"; } catch (e) { return e.name + " " + e.code; } };
+		await c.subscribe("plain", () => {});
+		return {clients: p.clients, users: p.users, truncated: p.truncated,
+			members: p.members.map((m) => m.user + ":" + sy.decodeText(m.info)),
+			counts: [counts.clients, counts.users, counts.members.length, counts.truncated],
+			unsubscribed: await fail("chat:2"), nopresence: await fail("plain")};
+	})()`)
+	if got["clients"] != float64(2) || got["users"] != float64(2) || got["truncated"] != false {
+		t.Fatalf("presence: %v", got)
+	}
+	members := fmt.Sprint(got["members"])
+	if !strings.Contains(members, `ada:{"avatar":"🦊"}`) || !strings.Contains(members, "bob:\x01\x02\x03") {
+		t.Fatalf("members %q", members)
+	}
+	if fmt.Sprint(got["counts"]) != "[2 2 0 true]" {
+		t.Fatalf("counts only: %v", got["counts"])
+	}
+	if got["unsubscribed"] != fmt.Sprintf("RequestError %d", protocols.ErrCodeNotSubscribed) || got["nopresence"] != fmt.Sprintf("RequestError %d", protocols.ErrCodeBadRequest) {
+		t.Fatalf("errors: %v, %v", got["unsubscribed"], got["nopresence"])
+	}
+
+	// A Go client is a member too.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gc, err := client.Dial(ctx, n.ws, client.Options{User: "gopher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	if _, err := gc.Subscribe(ctx, "chat:1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*page{a, b} {
+		p.waitJS(`pres.some((e) => e.ev === "join" && e.user === "gopher")`)
+	}
+	// The WebSocket page closes: the others see it leave.
+	b.close()
+	a.waitJS(`pres.some((e) => e.ev === "leave" && e.user === "bob")`)
+	info, err := gc.Presence(ctx, "chat:1", false)
+	if err != nil || info.Clients != 2 {
+		t.Fatalf("Go presence after bob left: %+v, %v", info, err)
+	}
+	if own := eval[float64](a, `pres.filter((e) => e.user === "ada").length`); own != 0 {
+		t.Fatalf("ada's page got %v events about itself", own)
+	}
+
+	// The node refuses a user over 256 bytes: connect() rejects, not retrying.
+	res := eval[map[string]any](a, fmt.Sprintf(`(async () => {
+		try { await sy.connect(%q, {transports: ["websocket"], webSocketUrl: %q, user: "x".repeat(257)}); return {}; }
+		catch (e) { return {name: e.name, code: e.code}; }
+	})()`, n.wt, n.ws))
+	if res["name"] != "ClosedError" || res["code"] != float64(protocols.CodeBadFrame) {
+		t.Fatalf("connect with a user of 257 bytes: %v", res)
 	}
 }

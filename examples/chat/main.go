@@ -6,8 +6,9 @@
 //	open http://127.0.0.1:8080/ in two browser windows
 //
 // Each page shows which transport it is on (WebTransport, or WebSocket
-// when QUIC is blocked). Query parameters: room, name, transports
-// ("websocket" forces WebSocket), url, ws.
+// when QUIC is blocked) and who is online in its room (presence, kept on
+// "chat" and "chat:*" as on the dev node). Query parameters: room, name,
+// transports ("websocket" forces WebSocket), url, ws.
 package main
 
 import (
@@ -51,6 +52,8 @@ func run(ctx context.Context, listen, plain string, out io.Writer) error {
 		Listen: listen,
 		HTTP:   plain,
 		Certs:  store,
+		// The page's "Online" list: rooms "chat" and "chat:*" keep presence.
+		PresenceChannels: []string{"chat", "chat:*"},
 		Extra: map[string]http.Handler{
 			"/":                  web.Handler(),
 			"/switchyard.js":     js.Handler(),

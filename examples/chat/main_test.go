@@ -9,11 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/client"
 )
 
 // TestRunServesTheChat starts the example as `go run ./examples/chat`
-// would (on free ports) and fetches the page and the SDK it imports. The
-// page itself is driven in Chromium by client/js's browser tests.
+// would (on free ports), fetches the page and the SDK it imports, and
+// checks that the page's room keeps presence (its "Online" list). The page
+// itself is driven in Chromium by client/js's browser tests.
 func TestRunServesTheChat(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -39,6 +42,20 @@ func TestRunServesTheChat(t *testing.T) {
 			t.Fatalf("%s: %d, no %q", path, resp.StatusCode, want)
 		}
 	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	c, err := client.Dial(dctx, "ws"+strings.TrimPrefix(m[1], "http")+"/ws", client.Options{User: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(dctx, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Presence(dctx, "chat", false)
+	if err != nil || p.Clients != 1 || len(p.Members) != 1 || p.Members[0].User != "ada" {
+		t.Fatalf("presence of chat: %+v, %v", p, err)
+	}
+	c.Close()
 	cancel()
 	select {
 	case err := <-done:

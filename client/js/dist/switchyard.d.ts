@@ -31,6 +31,20 @@ export interface ConnectOptions {
      */
     token?: string | ((context: TokenContext) => string | Promise<string>);
     /**
+     * Who the client is in the presence of channels that keep it (see
+     * client.presence() and the subscribe option presence): any string of
+     * at most 256 bytes (UTF-8), sent in Connect. Default "". The node
+     * refuses a longer user or info: connect() rejects with ClosedError 3500.
+     */
+    user?: string;
+    /**
+     * What else the others see of this client in presence, at most 1024
+     * bytes: a string is sent as UTF-8 (e.g. JSON.stringify({avatar})),
+     * bytes as they are. Members' info always arrives as a Uint8Array:
+     * decodeText(member.info) reads it back as text. Default none.
+     */
+    info?: string | Uint8Array;
+    /**
      * Learn the cluster's other nodes from GET /api/nodes of each node
      * connected to, and add them (same region first, draining ones left out)
      * to the URLs reconnects try. Default: true when connect() got an array
@@ -38,7 +52,7 @@ export interface ConnectOptions {
      */
     discover?: boolean;
     /**
-     * The most requests (publishes, subscribes, unsubscribes) awaiting their
+     * The most requests (publishes, subscribes, unsubscribes, presence) awaiting their
      * reply on a session; more wait, as do requests while the transport's
      * send buffer is full (1 MiB). Default 1000.
      */
@@ -60,7 +74,7 @@ export interface ConnectOptions {
     stableAfter?: number;
     /**
      * How long, in ms, each request (subscribe, publish,
-     * unsubscribe) may take, waiting for a connection and a publish's
+     * unsubscribe, presence) may take, waiting for a connection and a publish's
      * resends after reconnects included. Default 10000.
      */
     requestTimeout?: number;
@@ -142,6 +156,41 @@ export interface SubscribeOptions {
      * changed), and delivery starts at the channel's current position.
      */
     since?: Position;
+    /**
+     * Ask for the channel's "join" and "leave" events (channels that keep
+     * presence; at most the node's event limit of members, 1000 by
+     * default). Resubscriptions after a reconnect ask again; events that
+     * went by meanwhile are not replayed: fetch client.presence() again on
+     * the client's "subscribed" event with resubscribed true.
+     */
+    presence?: boolean;
+}
+/**
+ * A client in a channel's presence: its session id, and the user and info
+ * it gave connect(). A client that reconnected may be listed twice (its
+ * old session, until the server notices it is gone: then "leave").
+ */
+export interface Member {
+    client: string;
+    user: string;
+    /** The member's info as sent (a string as UTF-8: decodeText(member.info)); empty when it gave none. */
+    info: Uint8Array;
+}
+/** Options of client.presence(). Every field is optional. */
+export interface PresenceOptions {
+    /** Only the counts: members comes back empty (and truncated true when there is anybody). */
+    countsOnly?: boolean;
+}
+/** Who is in a channel, over the whole cluster (client.presence()). */
+export interface PresenceResult {
+    /** How many clients (sessions) are members. */
+    clients: number;
+    /** How many distinct users they are. */
+    users: number;
+    /** The members, sorted by client id, at most 1000 (see truncated); empty with countsOnly. */
+    members: Member[];
+    /** Whether there are more members than listed. */
+    truncated: boolean;
 }
 /** Payload of a subscription's "resync": what lies between previous and {epoch, offset} is lost. */
 export interface ResyncEvent extends Position {
@@ -160,6 +209,13 @@ export interface SubscriptionEvents {
      * Subscription does not exist yet when the server answers.)
      */
     resync: ResyncEvent;
+    /**
+     * A client joined the channel (subscribed to it); only with the
+     * presence option, and not for this client's own session.
+     */
+    join: Member;
+    /** A client left the channel (unsubscribed, or its session ended); only with the presence option. */
+    leave: Member;
 }
 export type SubscriptionEventName = keyof SubscriptionEvents;
 /** A live subscription to one channel. */
@@ -308,6 +364,15 @@ export interface Client {
      * maxDatagramSize, and ClosedError once the client is closed.
      */
     sendDatagram(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): boolean;
+    /**
+     * Asks who is in channel, over the whole cluster; the client must be
+     * subscribed to it (the presence option is not needed). Rejects with
+     * RequestError (105 not subscribed, 100 a channel that keeps no
+     * presence), TimeoutError, ClosedError, or TypeError on a bad channel.
+     * Asked while disconnected, or when the connection drops before the
+     * answer, it is sent on the next session.
+     */
+    presence(channel: string, options?: PresenceOptions): Promise<PresenceResult>;
     /** Adds an event handler; returns a function that removes it. */
     on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
     off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;

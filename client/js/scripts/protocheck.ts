@@ -12,16 +12,17 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { kindFields, schemas } from "../src/codec.js";
-import type { Field, FieldType, Kind } from "../src/codec.js";
+import { kindFields, messages, schemas } from "../src/codec.js";
+import type { Field, Kind, MessageName, ScalarType } from "../src/codec.js";
 
 /** The tables the check compares (the codec's, or altered ones in tests). */
 export interface CodecTables {
   schemas: { readonly [K in Kind]: readonly Field[] };
   kindFields: { readonly [K in Kind]: number };
+  messages: { readonly [M in MessageName]: readonly Field[] };
 }
 
-export const codecTables: CodecTables = { schemas, kindFields };
+export const codecTables: CodecTables = { schemas, kindFields, messages };
 
 // ------------------------------------------------- a tiny protobuf reader
 
@@ -136,9 +137,10 @@ export function readDescriptorSet(b: Uint8Array): ProtoFile[] {
 // ------------------------------------------------------------- comparing
 
 /** FieldDescriptorProto.Type of each codec type. */
-const TYPE: { readonly [T in FieldType]: number } = { uint64: 4, bool: 8, string: 9, bytes: 12, uint32: 13 };
+const TYPE: { readonly [T in ScalarType]: number } = { uint64: 4, bool: 8, string: 9, bytes: 12, uint32: 13 };
 const TYPE_MESSAGE = 11;
 const LABEL_OPTIONAL = 1;
+const LABEL_REPEATED = 3;
 const TYPE_NAMES: Record<number, string> = {
   1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 6: "fixed64", 7: "fixed32", 8: "bool", 9: "string",
   10: "group", 11: "message", 12: "bytes", 13: "uint32", 14: "enum", 15: "sfixed32", 16: "sfixed64", 17: "sint32", 18: "sint64",
@@ -151,6 +153,9 @@ export function camel(s: string): string {
 }
 
 const typeName = (t: number) => TYPE_NAMES[t] ?? `type ${t}`;
+const short = (name: string) => name.replace(/^\.switchyard\.v1\./, "");
+/** A field's type as the codec names it: a scalar's name, or a message's. */
+const protoType = (f: ProtoField) => (f.type === TYPE_MESSAGE ? short(f.typeName) : typeName(f.type));
 
 /**
  * Compares the schema of the file (package switchyard.v1) with the codec's
@@ -167,6 +172,7 @@ export function compare(file: ProtoFile, tables: CodecTables = codecTables): str
   if (frame === undefined) return [...problems, `${where}: no message Frame`];
 
   const seen = new Set<string>(["Frame"]);
+  const types: string[] = []; // messages that fields have as their type
   const codecKinds = new Set(Object.keys(tables.kindFields));
   for (const f of frame.fields) {
     if (f.number === 1) {
@@ -180,7 +186,7 @@ export function compare(file: ProtoFile, tables: CodecTables = codecTables): str
       problems.push(`Frame field ${f.number} (${f.name}) is not a message in oneof kind: the codec knows only id and kinds`);
       continue;
     }
-    const msgName = f.typeName.replace(/^\.switchyard\.v1\./, "");
+    const msgName = short(f.typeName);
     const codecNum = (tables.kindFields as Record<string, number>)[kind];
     if (codecNum === undefined) {
       problems.push(`Frame.kind ${f.name} = ${f.number} (${msgName}) is missing in the codec (kindFields.${kind})`);
@@ -194,16 +200,35 @@ export function compare(file: ProtoFile, tables: CodecTables = codecTables): str
       continue;
     }
     seen.add(msgName);
-    problems.push(...compareMessage(m, kind, (tables.schemas as Record<string, readonly Field[]>)[kind] ?? []));
+    problems.push(...compareMessage(m, kind, (tables.schemas as Record<string, readonly Field[]>)[kind] ?? [], types));
   }
   for (const kind of codecKinds) problems.push(`the codec has kind ${kind} (field ${(tables.kindFields as Record<string, number>)[kind]}), the .proto's Frame has not`);
+  // The messages that are field types (ClientInfo), and those they use in turn.
+  const codecMessages = new Set(Object.keys(tables.messages));
+  for (let i = 0; i < types.length; i++) {
+    const name = types[i]!;
+    if (types.indexOf(name) < i) continue;
+    seen.add(name);
+    const m = byName.get(name);
+    const fields = (tables.messages as Record<string, readonly Field[]>)[name];
+    if (m === undefined) {
+      problems.push(`message ${name}, a field type, is not in ${where}`);
+    } else if (fields === undefined) {
+      problems.push(`message ${name}, a field type in the .proto, is missing in the codec (messages.${name})`);
+    } else {
+      codecMessages.delete(name);
+      problems.push(...compareMessage(m, name, fields, types, "messages"));
+    }
+  }
+  for (const name of codecMessages) problems.push(`the codec has message ${name}, which no field of the .proto's frames has as its type`);
   for (const m of file.messages) {
-    if (!seen.has(m.name)) problems.push(`message ${m.name} is not a kind of Frame: the codec does not know it`);
+    if (!seen.has(m.name)) problems.push(`message ${m.name} is not a kind of Frame, nor a field type of one: the codec does not know it`);
   }
   return problems;
 }
 
-function compareMessage(m: ProtoMessage, kind: string, fields: readonly Field[]): string[] {
+/** Compares one message with its codec table; adds the messages its fields have as types to types. */
+function compareMessage(m: ProtoMessage, kind: string, fields: readonly Field[], types: string[], table = "schemas"): string[] {
   const problems: string[] = [];
   for (const n of m.nested) problems.push(`${m.name}.${n}: the codec has no nested types`);
   const codec = new Map(fields.map((f) => [f[0], f]));
@@ -214,14 +239,20 @@ function compareMessage(m: ProtoMessage, kind: string, fields: readonly Field[])
     const c = codec.get(f.number);
     const desc = `${m.name}.${f.name} = ${f.number}`;
     if (c === undefined) {
-      problems.push(`${desc} (${typeName(f.type)}) is missing in the codec (schemas.${kind})`);
+      problems.push(`${desc} (${typeName(f.type)}) is missing in the codec (${table}.${kind})`);
       continue;
     }
     codec.delete(f.number);
-    const [, name, type] = c;
+    const [, name, type, repeated] = c;
+    if (f.type === TYPE_MESSAGE) types.push(short(f.typeName));
     if (name !== camel(f.name)) problems.push(`${desc}: the codec calls field ${f.number} ${name}, want ${camel(f.name)}`);
-    if (TYPE[type] !== f.type) problems.push(`${desc}: ${typeName(f.type)} in the .proto, ${type} in the codec`);
-    if (f.label !== LABEL_OPTIONAL) problems.push(`${desc}: ${LABEL_NAMES[f.label] ?? f.label}, the codec reads singular fields only`);
+    if (protoType(f) !== type) problems.push(`${desc}: ${protoType(f)} in the .proto, ${type} in the codec`);
+    const label = repeated ? LABEL_REPEATED : LABEL_OPTIONAL;
+    if (f.label !== label) {
+      problems.push(`${desc}: ${LABEL_NAMES[f.label] ?? f.label} in the .proto, ${LABEL_NAMES[label]} in the codec`);
+    } else if (repeated && f.type !== TYPE_MESSAGE) {
+      problems.push(`${desc}: a repeated scalar (packed), the codec repeats messages only`);
+    }
     if (f.proto3Optional) problems.push(`${desc}: proto3 optional (explicit presence), the codec has implicit presence only`);
     if (f.oneof !== undefined) problems.push(`${desc}: in oneof ${f.oneof}, the codec has no oneofs in messages`);
   }

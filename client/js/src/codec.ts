@@ -5,6 +5,7 @@
 // with an unexpected wire type counts as unknown), strings must be valid
 // UTF-8, and a Frame whose kind is not set is malformed unless it carries
 // unknown fields (a newer server's frame kind, which the client ignores).
+// Message fields (presence's ClientInfo) may be repeated; scalars may not.
 //
 // Every malformed input throws a ProtocolError; the decoder reads each byte
 // at most a bounded number of times, so it never hangs.
@@ -24,7 +25,7 @@ export class ProtocolError extends Error {
   }
 }
 
-export interface ConnectBody { token: string; client: string; protocol: string; streams: boolean }
+export interface ConnectBody { token: string; client: string; protocol: string; streams: boolean; user: string; info: Uint8Array }
 export interface ConnectedBody {
   sessionId: string;
   pingIntervalMs: number;
@@ -42,6 +43,7 @@ export interface SubscribeBody {
   recover: boolean;
   sinceEpoch: string;
   sinceOffset: number;
+  presence: boolean;
 }
 export interface SubscribedBody {
   channel: string;
@@ -58,6 +60,17 @@ export interface PublishAckBody { epoch: string; offset: number; duplicate: bool
 export interface MessageBody { channel: string; epoch: string; offset: number; data: Uint8Array }
 export interface ErrorBody { code: number; message: string }
 export interface DatagramBody { alias: number; seq: number; data: Uint8Array }
+export interface ClientInfoBody { client: string; user: string; info: Uint8Array }
+export interface PresenceRequestBody { channel: string; countsOnly: boolean }
+export interface PresenceReplyBody {
+  channel: string;
+  members: ClientInfoBody[];
+  clients: number;
+  users: number;
+  truncated: boolean;
+}
+/** Join and Leave: member is undefined when the frame left it out (a server never does). */
+export interface MemberEventBody { channel: string; member: ClientInfoBody | undefined }
 export interface DisconnectBody {
   code: number;
   reason: string;
@@ -82,6 +95,10 @@ export interface Kinds {
   pong: Record<never, never>;
   disconnect: DisconnectBody;
   datagram: DatagramBody;
+  presence: PresenceRequestBody;
+  presenceReply: PresenceReplyBody;
+  join: MemberEventBody;
+  leave: MemberEventBody;
 }
 
 export type Kind = keyof Kinds;
@@ -95,8 +112,16 @@ export interface UnknownFrame { id: number; type: "unknown" }
 /** FrameOf picks the frame type of one kind. */
 export type FrameOf<K extends Kind> = Extract<Frame, { type: K }>;
 
-export type FieldType = "string" | "bytes" | "uint32" | "uint64" | "bool";
-export type Field = readonly [num: number, name: string, type: FieldType];
+export type ScalarType = "string" | "bytes" | "uint32" | "uint64" | "bool";
+/** The messages that are field types rather than frame kinds, by their .proto names. */
+export type MessageName = "ClientInfo";
+export type FieldType = ScalarType | MessageName;
+/**
+ * A field: number, name, type (a scalar, or a message of `messages`) and,
+ * for a repeated field, a fourth element 1. Only message fields may be
+ * repeated (a repeated scalar would be packed, which the codec does not read).
+ */
+export type Field = readonly [num: number, name: string, type: FieldType, repeated?: 1];
 
 // Field tables, in field-number order (the encoder writes in this order, as
 // protobuf-go does). Names are the .proto names in camelCase. `npm run
@@ -104,7 +129,10 @@ export type Field = readonly [num: number, name: string, type: FieldType];
 // protocols/proto/switchyard.proto (scripts/protocheck.ts) and fails on any
 // difference: a field added to the .proto must be added here too.
 export const schemas: { readonly [K in Kind]: readonly Field[] } = {
-  connect: [[1, "token", "string"], [2, "client", "string"], [3, "protocol", "string"], [4, "streams", "bool"]],
+  connect: [
+    [1, "token", "string"], [2, "client", "string"], [3, "protocol", "string"], [4, "streams", "bool"], [5, "user", "string"],
+    [6, "info", "bytes"],
+  ],
   connected: [
     [1, "sessionId", "string"], [2, "pingIntervalMs", "uint32"], [3, "pongTimeoutMs", "uint32"],
     [4, "maxFrameSize", "uint32"], [5, "node", "string"], [6, "region", "string"], [7, "protocol", "string"],
@@ -112,6 +140,7 @@ export const schemas: { readonly [K in Kind]: readonly Field[] } = {
   ],
   subscribe: [
     [1, "channel", "string"], [2, "alias", "uint32"], [3, "recover", "bool"], [4, "sinceEpoch", "string"], [5, "sinceOffset", "uint64"],
+    [6, "presence", "bool"],
   ],
   subscribed: [
     [1, "channel", "string"], [2, "epoch", "string"], [3, "offset", "uint64"], [4, "alias", "uint32"], [5, "volatile", "bool"],
@@ -130,12 +159,24 @@ export const schemas: { readonly [K in Kind]: readonly Field[] } = {
     [4, "reconnectAfterMs", "uint32"], [5, "reconnectUrl", "string"],
   ],
   datagram: [[1, "alias", "uint32"], [2, "seq", "uint64"], [3, "data", "bytes"]],
+  presence: [[1, "channel", "string"], [2, "countsOnly", "bool"]],
+  presenceReply: [
+    [1, "channel", "string"], [2, "members", "ClientInfo", 1], [3, "clients", "uint32"], [4, "users", "uint32"], [5, "truncated", "bool"],
+  ],
+  join: [[1, "channel", "string"], [2, "member", "ClientInfo"]],
+  leave: [[1, "channel", "string"], [2, "member", "ClientInfo"]],
+};
+
+/** The messages that are only field types, with their tables (checked the same way). */
+export const messages: { readonly [M in MessageName]: readonly Field[] } = {
+  ClientInfo: [[1, "client", "string"], [2, "user", "string"], [3, "info", "bytes"]],
 };
 
 /** Frame.kind field numbers (Frame.id is field 1). */
 export const kindFields: { readonly [K in Kind]: number } = {
   connect: 2, connected: 3, subscribe: 4, subscribed: 5, unsubscribe: 6, unsubscribed: 7,
   publish: 8, publishAck: 9, message: 10, error: 11, ping: 12, pong: 13, disconnect: 14, datagram: 15,
+  presence: 16, presenceReply: 17, join: 18, leave: 19,
 };
 const kindByField = new Map<number, Kind>(
   (Object.keys(kindFields) as Kind[]).map((k) => [kindFields[k], k]),
@@ -156,12 +197,16 @@ const MAX_GROUP_DEPTH = 64;
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-function defaultOf(type: FieldType): unknown {
+/** The table of a message field's type; undefined for scalars. */
+const messageOf = (type: FieldType): readonly Field[] | undefined => (messages as Record<string, readonly Field[]>)[type];
+
+function defaultOf([, , type, repeated]: Field): unknown {
   switch (type) {
     case "string": return "";
     case "bytes": return new Uint8Array(0);
     case "bool": return false;
-    default: return 0;
+    case "uint32": case "uint64": return 0;
+    default: return repeated ? [] : undefined; // a message: absent
   }
 }
 
@@ -197,30 +242,42 @@ function checkInt(name: string, v: unknown, max: number): number {
   return v;
 }
 
-function fieldsOf(kind: Kind, body: Record<string, unknown>): Out[] {
+function fieldsOf(fields: readonly Field[], where: string, body: Record<string, unknown>): Out[] {
   const out: Out[] = [];
-  for (const [num, name, type] of schemas[kind]) {
+  for (const [num, name, type, repeated] of fields) {
     const v = body[name];
     if (v === undefined || v === null) continue;
+    const what = `${where}.${name}`;
+    const sub = messageOf(type);
+    if (sub) {
+      // Each element (or the one message, even when empty) as its own bytes.
+      for (const x of repeated ? (v as unknown[]) : [v]) {
+        const inner = fieldsOf(sub, what, x as Record<string, unknown>);
+        const b = new Uint8Array(sizeOf(inner));
+        writeFields(b, 0, inner);
+        out.push({ tag: (num << 3) | BYTES, b });
+      }
+      continue;
+    }
     switch (type) {
       case "string": {
-        if (typeof v !== "string") throw new TypeError(`${kind}.${name} must be a string`);
+        if (typeof v !== "string") throw new TypeError(`${what} must be a string`);
         if (v !== "") out.push({ tag: (num << 3) | BYTES, b: utf8.encode(v) });
         break;
       }
       case "bytes": {
-        if (!(v instanceof Uint8Array)) throw new TypeError(`${kind}.${name} must be a Uint8Array`);
+        if (!(v instanceof Uint8Array)) throw new TypeError(`${what} must be a Uint8Array`);
         if (v.length > 0) out.push({ tag: (num << 3) | BYTES, b: v });
         break;
       }
       case "uint32": {
-        const n = checkInt(`${kind}.${name}`, v, MAX_UINT32);
+        const n = checkInt(what, v, MAX_UINT32);
         if (n !== 0) out.push({ tag: (num << 3) | VARINT, v: n });
         break;
       }
       case "uint64": {
         // Any integral double below 2^64: beyond 2^53 it is what was decoded (rounded).
-        const n = checkInt(`${kind}.${name}`, v, 2 ** 64 - 2048);
+        const n = checkInt(what, v, 2 ** 64 - 2048);
         if (n !== 0) out.push({ tag: (num << 3) | VARINT, v: n });
         break;
       }
@@ -257,13 +314,14 @@ function writeFields(b: Uint8Array, pos: number, fields: Out[]): number {
 
 /**
  * Encodes a Frame of the given kind, with the varint length prefix, the way
- * the server's protobuf-go does: fields in number order, defaults omitted.
+ * the server's protobuf-go does: fields in number order, defaults omitted
+ * (but a message field that is set is written, even when empty).
  * Missing fields take their default. Throws RangeError or TypeError for
  * values the schema cannot carry.
  */
 export function encodeFrame<K extends Kind>(id: number, kind: K, body: Partial<Kinds[K]> = {}): Uint8Array {
   checkInt("frame id", id, MAX_UINT32);
-  const inner = fieldsOf(kind, body as Record<string, unknown>);
+  const inner = fieldsOf(schemas[kind], kind, body as Record<string, unknown>);
   const innerSize = sizeOf(inner);
   const outer: Out[] = [];
   if (id !== 0) outer.push({ tag: (1 << 3) | VARINT, v: id });
@@ -365,9 +423,12 @@ class Reader {
   }
 }
 
-/** Decodes the fields of one message of kind into target, skipping unknown ones. */
-function decodeInto(kind: Kind, r: Reader, target: Record<string, unknown>): void {
-  const fields = schemas[kind];
+/**
+ * Decodes the fields of one message (where names it in errors) into
+ * target, skipping unknown ones. proto3 rules: a singular message field
+ * seen again merges into the first, a repeated one adds an element.
+ */
+function decodeInto(fields: readonly Field[], where: string, r: Reader, target: Record<string, unknown>): void {
   while (!r.done()) {
     const [num, wt] = r.tag();
     const f = fields.find((x) => x[0] === num);
@@ -375,20 +436,26 @@ function decodeInto(kind: Kind, r: Reader, target: Record<string, unknown>): voi
       r.skipValue(num, wt);
       continue;
     }
-    const [, name, type] = f;
-    if (type === "string" || type === "bytes") {
+    const [, name, type, repeated] = f;
+    const sub = messageOf(type);
+    if (type === "string" || type === "bytes" || sub) {
       if (wt !== BYTES) {
         r.skipValue(num, wt);
         continue;
       }
       const [s, e] = r.lengthDelimited();
-      if (type === "bytes") {
+      if (sub) {
+        const m = (!repeated && target[name] as Record<string, unknown>) || emptyBody(sub);
+        decodeInto(sub, `${where}.${name}`, new Reader(r.b, s, e), m);
+        if (repeated) (target[name] as unknown[]).push(m);
+        else target[name] = m;
+      } else if (type === "bytes") {
         target[name] = r.b.slice(s, e);
       } else {
         try {
           target[name] = utf8Strict.decode(r.b.subarray(s, e));
         } catch {
-          throw new ProtocolError(`${kind}.${name} is not valid UTF-8`);
+          throw new ProtocolError(`${where}.${name} is not valid UTF-8`);
         }
       }
       continue;
@@ -409,9 +476,9 @@ function decodeInto(kind: Kind, r: Reader, target: Record<string, unknown>): voi
   }
 }
 
-function emptyBody(kind: Kind): Record<string, unknown> {
+function emptyBody(fields: readonly Field[]): Record<string, unknown> {
   const body: Record<string, unknown> = {};
-  for (const [, name, type] of schemas[kind]) body[name] = defaultOf(type);
+  for (const f of fields) body[f[1]] = defaultOf(f);
   return body;
 }
 
@@ -445,9 +512,9 @@ export function decodeFrame(body: Uint8Array): Frame | UnknownFrame {
     // member replaces it (proto3 rules).
     if (k !== kind) {
       kind = k;
-      fields = emptyBody(k);
+      fields = emptyBody(schemas[k]);
     }
-    decodeInto(k, new Reader(body, s, e), fields);
+    decodeInto(schemas[k], k, new Reader(body, s, e), fields);
   }
   if (kind === undefined) {
     if (unknown) return { id, type: "unknown" };

@@ -13,7 +13,7 @@ import {
   trimReason,
 } from "./codes.js";
 import { decodeFrame, encodeFrame, ProtocolError } from "./codec.js";
-import type { ConnectedBody, Frame, FrameOf, Kind, Kinds } from "./codec.js";
+import type { ConnectBody, ConnectedBody, Frame, FrameOf, Kind, Kinds } from "./codec.js";
 import { encodeDatagram, parseDatagram } from "./datagram.js";
 import type { Datagram } from "./datagram.js";
 import type { Target } from "./endpoints.js";
@@ -70,7 +70,8 @@ export class Connection {
   constructor(
     readonly name: TransportName,
     factory: TransportFactory,
-    private readonly token: string,
+    /** What Connect says about the client: token, user and info (presence). */
+    private readonly hello: Partial<ConnectBody>,
     private readonly clock: Clock,
     /** The node it connects to. */
     readonly target: Target,
@@ -157,7 +158,7 @@ export class Connection {
     this.state = "handshake";
     // Per-subscription streams exist on WebTransport only.
     const streams = this.name === "webtransport";
-    this.transport.send(encodeFrame(1, "connect", { token: this.token, client: CLIENT_NAME, protocol: PROTOCOL, streams }));
+    this.transport.send(encodeFrame(1, "connect", { ...this.hello, client: CLIENT_NAME, protocol: PROTOCOL, streams }));
   }
 
   private receive(body: Uint8Array): void {

@@ -3,7 +3,8 @@
 // (sequence numbers, loss counting), including what arrives on a
 // subscription stream or as a datagram before the server's Subscribed;
 // history recovery (the position a resubscribe asks to resume from, the
-// duplicate guard, "resync" when the server could not recover).
+// duplicate guard, "resync" when the server could not recover); its events
+// ("resync", and presence's "join" and "leave").
 
 import type { SubscribedBody } from "./codec.js";
 import type { Connection } from "./connection.js";
@@ -24,6 +25,8 @@ import type {
  * dropped and counted.
  */
 export const HOLD_LIMIT = 1024;
+
+const EVENTS: readonly SubscriptionEventName[] = ["resync", "join", "leave"];
 
 /** What a subscription needs from its client. */
 export interface SubscriptionOwner {
@@ -63,7 +66,7 @@ export class SubscriptionImpl implements Subscription {
   private held: Held[] = [];
   /** A failed recovery, reported by release(). */
   private gap: ResyncEvent | undefined;
-  private readonly resyncs = new Set<(e: ResyncEvent) => void>();
+  private readonly handlers = new Map<SubscriptionEventName, Set<(e: never) => void>>();
 
   constructor(
     private readonly owner: SubscriptionOwner,
@@ -72,6 +75,8 @@ export class SubscriptionImpl implements Subscription {
     readonly alias: number,
     readonly handler: MessageHandler,
     since?: Position,
+    /** Every Subscribe asks for presence events (resubscribes too). */
+    readonly presence = false,
   ) {
     this.recover = since !== undefined;
     if (since) {
@@ -93,14 +98,27 @@ export class SubscriptionImpl implements Subscription {
   }
 
   on<E extends SubscriptionEventName>(event: E, handler: (e: SubscriptionEvents[E]) => void): () => void {
-    if (event !== "resync") throw new TypeError(`switchyard: unknown subscription event ${JSON.stringify(event)}`);
+    if (!EVENTS.includes(event)) throw new TypeError(`switchyard: unknown subscription event ${JSON.stringify(event)}`);
     if (typeof handler !== "function") throw new TypeError("switchyard: handler must be a function");
-    this.resyncs.add(handler);
+    let set = this.handlers.get(event);
+    if (!set) this.handlers.set(event, (set = new Set()));
+    set.add(handler);
     return () => this.off(event, handler);
   }
 
-  off<E extends SubscriptionEventName>(_event: E, handler: (e: SubscriptionEvents[E]) => void): void {
-    this.resyncs.delete(handler);
+  off<E extends SubscriptionEventName>(event: E, handler: (e: SubscriptionEvents[E]) => void): void {
+    this.handlers.get(event)?.delete(handler);
+  }
+
+  /** Calls the event's handlers; what one throws is reported as uncaught, the others still run. */
+  emit<E extends SubscriptionEventName>(event: E, e: SubscriptionEvents[E]): void {
+    for (const h of [...(this.handlers.get(event) ?? [])]) {
+      try {
+        (h as (e: SubscriptionEvents[E]) => void)(e);
+      } catch (err) {
+        rethrowLater(err);
+      }
+    }
   }
 
   /**
@@ -134,15 +152,7 @@ export class SubscriptionImpl implements Subscription {
   release(): void {
     const gap = this.gap;
     this.gap = undefined;
-    if (gap) {
-      for (const h of [...this.resyncs]) {
-        try {
-          h(gap);
-        } catch (e) {
-          rethrowLater(e);
-        }
-      }
-    }
+    if (gap) this.emit("resync", gap);
     const held = this.held;
     this.held = [];
     for (const h of held) {

@@ -25,7 +25,7 @@ import { Backoff } from "./backoff.js";
 import { realClock } from "./clock.js";
 import type { Clock } from "./clock.js";
 import { encodeFrame, frameBodyLength } from "./codec.js";
-import type { Frame, FrameOf } from "./codec.js";
+import type { ConnectBody, Frame, FrameOf } from "./codec.js";
 import {
   CLOSE_NORMAL,
   CODE_GOING_AWAY,
@@ -87,6 +87,20 @@ export interface ConnectOptions {
    */
   token?: string | ((context: TokenContext) => string | Promise<string>);
   /**
+   * Who the client is in the presence of channels that keep it (see
+   * client.presence() and the subscribe option presence): any string of
+   * at most 256 bytes (UTF-8), sent in Connect. Default "". The node
+   * refuses a longer user or info: connect() rejects with ClosedError 3500.
+   */
+  user?: string;
+  /**
+   * What else the others see of this client in presence, at most 1024
+   * bytes: a string is sent as UTF-8 (e.g. JSON.stringify({avatar})),
+   * bytes as they are. Members' info always arrives as a Uint8Array:
+   * decodeText(member.info) reads it back as text. Default none.
+   */
+  info?: string | Uint8Array;
+  /**
    * Learn the cluster's other nodes from GET /api/nodes of each node
    * connected to, and add them (same region first, draining ones left out)
    * to the URLs reconnects try. Default: true when connect() got an array
@@ -94,7 +108,7 @@ export interface ConnectOptions {
    */
   discover?: boolean;
   /**
-   * The most requests (publishes, subscribes, unsubscribes) awaiting their
+   * The most requests (publishes, subscribes, unsubscribes, presence) awaiting their
    * reply on a session; more wait, as do requests while the transport's
    * send buffer is full (1 MiB). Default 1000.
    */
@@ -113,7 +127,7 @@ export interface ConnectOptions {
   stableAfter?: number;
   /**
    * How long, in ms, each request (subscribe, publish,
-   * unsubscribe) may take, waiting for a connection and a publish's
+   * unsubscribe, presence) may take, waiting for a connection and a publish's
    * resends after reconnects included. Default 10000.
    */
   requestTimeout?: number;
@@ -200,6 +214,44 @@ export interface SubscribeOptions {
    * changed), and delivery starts at the channel's current position.
    */
   since?: Position;
+  /**
+   * Ask for the channel's "join" and "leave" events (channels that keep
+   * presence; at most the node's event limit of members, 1000 by
+   * default). Resubscriptions after a reconnect ask again; events that
+   * went by meanwhile are not replayed: fetch client.presence() again on
+   * the client's "subscribed" event with resubscribed true.
+   */
+  presence?: boolean;
+}
+
+/**
+ * A client in a channel's presence: its session id, and the user and info
+ * it gave connect(). A client that reconnected may be listed twice (its
+ * old session, until the server notices it is gone: then "leave").
+ */
+export interface Member {
+  client: string;
+  user: string;
+  /** The member's info as sent (a string as UTF-8: decodeText(member.info)); empty when it gave none. */
+  info: Uint8Array;
+}
+
+/** Options of client.presence(). Every field is optional. */
+export interface PresenceOptions {
+  /** Only the counts: members comes back empty (and truncated true when there is anybody). */
+  countsOnly?: boolean;
+}
+
+/** Who is in a channel, over the whole cluster (client.presence()). */
+export interface PresenceResult {
+  /** How many clients (sessions) are members. */
+  clients: number;
+  /** How many distinct users they are. */
+  users: number;
+  /** The members, sorted by client id, at most 1000 (see truncated); empty with countsOnly. */
+  members: Member[];
+  /** Whether there are more members than listed. */
+  truncated: boolean;
 }
 
 /** Payload of a subscription's "resync": what lies between previous and {epoch, offset} is lost. */
@@ -220,6 +272,13 @@ export interface SubscriptionEvents {
    * Subscription does not exist yet when the server answers.)
    */
   resync: ResyncEvent;
+  /**
+   * A client joined the channel (subscribed to it); only with the
+   * presence option, and not for this client's own session.
+   */
+  join: Member;
+  /** A client left the channel (unsubscribed, or its session ended); only with the presence option. */
+  leave: Member;
 }
 
 export type SubscriptionEventName = keyof SubscriptionEvents;
@@ -379,6 +438,15 @@ export interface Client {
    * maxDatagramSize, and ClosedError once the client is closed.
    */
   sendDatagram(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): boolean;
+  /**
+   * Asks who is in channel, over the whole cluster; the client must be
+   * subscribed to it (the presence option is not needed). Rejects with
+   * RequestError (105 not subscribed, 100 a channel that keeps no
+   * presence), TimeoutError, ClosedError, or TypeError on a bad channel.
+   * Asked while disconnected, or when the connection drops before the
+   * answer, it is sent on the next session.
+   */
+  presence(channel: string, options?: PresenceOptions): Promise<PresenceResult>;
   /** Adds an event handler; returns a function that removes it. */
   on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
   off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;
@@ -603,6 +671,8 @@ interface Settings {
   discover: boolean;
   /** Whether this browser has WebTransport. */
   wt: boolean;
+  /** Connect's user and info (presence). */
+  hello: Partial<ConnectBody>;
 }
 
 function settings(url: string | string[], o: ConnectOptions, hooks: Internals): { s: Settings; targets: Target[]; factory: TransportFactory; backoff: Backoff } {
@@ -613,6 +683,11 @@ function settings(url: string | string[], o: ConnectOptions, hooks: Internals): 
   }
   if (o.token !== undefined && typeof o.token !== "string" && typeof o.token !== "function") {
     throw new TypeError("switchyard: token must be a string or a function returning one");
+  }
+  // Too long a user or info is the node's to refuse (3500, terminal: connect() rejects with its reason).
+  const info = o.info === undefined ? undefined : toBytes(o.info)?.slice();
+  if ((o.user !== undefined && typeof o.user !== "string") || (o.info !== undefined && !info)) {
+    throw new TypeError("switchyard: user must be a string, info a string or a Uint8Array");
   }
   const urls = Array.isArray(url) ? url : [url];
   if (!urls.length) throw new TypeError("switchyard: no URL");
@@ -644,6 +719,7 @@ function settings(url: string | string[], o: ConnectOptions, hooks: Internals): 
       maxInflight: positiveNumber("maxInflight", o.maxInflight, 1000, 1),
       discover: o.discover ?? Array.isArray(url),
       wt,
+      hello: { user: o.user, info },
     },
     targets,
     factory,
@@ -651,12 +727,13 @@ function settings(url: string | string[], o: ConnectOptions, hooks: Internals): 
   };
 }
 
-/** A publish or unsubscribe waiting for its reply (or for a connection). */
+/** A publish, unsubscribe or presence request waiting for its reply (or for a connection). */
 interface Req {
-  kind: "publish" | "unsubscribe";
+  kind: "publish" | "unsubscribe" | "presence";
   channel: string;
   data?: Uint8Array;
   key?: string; // a publish's idempotency key, the same on every send
+  countsOnly?: boolean; // a presence request's
   resolve(v: unknown): void;
   reject(e: Error): void;
   timer: unknown;
@@ -858,7 +935,7 @@ class ClientImpl implements Client {
         fallbackDelay: this.s.fallbackDelay,
         timeout: this.s.connectTimeout,
         clock: this.clock,
-        start: (name) => new Connection(name, this.factory, token, this.clock, t),
+        start: (name) => new Connection(name, this.factory, { ...this.s.hello, token }, this.clock, t),
         signal: ac.signal,
       });
       if (conn.name === "websocket" && names.length > 1) this.wtSkipUntil = this.clock.now() + WT_SKIP_MS;
@@ -960,7 +1037,7 @@ class ClientImpl implements Client {
     try {
       const token = await this.token("upgrade", ws.target);
       if (this.conn !== ws) return;
-      next = new Connection("webtransport", this.factory, token, this.clock, ws.target);
+      next = new Connection("webtransport", this.factory, { ...this.s.hello, token }, this.clock, ws.target);
       await this.within(next.ready, this.s.connectTimeout);
     } catch {
       next?.close();
@@ -1129,6 +1206,8 @@ class ClientImpl implements Client {
     if (f.id === 0) {
       // A refused datagram is answered with an error of id 0.
       if (f.type === "error") this.emit("error", { error: new RequestError(f.code, f.message) });
+      // Presence events, for the subscriptions that asked.
+      if ((f.type === "join" || f.type === "leave") && f.member) this.subs.get(f.channel)?.emit(f.type, f.member);
       // The server ended a subscription (3005: publications lost on the
       // way): subscribe again at once, recovering from the last position.
       if (f.type === "unsubscribed" && f.code !== 0) {
@@ -1230,6 +1309,8 @@ class ClientImpl implements Client {
       this.settle(req, undefined, { epoch: f.epoch, offset: f.offset, duplicate: f.duplicate } satisfies PublishResult);
     } else if (req.kind === "unsubscribe" && f.type === "unsubscribed") {
       this.settle(req);
+    } else if (req.kind === "presence" && f.type === "presenceReply") {
+      this.settle(req, undefined, { clients: f.clients, users: f.users, members: f.members, truncated: f.truncated } satisfies PresenceResult);
     } else {
       this.settle(req, new Error(`switchyard: unexpected reply ${f.type} to ${req.kind}`));
     }
@@ -1243,7 +1324,9 @@ class ClientImpl implements Client {
     const id = this.nextId(conn);
     this.inflight.set(id, { kind: "subscribe", sub });
     const r = sub.recover; // from the last position seen
-    conn.send(id, "subscribe", { channel: sub.channel, alias: sub.alias, recover: r, sinceEpoch: r ? sub.epoch : "", sinceOffset: r ? sub.offset : 0 });
+    conn.send(id, "subscribe", {
+      channel: sub.channel, alias: sub.alias, recover: r, sinceEpoch: r ? sub.epoch : "", sinceOffset: r ? sub.offset : 0, presence: sub.presence,
+    });
   }
 
   /**
@@ -1276,7 +1359,7 @@ class ClientImpl implements Client {
     const id = this.nextId(conn);
     let frame: Uint8Array;
     try {
-      frame = encodeFrame(id, req.kind, { channel: req.channel, data: req.data, idempotencyKey: req.key });
+      frame = encodeFrame(id, req.kind, { channel: req.channel, data: req.data, idempotencyKey: req.key, countsOnly: req.countsOnly });
     } catch (e) {
       this.settle(req, e as Error);
       return;
@@ -1313,7 +1396,7 @@ class ClientImpl implements Client {
     if (this.subs.has(channel)) {
       return Promise.reject(new RequestError(ERR_ALREADY_SUBSCRIBED, `already subscribed to ${channel}`));
     }
-    const sub = new SubscriptionImpl(this, channel, this.newAlias(), handler, since && { epoch: since.epoch, offset: since.offset });
+    const sub = new SubscriptionImpl(this, channel, this.newAlias(), handler, since && { epoch: since.epoch, offset: since.offset }, !!options?.presence);
     this.subs.set(channel, sub);
     this.aliases.set(sub.alias, sub);
     return new Promise<Subscription>((resolve, reject) => {
@@ -1376,9 +1459,15 @@ class ClientImpl implements Client {
     return true;
   }
 
-  private request(kind: Req["kind"], channel: string, data?: Uint8Array, key?: string): Promise<unknown> {
+  presence(channel: string, options?: PresenceOptions): Promise<PresenceResult> {
+    if (this.closed) return Promise.reject(this.endError);
+    if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
+    return this.request("presence", channel, undefined, undefined, !!options?.countsOnly) as Promise<PresenceResult>;
+  }
+
+  private request(kind: Req["kind"], channel: string, data?: Uint8Array, key?: string, countsOnly?: boolean): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      const req: Req = { kind, channel, data, key, resolve, reject, timer: undefined, settled: false };
+      const req: Req = { kind, channel, data, key, countsOnly, resolve, reject, timer: undefined, settled: false };
       req.timer = this.clock.setTimeout(() => {
         if (req.settled) return;
         this.waiting = this.waiting.filter((r) => r !== req);

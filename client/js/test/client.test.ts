@@ -47,7 +47,7 @@ describe("happy eyeballs", () => {
     await net.clock.advance(5000);
     assert.deepEqual(net.transports.map((t) => t.name), ["webtransport"]);
     const connect = net.last.sent("connect")[0]!;
-    assert.deepEqual({ ...connect }, { id: 1, type: "connect", token: "", client: "switchyard-js/0.1", protocol: "switchyard.v1", streams: true });
+    assert.deepEqual({ ...connect }, { id: 1, type: "connect", token: "", client: "switchyard-js/0.1", protocol: "switchyard.v1", streams: true, user: "", info: new Uint8Array(0) });
     c.close();
   });
 

@@ -55,6 +55,20 @@ const golden: [string, number, Kind, Record<string, unknown>][] = [
   ["12 08 03 4a 0e 0a 08 41 62 43 64 45 66 47 68 10 2a 18 01", 3, "publishAck", { epoch: "AbCdEfGh", offset: 42, duplicate: true }],
   ["06 08 09 4a 02 18 01", 9, "publishAck", { epoch: "", offset: 0, duplicate: true }],
   ["10 08 03 4a 0c 0a 08 41 62 43 64 45 66 47 68 10 2a", 3, "publishAck", { epoch: "AbCdEfGh", offset: 42, duplicate: false }],
+  // presence (connect.user/info, subscribe.presence, presence, presence_reply with repeated ClientInfo, join, leave),
+  // from protocols.MustEncode
+  ["21 08 01 12 1d 1a 0d 73 77 69 74 63 68 79 61 72 64 2e 76 31 2a 03 61 64 61 32 07 7b 22 6e 22 3a 31 7d", 1, "connect", { protocol: "switchyard.v1", user: "ada", info: new TextEncoder().encode('{"n":1}') }],
+  ["0e 08 02 22 0a 0a 04 63 68 61 74 10 01 30 01", 2, "subscribe", { channel: "chat", alias: 1, presence: true }],
+  ["0b 08 03 82 01 06 0a 04 63 68 61 74", 3, "presence", { channel: "chat", countsOnly: false }],
+  ["0d 08 04 82 01 08 0a 04 63 68 61 74 10 01", 4, "presence", { channel: "chat", countsOnly: true }],
+  ["24 08 03 8a 01 1f 0a 04 63 68 61 74 12 0d 0a 02 73 31 12 03 61 64 61 1a 02 01 02 12 04 0a 02 73 32 18 02 20 02", 3, "presenceReply",
+    { channel: "chat", members: [{ client: "s1", user: "ada", info: bytes(1, 2) }, { client: "s2", user: "", info: bytes() }], clients: 2, users: 2, truncated: false }],
+  ["13 08 04 8a 01 0e 0a 04 63 68 61 74 18 dc 0b 20 b0 09 28 01", 4, "presenceReply", { channel: "chat", members: [], clients: 1500, users: 1200, truncated: true }],
+  ["0c 08 05 8a 01 07 12 00 12 03 12 01 75", 5, "presenceReply", { members: [{ client: "", user: "", info: bytes() }, { client: "", user: "u", info: bytes() }] }],
+  ["18 92 01 15 0a 04 63 68 61 74 12 0d 0a 02 73 32 12 03 62 6f 62 1a 02 68 69", 0, "join", { channel: "chat", member: { client: "s2", user: "bob", info: bytes(0x68, 0x69) } }],
+  ["0f 9a 01 0c 0a 04 63 68 61 74 12 04 0a 02 73 32", 0, "leave", { channel: "chat", member: { client: "s2", user: "", info: bytes() } }],
+  ["08 92 01 05 0a 01 63 12 00", 0, "join", { channel: "c", member: { client: "", user: "", info: bytes() } }], // an empty member is written
+  ["06 9a 01 03 0a 01 63", 0, "leave", { channel: "c", member: undefined }], // an absent one is not
 ];
 
 describe("codec", () => {
@@ -89,6 +103,13 @@ describe("codec", () => {
       pong: {},
       disconnect: { code: 4999, reason: "🙂", reconnect: true, reconnectAfterMs: 1, reconnectUrl: "" },
       datagram: { alias: 16383, seq: Number.MAX_SAFE_INTEGER, data: new Uint8Array(1100).fill(9) },
+      presence: { channel: "chat:1", countsOnly: true },
+      presenceReply: {
+        channel: "c", clients: 3, users: 0xffffffff, truncated: true,
+        members: [{ client: "a", user: "ü", info: new Uint8Array(1024).fill(1) }, { client: "", user: "", info: new Uint8Array(0) }],
+      },
+      join: { channel: "c", member: { client: "s", user: "", info: bytes(0) } },
+      leave: { channel: "", member: undefined },
     };
     for (const kind of Object.keys(samples) as Kind[]) {
       for (const id of [0, 1, 127, 128, 0xffffffff]) {
@@ -126,17 +147,19 @@ describe("codec", () => {
     assert.throws(() => encodeFrame(1, "publishAck", { offset: 2 ** 64 }), RangeError);
     assert.throws(() => encodeFrame(1, "publish", { channel: 5 as never }), TypeError);
     assert.throws(() => encodeFrame(1, "publish", { data: "x" as never }), TypeError);
+    assert.throws(() => encodeFrame(0, "join", { member: { user: 5 } as never }), /join\.member\.user must be a string/);
+    assert.throws(() => encodeFrame(0, "presenceReply", { members: [{ info: "x" }] as never }), /presenceReply\.members\.info must be a Uint8Array/);
   });
 
   it("skips unknown fields of every wire type, in frames and in messages", () => {
-    // subscribed{channel:"c", offset:5} with unknown fields 15 (varint), 16 (fixed64),
-    // 17 (bytes), 18 (group holding a varint and a nested group), 19 (fixed32)
+    // subscribed{channel:"c", offset:5} with unknown fields 25 (varint), 26 (fixed64),
+    // 27 (bytes), 28 (group holding a varint and a nested group), 29 (fixed32)
     const unknown = [
-      0x78, 0x96, 0x01, // 15: varint 150
-      0x81, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, // 16: fixed64
-      0x8a, 0x01, 0x02, 0xaa, 0xbb, // 17: bytes
-      0x93, 0x01, 0x08, 0x01, 0x13, 0x10, 0x02, 0x14, 0x94, 0x01, // 18: group { 1: 1, group 2 { 2: 2 } }
-      0x9d, 0x01, 1, 2, 3, 4, // 19: fixed32
+      0xc8, 0x01, 0x96, 0x01, // 25: varint 150
+      0xd1, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, // 26: fixed64
+      0xda, 0x01, 0x02, 0xaa, 0xbb, // 27: bytes
+      0xe3, 0x01, 0x08, 0x01, 0x13, 0x10, 0x02, 0x14, 0xe4, 0x01, // 28: group { 1: 1, group 2 { 2: 2 } }
+      0xed, 0x01, 1, 2, 3, 4, // 29: fixed32
     ];
     const inner = [0x0a, 0x01, 0x63, ...unknown, 0x18, 0x05];
     const frame = bytes(...unknown, 0x08, 0x03, 0x2a, inner.length, ...inner, ...unknown);
@@ -152,7 +175,7 @@ describe("codec", () => {
   });
 
   it("reports frames of unknown kinds as unknown", () => {
-    assert.deepEqual(decodeFrame(bytes(0x08, 0x04, 0x82, 0x01, 0x00)), { id: 4, type: "unknown" }); // field 16
+    assert.deepEqual(decodeFrame(bytes(0x08, 0x04, 0xf2, 0x01, 0x00)), { id: 4, type: "unknown" }); // field 30
     assert.deepEqual(decodeFrame(bytes(0x60, 0x01)), { id: 0, type: "unknown" }); // ping as a varint
   });
 
@@ -161,6 +184,25 @@ describe("codec", () => {
     const b = [0x2a, 0x02, 0x18, 0x09]; // subscribed{offset:9}
     assert.deepEqual(decodeFrame(bytes(...a, ...b)), { id: 0, type: "subscribed", channel: "a", epoch: "", offset: 9, alias: 0, volatile: false, recovered: false });
     assert.deepEqual(decodeFrame(bytes(...a, 0x62, 0x00)), { id: 0, type: "ping" });
+  });
+
+  it("merges a singular message field seen twice, appends to a repeated one", () => {
+    // join{member{client:"a"}, member{user:"u"}}: one member with both
+    const join = [0x0a, 0x01, 0x63, 0x12, 0x03, 0x0a, 0x01, 0x61, 0x12, 0x03, 0x12, 0x01, 0x75];
+    assert.deepEqual(decodeFrame(bytes(0x92, 0x01, join.length, ...join)),
+      { id: 0, type: "join", channel: "c", member: { client: "a", user: "u", info: bytes() } });
+    // presence_reply{members{client:"a"}, clients:1, members{client:"b"}}: two members, in order
+    const reply = [0x12, 0x03, 0x0a, 0x01, 0x61, 0x18, 0x01, 0x12, 0x03, 0x0a, 0x01, 0x62];
+    const f = decodeFrame(bytes(0x8a, 0x01, reply.length, ...reply));
+    assert.deepEqual(f.type === "presenceReply" && f.members.map((m) => m.client), ["a", "b"]);
+    // a member sent as a varint is an unknown field: skipped
+    assert.deepEqual(decodeFrame(bytes(0x92, 0x01, 0x02, 0x10, 0x05)), { id: 0, type: "join", channel: "", member: undefined });
+  });
+
+  it("rejects malformed nested messages", () => {
+    malformed(bytes(0x92, 0x01, 0x05, 0x12, 0x03, 0x12, 0x01, 0xff), /join\.member\.user is not valid UTF-8/);
+    malformed(bytes(0x92, 0x01, 0x04, 0x12, 0x02, 0x0a, 0x05), /past the end/);
+    malformed(bytes(0x8a, 0x01, 0x03, 0x12, 0x01, 0x7f), /wire type 7/);
   });
 
   it("reads uint32 fields from long varints as protobuf does", () => {

@@ -1,11 +1,12 @@
 // Test doubles: a fake clock whose timers run only when the test advances
 // time, and fake transports driven by a small in-memory Switchyard node
 // (with volatile channels: datagrams on WebTransport, messages on
-// WebSocket; and per-subscription streams on WebTransport when asked).
+// WebSocket; per-subscription streams on WebTransport when asked; and
+// presence: members, join and leave events, the presence request).
 
 import { decodeFrame, encodeFrame } from "../src/codec.js";
 import { encodeDatagram, parseDatagram } from "../src/datagram.js";
-import type { Frame, Kind, Kinds } from "../src/codec.js";
+import type { ClientInfoBody, Frame, Kind, Kinds } from "../src/codec.js";
 import type { Clock } from "../src/clock.js";
 import type { Target } from "../src/endpoints.js";
 import { splitMessage } from "../src/framing.js";
@@ -91,6 +92,8 @@ export class FakeTransport implements Transport {
   readonly createdAt: number;
   /** The client's send buffer is full (writable() false). */
   full = false;
+  /** The session in presence: its id and Connect's user and info (set by connect). */
+  member: ClientInfoBody | undefined;
   private open = false;
 
   constructor(
@@ -233,6 +236,8 @@ export class FakeNet {
   datagramPathMax = 1200;
   /** Which channels are volatile. */
   volatile = (channel: string): boolean => channel.startsWith("game:");
+  /** Which channels keep presence (as on a dev node). */
+  presence = (channel: string): boolean => channel === "chat" || channel.startsWith("chat:");
   /** When false the node does not answer requests (replies are left to the test). */
   answer = true;
   /**
@@ -256,6 +261,7 @@ export class FakeNet {
     offset: number;
     subs: Map<FakeTransport, number>;
     log: { offset: number; data: Uint8Array }[];
+    events: Set<FakeTransport>; // subscribers that asked for presence events
   }>();
   private sessions = 0;
   private epochs = 0;
@@ -309,7 +315,7 @@ export class FakeNet {
   endSubscriptions(channel: string, code = 3005, reason = "missed messages"): void {
     const ch = this.channel(channel);
     for (const [t, alias] of ch.subs) {
-      ch.subs.delete(t);
+      this.unsubscribed(channel, t);
       t.aliases.delete(alias);
       t.push(0, "unsubscribed", { channel, code, reason });
     }
@@ -344,14 +350,32 @@ export class FakeNet {
   private channel(name: string) {
     let ch = this.channels.get(name);
     if (!ch) {
-      ch = { epoch: this.volatile(name) ? "" : `epoch${++this.epochs}`, offset: 0, subs: new Map(), log: [] };
+      ch = { epoch: this.volatile(name) ? "" : `epoch${++this.epochs}`, offset: 0, subs: new Map(), log: [], events: new Set<FakeTransport>() };
       this.channels.set(name, ch);
     }
     return ch;
   }
 
   onLeave(t: FakeTransport): void {
-    for (const ch of this.channels.values()) ch.subs.delete(t);
+    for (const name of this.channels.keys()) this.unsubscribed(name, t);
+  }
+
+  /** t is no longer subscribed to the channel: its members hear that it left. */
+  private unsubscribed(name: string, t: FakeTransport): void {
+    const ch = this.channels.get(name);
+    if (!ch?.subs.delete(t)) return;
+    ch.events.delete(t);
+    if (this.presence(name)) this.presenceEvent(name, "leave", t);
+  }
+
+  /** A join or leave of t, to the other subscribers that asked for events. */
+  presenceEvent(channel: string, kind: "join" | "leave", t: FakeTransport): void {
+    for (const o of this.channel(channel).events) if (o !== t) o.push(0, kind, { channel, member: t.member });
+  }
+
+  /** The members of a channel, sorted by client id. */
+  members(channel: string): ClientInfoBody[] {
+    return [...this.channel(channel).subs.keys()].map((t) => t.member!).sort((a, b) => (a.client < b.client ? -1 : 1));
   }
 
   serve(t: FakeTransport, f: Frame): void {
@@ -362,7 +386,9 @@ export class FakeNet {
         return;
       }
       t.streams = f.streams && t.name === "webtransport" && this.grantStreams;
-      t.push(f.id, "connected", { sessionId: `s${++this.sessions}`, ...this.connected, streams: t.streams });
+      const sessionId = `s${++this.sessions}`;
+      t.member = { client: sessionId, user: f.user, info: f.info };
+      t.push(f.id, "connected", { sessionId, ...this.connected, streams: t.streams });
       return;
     }
     if (f.type === "datagram") {
@@ -389,6 +415,10 @@ export class FakeNet {
           f.sinceOffset <= ch.offset && f.sinceOffset >= ch.offset - this.history;
         const at = recovered ? f.sinceOffset : ch.offset;
         t.push(f.id, "subscribed", { channel: f.channel, epoch: ch.epoch, offset: at, alias: f.alias, volatile, recovered });
+        if (this.presence(f.channel)) {
+          this.presenceEvent(f.channel, "join", t);
+          if (f.presence) ch.events.add(t);
+        }
         if (recovered) {
           for (const p of ch.log) if (p.offset > at) this.deliver(t, f.alias, f.channel, ch.epoch, p.offset, p.data);
         }
@@ -401,8 +431,27 @@ export class FakeNet {
           return;
         }
         t.aliases.delete(ch.subs.get(t)!);
-        ch.subs.delete(t);
+        this.unsubscribed(f.channel, t);
         t.push(f.id, "unsubscribed", { channel: f.channel });
+        return;
+      }
+      case "presence": {
+        if (!this.channels.get(f.channel)?.subs.has(t)) {
+          t.push(f.id, "error", { code: 105, message: `presence of ${f.channel}: subscribe to it first` });
+          return;
+        }
+        if (!this.presence(f.channel)) {
+          t.push(f.id, "error", { code: 100, message: `${f.channel}: this channel keeps no presence` });
+          return;
+        }
+        const members = this.members(f.channel);
+        t.push(f.id, "presenceReply", {
+          channel: f.channel,
+          members: f.countsOnly ? [] : members,
+          clients: members.length,
+          users: new Set(members.map((m) => m.user)).size,
+          truncated: f.countsOnly && members.length > 0,
+        });
         return;
       }
       case "publish": {
