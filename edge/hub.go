@@ -125,7 +125,7 @@ type channel struct {
 	// A takeover waits for a copy: operations queue until it is in.
 	taking bool
 	queued []func(*channel) []func()
-	pres *presence // nil: the channel keeps no presence
+	pres   *presence // nil: the channel keeps no presence
 
 	// Operations sent here by a node that sees this one as the owner
 	// before this node does: they wait for its view (awaitOwnership).
@@ -759,7 +759,7 @@ func (h *Hub) SequenceAsync(name, key string, data []byte, done func(Position, b
 		done(p, false, nil)
 		return
 	}
-	if !ch.sequencer && ch.movedTo != "" && h.rep != nil && h.rep.Live(ch.movedTo) {
+	if !ch.sequencer && h.handedOn(ch) {
 		via := ch.movedTo
 		ch.used = time.Now()
 		h.release(ch)
@@ -1011,7 +1011,7 @@ func (h *Hub) HoldFor(name, epoch string, offset uint64, fn func(epoch string, o
 	switch {
 	case ch.sequencer || ch.volatile || h.rep == nil:
 		after = h.asOwner(ch, op, nil)
-	case ch.movedTo != "" && h.rep.Live(ch.movedTo):
+	case h.handedOn(ch):
 		after = op(ch) // handed on: the registrant will find the new owner
 	default:
 		// Unanswered when this node does not become the owner: the

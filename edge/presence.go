@@ -53,8 +53,8 @@ const (
 // channel's mu.
 type presence struct {
 	local map[protocols.Session]*protocols.ClientInfo // members on this node
-	all   map[string]presenceEntry                   // as the owner: every node's, by client id
-	users map[string]int                             // as the owner: members per user
+	all   map[string]presenceEntry                    // as the owner: every node's, by client id
+	users map[string]int                              // as the owner: members per user
 }
 
 type presenceEntry struct {

@@ -27,6 +27,8 @@ type Replicator interface {
 	// Successor is the node that would own channel if its owner vanished
 	// ("" if none).
 	Successor(channel string) string
+	// Successors lists the nodes after the owner in channel's order.
+	Successors(channel string) []string
 	// Live reports whether node is a live member.
 	Live(node string) bool
 	// Replicate sends a publication this node sequenced to to; false if
@@ -83,8 +85,12 @@ func (h *Hub) replicating(ch *channel) bool { return h.rep != nil && !ch.volatil
 // the successor stopped answering a moment ago).
 func (h *Hub) successorOf(ch *channel, now time.Time) string {
 	s := h.rep.Successor(ch.name)
-	if s == "" || (s == ch.succDown && now.Sub(ch.succDownAt) < h.replicaRetry) {
-		return ""
+	if s != "" && s == ch.succDown && now.Sub(ch.succDownAt) < h.replicaRetry {
+		// It stopped answering a moment ago: the next node holds the copy.
+		if ch.succ != "" && ch.succ != s {
+			return ch.succ
+		}
+		return h.nextSuccessor(ch, s)
 	}
 	return s
 }
@@ -205,15 +211,44 @@ func (h *Hub) replicaOverdue(name string) {
 		ch.mu.Unlock()
 		return
 	}
-	if h.log != nil && h.logRate.Allow("overdue:"+ch.succ, 10*time.Second) {
-		h.log.Warn("successor did not hold publications in time; releasing them without a copy",
-			"channel", name, "successor", ch.succ, "publications", len(ch.unacked))
+	// The successor does not answer: the copy goes to the next node in the
+	// channel's order instead (a takeover asks it), and only with no
+	// other node left do the publications go out without a copy.
+	down := ch.succ
+	ch.succDown, ch.succDownAt, ch.succ = down, now, ""
+	var after []func()
+	if next := h.nextSuccessor(ch, down); next != "" && h.rep.Seed(next, name, ch.state(now)) {
+		h.repStats.Seeds.Add(1)
+		ch.succ = next
+		for i := range ch.unacked {
+			ch.unacked[i].at = now
+		}
+		ch.repTimer.Reset(h.replicaTimeout)
+		if h.log != nil && h.logRate.Allow("overdue:"+down, 10*time.Second) {
+			h.log.Warn("successor did not hold publications in time; copying the channel to the next node",
+				"channel", name, "successor", down, "next", next)
+		}
+	} else {
+		if h.log != nil && h.logRate.Allow("overdue:"+down, 10*time.Second) {
+			h.log.Warn("successor did not hold publications in time and no other node can; releasing them without a copy",
+				"channel", name, "successor", down, "publications", len(ch.unacked))
+		}
+		h.repStats.Unreplicated.Add(uint64(len(ch.unacked)))
+		after = h.releaseUpTo(ch, ch.offset)
 	}
-	h.repStats.Unreplicated.Add(uint64(len(ch.unacked)))
-	ch.succDown, ch.succDownAt, ch.succ = ch.succ, now, ""
-	after := h.releaseUpTo(ch, ch.offset)
 	h.release(ch)
 	runAll(after)
+}
+
+// nextSuccessor is the first node after the owner in ch's order that is
+// not skip ("" if none).
+func (h *Hub) nextSuccessor(ch *channel, skip string) string {
+	for _, n := range h.rep.Successors(ch.name) {
+		if n != skip {
+			return n
+		}
+	}
+	return ""
 }
 
 func runAll(fs []func()) {
@@ -298,7 +333,20 @@ func (h *Hub) Seed(from, name string, st protocols.ChannelState, handed bool) {
 		}
 	}
 	ch.rep = r
+	if handed {
+		ch.movedTo = "" // it is ours now
+	}
 	h.release(ch)
+}
+
+// movedFor is how long a node that handed a channel on passes its
+// publishes to the new owner, at most: views agree again well before.
+const movedFor = 10 * time.Second
+
+// handedOn reports whether this node handed ch to a live node a moment
+// ago: publishes go there. Locked.
+func (h *Hub) handedOn(ch *channel) bool {
+	return ch.movedTo != "" && h.rep != nil && time.Since(ch.movedAt) < movedFor && h.rep.Live(ch.movedTo)
 }
 
 // Forget drops the channel's replica: its owner dropped the channel.
@@ -332,7 +380,10 @@ func (h *Hub) HandOff(name, to string) (protocols.ChannelState, bool) {
 		ch.sequencer, ch.movedTo, ch.movedAt = false, to, now
 		ch.succ = ""
 	case ch.rep != nil:
+		// Our copy goes to the new owner; from now on it is the one that
+		// sequences, not us, whatever our view says later.
 		st = ch.rep.state(now)
+		ch.movedTo, ch.movedAt = to, now
 	default:
 		found = false
 	}
@@ -369,32 +420,58 @@ func (h *Hub) takeOver(ch *channel, op func(*channel) []func()) (ready bool, aft
 		return false, nil
 	}
 	r := ch.rep
+	self := h.rep.Name()
 	var from string
+	patient := true // without a copy here, keep asking a live holder
 	switch {
-	case r != nil && (r.handed || !h.rep.Live(r.from) || r.from == h.rep.Name()):
+	case r != nil && (r.handed || r.from == self):
 		st := r.state(time.Now())
 		return true, h.install(ch, &st)
-	case r != nil:
+	case r != nil && h.rep.Live(r.from):
 		from = r.from // alive (draining, say): it has the latest
+	case r != nil:
+		// The owner we copied died. Our successor may hold a newer copy
+		// (the owner moved to it while we did not answer): ask once.
+		from, patient = h.rep.Successor(ch.name), false
 	default:
 		from = h.rep.Successor(ch.name) // after a join: the previous owner
 	}
-	if from == "" || from == h.rep.Name() {
-		return true, h.install(ch, nil)
+	if from == "" || from == self {
+		var st *protocols.ChannelState
+		if r != nil {
+			s := r.state(time.Now())
+			st = &s
+		}
+		return true, h.install(ch, st)
 	}
 	ch.taking = true
 	ch.queued = append(ch.queued, op)
 	name := ch.name
-	go h.fetch(name, from)
+	go h.fetch(name, from, patient)
 	return false, nil
 }
 
-// fetch asks from for the channel's state, installs the best copy and runs
-// the operations that waited for it.
-func (h *Hub) fetch(name, from string) {
-	ctx, cancel := context.WithTimeout(context.Background(), h.replicaTimeout)
-	st, found, err := h.rep.HandOff(ctx, from, name)
-	cancel()
+// handOffPatience is how long a node that takes a channel over without a
+// copy of its own keeps asking a live holder before it gives up and starts
+// a new epoch: a failed request is no proof that the copy is gone.
+const handOffPatience = 5 * time.Second
+
+// fetch asks from for the channel's state (again while from lives and the
+// patience lasts, when patient), installs the best copy and runs the
+// operations that waited for it.
+func (h *Hub) fetch(name, from string, patient bool) {
+	var st protocols.ChannelState
+	var found bool
+	var err error
+	for start, wait := time.Now(), 50*time.Millisecond; ; wait = min(2*wait, time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), h.replicaTimeout)
+		st, found, err = h.rep.HandOff(ctx, from, name)
+		cancel()
+		if err == nil || !patient || time.Since(start) > handOffPatience || !h.rep.Live(from) {
+			break
+		}
+		time.Sleep(wait)
+	}
 	if err != nil && h.log != nil && h.logRate.Allow("handoff:"+from, 10*time.Second) {
 		h.log.Warn("channel hand-off failed; using what this node holds", "channel", name, "from", from, "err", err)
 	}

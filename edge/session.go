@@ -20,10 +20,10 @@ type client struct {
 
 	connected bool
 	member    *protocols.ClientInfo // this session in channels' presence
-	inflight  chan struct{}       // a slot per publish waiting for its owner: at most maxInflight
-	subs      map[string]uint32   // channel → alias
-	aliases   map[uint32]struct{} // aliases in use
-	secure    bool                // came over TLS: reconnect advice names wss:// or WebTransport
+	inflight  chan struct{}         // a slot per publish waiting for its owner: at most maxInflight
+	subs      map[string]uint32     // channel → alias
+	aliases   map[uint32]struct{}   // aliases in use
+	secure    bool                  // came over TLS: reconnect advice names wss:// or WebTransport
 
 	// Datagrams arrive on their own goroutine (WebTransport): they look
 	// up volatile subscriptions here.

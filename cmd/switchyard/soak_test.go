@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,13 +22,15 @@ import (
 
 var soakDuration = flag.Duration("soak", 0, "run TestSoak with this much chaos (e.g. 3m); 0 skips it")
 
-// TestSoak runs four nodes; a publisher on node a (which owns the
-// channels and is never touched) publishes numbered messages on four
-// channels; reconnecting subscribers (client.Connect) on the other nodes,
-// over both transports, live through random session drops, SIGKILLs and
-// SIGTERM drains of their nodes, each node restarted afterwards. At the end
-// every subscriber must have every message of every channel exactly once,
-// in order, from its first one on: no gap, no duplicate, no resync.
+// TestSoak runs four nodes; a publisher publishes numbered messages on
+// four channels (one owned by each node at the start) through any live
+// node, retrying each with its idempotency key until it is acknowledged;
+// reconnecting subscribers (client.Connect), over both transports, live
+// through random session drops, SIGKILLs and SIGTERM drains of any node
+// (owners included: their successors take over with the channel's epoch),
+// each node restarted afterwards. At the end every subscriber must have
+// every message of every channel exactly once, in order, from its first
+// one on: no gap, no duplicate, no resync.
 //
 //	go test -run TestSoak ./cmd/switchyard/ -args -soak=3m
 func TestSoak(t *testing.T) {
@@ -42,10 +43,19 @@ func TestSoak(t *testing.T) {
 	a := procs[0]
 	bin, _ := buildOnce()
 	meshDir := a.meshDir
-	channels := ownedChannels(t, a, 4)
+	var channels []string
+	for _, p := range procs {
+		channels = append(channels, ownedBy(t, p))
+	}
 
 	var mu sync.Mutex // guards nodes
-	nodes := map[string]*proc{"b": procs[1], "c": procs[2], "d": procs[3]}
+	nodes := map[string]*proc{"a": a, "b": procs[1], "c": procs[2], "d": procs[3]}
+	anyNode := func() *proc {
+		mu.Lock()
+		defer mu.Unlock()
+		names := []string{"a", "b", "c", "d"}
+		return nodes[names[rand.IntN(len(names))]]
+	}
 	urlsOf := func() []string {
 		mu.Lock()
 		defer mu.Unlock()
@@ -72,7 +82,6 @@ func TestSoak(t *testing.T) {
 	for i := range subscribers {
 		urls := urlsOf()
 		rand.Shuffle(len(urls), func(x, y int) { urls[x], urls[y] = urls[y], urls[x] })
-		urls = append(urls, a.ws) // the last resort, should b, c and d all move
 		opts := client.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}}
 		if os.Getenv("SOAK_DEBUG") != "" {
 			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("subscriber", i)
@@ -111,7 +120,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// The publisher: numbered messages, round robin over the channels.
-	var published atomic.Int64
+	var published, retries atomic.Int64
 	stop := make(chan struct{})
 	pubDone := make(chan struct{})
 	go func() {
@@ -124,20 +133,20 @@ func TestSoak(t *testing.T) {
 			default:
 			}
 			for _, ch := range channels {
-				req, _ := http.NewRequest("POST", a.http+"/api/publish", strings.NewReader(fmt.Sprintf(`{"channel":%q,"data":"%d"}`, ch, n)))
-				req.Header.Set("X-API-Key", devAPIKey)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Errorf("publish %d: %v", n, err)
-					published.Store(int64(n))
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Errorf("publish %d on %s: %d %s", n, ch, resp.StatusCode, body)
-					published.Store(int64(n))
-					return
+				// Through any node, again (with the same key, on another
+				// node maybe) until acknowledged: applied once.
+				for try := 0; ; try++ {
+					_, err := anyNode().publishKeyed(ch, strconv.Itoa(n), fmt.Sprint(ch, "/", n))
+					if err == nil {
+						break
+					}
+					if try == 300 {
+						t.Errorf("publish %d on %s: %v", n, ch, err)
+						published.Store(int64(n))
+						return
+					}
+					retries.Add(1)
+					time.Sleep(50 * time.Millisecond)
 				}
 			}
 			time.Sleep(20 * time.Millisecond) // ≈ 30 a second per channel: the history (100) covers 3 s away
@@ -156,7 +165,7 @@ func TestSoak(t *testing.T) {
 				drops++
 			}
 		default: // a node dies (kill -9) or drains (SIGTERM), and comes back
-			names := []string{"b", "c", "d"}
+			names := []string{"a", "b", "c", "d"}
 			name := names[rand.IntN(len(names))]
 			mu.Lock()
 			p := nodes[name]
@@ -169,11 +178,25 @@ func TestSoak(t *testing.T) {
 				drains++
 			}
 			p.cmd.Wait()
-			np := startProc(t, bin, name, "eu", meshDir, a.gossip, p.extra...)
+			seed := nodes["a"]
+			if name == "a" {
+				seed = nodes["b"]
+			}
+			np := startProc(t, bin, name, "eu", meshDir, seed.gossip, p.extra...)
 			mu.Lock()
 			nodes[name] = np
 			mu.Unlock()
-			_ = np // the subscribers learn its new addresses from /api/nodes
+			// One failure at a time (what a copy per channel survives):
+			// the next one waits until every node sees all four again.
+			waitUntil(t, 60*time.Second, name+" back in everyone's view", func() bool {
+				for _, q := range []string{"a", "b", "c", "d"} {
+					if urls := nodes[q].nodeURLs(t); len(urls) != 4 || urls[name] != np.ws {
+						return false // the old process may still be listed
+					}
+				}
+				return true
+			})
+			time.Sleep(time.Second) // and the copies made again
 		}
 	}
 	close(stop)
@@ -196,13 +219,27 @@ func TestSoak(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if t.Failed() {
+		for _, ch := range channels {
+			for _, name := range []string{"a", "b", "c", "d"} {
+				p := nodes[name]
+				req, _ := http.NewRequest("GET", p.http+"/api/history?channel="+ch+"&limit=1", nil)
+				req.Header.Set("X-API-Key", devAPIKey)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					t.Logf("%s on %s: %s", ch, name, b)
+				}
+			}
+		}
+	}
 	var reconnects, resyncs uint64
 	total := 0
 	for i, s := range subs {
 		s.mu.Lock()
 		for _, ch := range channels {
 			if s.last[ch] != last {
-				t.Errorf("subscriber %d, %s: last message %d, want %d (URLs %v, a %s)", i, ch, s.last[ch], last, conns[i].URLs(), a.ws)
+				t.Errorf("subscriber %d, %s: last message %d, want %d (URLs %v)", i, ch, s.last[ch], last, conns[i].URLs())
 			}
 		}
 		for _, b := range s.bad {
@@ -218,8 +255,8 @@ func TestSoak(t *testing.T) {
 	if resyncs != 0 {
 		t.Errorf("%d resyncs: the history should have covered every reconnect", resyncs)
 	}
-	t.Logf("soak %v: %d nodes killed, %d drained, %d sessions dropped; %d messages published on %d channels, %d delivered to %d subscribers, %d reconnects, 0 gaps or duplicates",
-		*soakDuration, kills, drains, drops, (last+1)*len(channels), len(channels), total, subscribers, reconnects)
+	t.Logf("soak %v: %d nodes killed, %d drained (owners included), %d sessions dropped; %d messages published on %d channels (%d publish retries), %d delivered to %d subscribers, %d reconnects, 0 gaps, duplicates or resyncs",
+		*soakDuration, kills, drains, drops, (last+1)*len(channels), len(channels), retries.Load(), total, subscribers, reconnects)
 	for _, c := range conns {
 		c.Close()
 	}
