@@ -86,6 +86,14 @@ func (h *history) add(offset uint64, frame []byte, now time.Time) {
 
 func (h *history) at(i int) *entry { return &h.buf[(h.head+i)%len(h.buf)] }
 
+// truncate drops the entries after offset last (publications taken back).
+func (h *history) truncate(last uint64) {
+	for h.n > 0 && h.at(h.n-1).offset > last {
+		*h.at(h.n - 1) = entry{}
+		h.n--
+	}
+}
+
 func (h *history) reset() {
 	clear(h.buf)
 	h.buf, h.head, h.n = h.buf[:0], 0, 0

@@ -124,12 +124,13 @@ type channel struct {
 	movedAt time.Time
 	// A takeover waits for a copy: operations queue until it is in.
 	taking bool
-	queued []func(*channel) []func()
+	queued []ownerOp
+	tried  []string // successors that did not hold the copy in time, since the last ack
 	pres   *presence // nil: the channel keeps no presence
 
 	// Operations sent here by a node that sees this one as the owner
 	// before this node does: they wait for its view (awaitOwnership).
-	awaiting   []awaitingOp
+	awaiting   []ownerOp
 	awaitTimer *time.Timer
 }
 
@@ -769,11 +770,15 @@ func (h *Hub) SequenceAsync(name, key string, data []byte, done func(Position, b
 		return
 	}
 	op := func(ch *channel) []func() { return h.sequenceLocked(ch, key, data, done) }
-	expire := func(*channel) []func() {
-		// Still not the owner here: pass it on to the one this node sees.
-		return []func(){func() { h.PublishAsync(name, key, data, done) }}
-	}
-	after := h.asOwner(ch, op, expire)
+	a := ownerOp{run: op,
+		expire: func(*channel) []func() {
+			// Still not the owner here: pass it on to the one this node sees.
+			return []func(){func() { h.PublishAsync(name, key, data, done) }}
+		},
+		fail: func(*channel) []func() {
+			return []func(){func() { done(Position{}, false, errMoving) }}
+		}}
+	after := h.asOwner(ch, a)
 	h.release(ch)
 	runAll(after)
 }
@@ -783,20 +788,21 @@ func (h *Hub) SequenceAsync(name, key string, data []byte, done func(Position, b
 // view makes it the owner (a node that sees this one as the owner sent
 // the request first); expire runs instead if that does not happen within
 // the replica timeout. Locked; returns work for after unlock.
-func (h *Hub) asOwner(ch *channel, op, expire func(*channel) []func()) []func() {
+func (h *Hub) asOwner(ch *channel, a ownerOp) []func() {
 	switch {
 	case ch.sequencer:
-		return op(ch)
+		return a.run(ch)
 	case h.owns(ch.name):
-		ready, after := h.takeOver(ch, op)
+		ready, after := h.takeOver(ch, a)
 		if ready {
-			after = append(after, op(ch)...)
+			after = append(after, a.run(ch)...)
 		}
 		return after
 	case h.rep == nil:
-		return op(ch) // no replication: as the sender sees it
+		return a.run(ch) // no replication: as the sender sees it
 	}
-	ch.awaiting = append(ch.awaiting, awaitingOp{op: op, expire: expire, until: time.Now().Add(h.replicaTimeout)})
+	a.until = time.Now().Add(h.replicaTimeout)
+	ch.awaiting = append(ch.awaiting, a)
 	if ch.awaitTimer == nil {
 		name := ch.name
 		ch.awaitTimer = time.AfterFunc(h.replicaTimeout, func() { h.awaitExpired(name) })
@@ -1010,13 +1016,13 @@ func (h *Hub) HoldFor(name, epoch string, offset uint64, fn func(epoch string, o
 	var after []func()
 	switch {
 	case ch.sequencer || ch.volatile || h.rep == nil:
-		after = h.asOwner(ch, op, nil)
+		after = h.asOwner(ch, ownerOp{run: op, expire: noOp, fail: noOp})
 	case h.handedOn(ch):
 		after = op(ch) // handed on: the registrant will find the new owner
 	default:
 		// Unanswered when this node does not become the owner: the
 		// registrant asks again.
-		after = h.asOwner(ch, op, func(*channel) []func() { return nil })
+		after = h.asOwner(ch, ownerOp{run: op, expire: noOp, fail: noOp})
 	}
 	h.release(ch)
 	runAll(after)

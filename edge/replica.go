@@ -2,6 +2,8 @@ package edge
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -212,12 +214,17 @@ func (h *Hub) replicaOverdue(name string) {
 		return
 	}
 	// The successor does not answer: the copy goes to the next node in the
-	// channel's order instead (a takeover asks it), and only with no
-	// other node left do the publications go out without a copy.
+	// channel's order instead (a takeover asks it). When no other node
+	// holds it in time either, this node is likely cut off: the
+	// publications are taken back and their publishers told to try again,
+	// rather than acknowledged with no copy anywhere.
 	down := ch.succ
 	ch.succDown, ch.succDownAt, ch.succ = down, now, ""
+	if down != "" && !slices.Contains(ch.tried, down) {
+		ch.tried = append(ch.tried, down)
+	}
 	var after []func()
-	if next := h.nextSuccessor(ch, down); next != "" && h.rep.Seed(next, name, ch.state(now)) {
+	if next := h.nextSuccessor(ch, ch.tried...); next != "" && h.rep.Seed(next, name, ch.state(now)) {
 		h.repStats.Seeds.Add(1)
 		ch.succ = next
 		for i := range ch.unacked {
@@ -230,21 +237,52 @@ func (h *Hub) replicaOverdue(name string) {
 		}
 	} else {
 		if h.log != nil && h.logRate.Allow("overdue:"+down, 10*time.Second) {
-			h.log.Warn("successor did not hold publications in time and no other node can; releasing them without a copy",
-				"channel", name, "successor", down, "publications", len(ch.unacked))
+			h.log.Warn("no other node held publications in time; taking them back (their publishers try again)",
+				"channel", name, "tried", ch.tried, "publications", len(ch.unacked))
 		}
 		h.repStats.Unreplicated.Add(uint64(len(ch.unacked)))
-		after = h.releaseUpTo(ch, ch.offset)
+		ch.tried = nil
+		after = h.takeBack(ch)
 	}
 	h.release(ch)
 	runAll(after)
 }
 
+// takeBack undoes the publications waiting for a copy (none went out):
+// the channel's position, history and keys go back to the last one out,
+// the publishers get errNoCopy, and the next publication sends the whole
+// state to the successor (whatever it held of these). Locked.
+func (h *Hub) takeBack(ch *channel) []func() {
+	out := ch.out()
+	var after []func()
+	for _, u := range ch.unacked {
+		for _, done := range u.done {
+			after = append(after, func() { done(Position{}, false, errNoCopy) })
+		}
+	}
+	clear(ch.unacked)
+	ch.unacked = nil
+	ch.offset = out
+	if ch.hist != nil {
+		ch.hist.truncate(out)
+	}
+	for k, v := range ch.keys {
+		if v.pos.Offset > out {
+			delete(ch.keys, k)
+		}
+	}
+	ch.succ = ""
+	return after
+}
+
+// errNoCopy fails a publish that no other node could hold in time.
+var errNoCopy = errors.New("no other node could hold a copy of the publication in time; try again")
+
 // nextSuccessor is the first node after the owner in ch's order that is
-// not skip ("" if none).
-func (h *Hub) nextSuccessor(ch *channel, skip string) string {
+// not one of skip ("" if none).
+func (h *Hub) nextSuccessor(ch *channel, skip ...string) string {
 	for _, n := range h.rep.Successors(ch.name) {
-		if n != skip {
+		if !slices.Contains(skip, n) {
 			return n
 		}
 	}
@@ -270,6 +308,7 @@ func (h *Hub) ReplicaAcked(from, name, epoch string, offset uint64, ok bool) {
 	case !ok:
 		after = h.reseed(ch, time.Now())
 	case epoch == ch.epoch:
+		ch.tried = nil
 		after = h.releaseUpTo(ch, offset)
 	}
 	h.release(ch)
@@ -333,10 +372,18 @@ func (h *Hub) Seed(from, name string, st protocols.ChannelState, handed bool) {
 		}
 	}
 	ch.rep = r
+	var after []func()
 	if handed {
 		ch.movedTo = "" // it is ours now
+		if ch.sequencer && ch.offset == 0 && len(ch.unacked) == 0 {
+			// We started the channel afresh (no copy reached us) and
+			// nothing went out yet: the previous owner's state wins.
+			ch.sequencer = false
+			after = h.install(ch, &st)
+		}
 	}
 	h.release(ch)
+	runAll(after)
 }
 
 // movedFor is how long a node that handed a channel on passes its
@@ -410,7 +457,7 @@ func (r *replica) state(now time.Time) protocols.ChannelState {
 // copy has to be asked for, the op waits in ch.queued and runs, in order,
 // once the answer is in; takeOver then reports false. Locked; ch stays
 // locked.
-func (h *Hub) takeOver(ch *channel, op func(*channel) []func()) (ready bool, after []func()) {
+func (h *Hub) takeOver(ch *channel, op ownerOp) (ready bool, after []func()) {
 	if h.rep == nil {
 		after = h.install(ch, nil)
 		return true, after
@@ -422,7 +469,6 @@ func (h *Hub) takeOver(ch *channel, op func(*channel) []func()) (ready bool, aft
 	r := ch.rep
 	self := h.rep.Name()
 	var from string
-	patient := true // without a copy here, keep asking a live holder
 	switch {
 	case r != nil && (r.handed || r.from == self):
 		st := r.state(time.Now())
@@ -431,8 +477,8 @@ func (h *Hub) takeOver(ch *channel, op func(*channel) []func()) (ready bool, aft
 		from = r.from // alive (draining, say): it has the latest
 	case r != nil:
 		// The owner we copied died. Our successor may hold a newer copy
-		// (the owner moved to it while we did not answer): ask once.
-		from, patient = h.rep.Successor(ch.name), false
+		// (the owner moved it there while we did not answer): ask it.
+		from = h.rep.Successor(ch.name)
 	default:
 		from = h.rep.Successor(ch.name) // after a join: the previous owner
 	}
@@ -447,7 +493,7 @@ func (h *Hub) takeOver(ch *channel, op func(*channel) []func()) (ready bool, aft
 	ch.taking = true
 	ch.queued = append(ch.queued, op)
 	name := ch.name
-	go h.fetch(name, from, patient)
+	go h.fetch(name, from)
 	return false, nil
 }
 
@@ -457,9 +503,9 @@ func (h *Hub) takeOver(ch *channel, op func(*channel) []func()) (ready bool, aft
 const handOffPatience = 5 * time.Second
 
 // fetch asks from for the channel's state (again while from lives and the
-// patience lasts, when patient), installs the best copy and runs the
-// operations that waited for it.
-func (h *Hub) fetch(name, from string, patient bool) {
+// patience lasts), installs the best copy and runs the operations that
+// waited for it.
+func (h *Hub) fetch(name, from string) {
 	var st protocols.ChannelState
 	var found bool
 	var err error
@@ -467,15 +513,32 @@ func (h *Hub) fetch(name, from string, patient bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), h.replicaTimeout)
 		st, found, err = h.rep.HandOff(ctx, from, name)
 		cancel()
-		if err == nil || !patient || time.Since(start) > handOffPatience || !h.rep.Live(from) {
+		if err == nil || time.Since(start) > handOffPatience || !h.rep.Live(from) {
 			break
 		}
 		time.Sleep(wait)
 	}
-	if err != nil && h.log != nil && h.logRate.Allow("handoff:"+from, 10*time.Second) {
-		h.log.Warn("channel hand-off failed; using what this node holds", "channel", name, "from", from, "err", err)
-	}
 	ch := h.acquire(name)
+	var after []func()
+	queued := ch.queued
+	ch.taking, ch.queued = false, nil
+	if err != nil && h.rep.Live(from) && ch.rep == nil && !ch.sequencer {
+		// No answer from a live holder, and no copy here: the channel's
+		// state may well exist there. Starting a new epoch would lose it:
+		// the waiting operations fail (publishers try again) instead.
+		if h.log != nil && h.logRate.Allow("handoff:"+from, 10*time.Second) {
+			h.log.Warn("channel hand-off failed; not sequencing it until its holder answers", "channel", name, "from", from, "err", err)
+		}
+		for _, op := range queued {
+			after = append(after, op.fail(ch)...)
+		}
+		h.release(ch)
+		runAll(after)
+		return
+	}
+	if err != nil && h.log != nil && h.logRate.Allow("handoff:"+from, 10*time.Second) {
+		h.log.Warn("channel hand-off failed; using the copy this node holds", "channel", name, "from", from, "err", err)
+	}
 	var best *protocols.ChannelState
 	if found {
 		best = &st
@@ -484,15 +547,11 @@ func (h *Hub) fetch(name, from string, patient bool) {
 		rs := r.state(time.Now())
 		best = &rs
 	}
-	var after []func()
 	if !ch.sequencer {
 		after = h.install(ch, best)
 	}
-	ch.taking = false
-	queued := ch.queued
-	ch.queued = nil
 	for _, op := range queued {
-		after = append(after, op(ch)...)
+		after = append(after, op.run(ch)...)
 	}
 	h.release(ch)
 	runAll(after)
@@ -557,10 +616,18 @@ func (h *Hub) install(ch *channel, st *protocols.ChannelState) []func() {
 
 // awaitingOp is an operation waiting for this node to see itself as the
 // channel's owner (asOwner).
-type awaitingOp struct {
-	op, expire func(*channel) []func()
-	until      time.Time
+type ownerOp struct {
+	run    func(*channel) []func() // as the sequencer
+	expire func(*channel) []func() // this node did not become the owner in time
+	fail   func(*channel) []func() // the takeover could not get the channel's copy
+	until  time.Time               // awaiting: when it expires
 }
+
+func noOp(*channel) []func() { return nil }
+
+// errMoving fails a publish to a channel whose copy this node, its new
+// owner, could not get yet: the publisher tries again.
+var errMoving = errors.New("the channel is moving between nodes; try again")
 
 // runAwaiting runs the operations that waited for ownership, now that
 // this node's view changed: as the owner if it is one now, expired if
@@ -575,7 +642,7 @@ func (h *Hub) runAwaiting(ch *channel, now time.Time) []func() {
 	for _, a := range ch.awaiting {
 		switch {
 		case owner || ch.sequencer:
-			after = append(after, h.asOwner(ch, a.op, a.expire)...)
+			after = append(after, h.asOwner(ch, a)...)
 		case !now.Before(a.until):
 			after = append(after, a.expire(ch)...)
 		default:

@@ -178,6 +178,7 @@ func TestSoak(t *testing.T) {
 				drains++
 			}
 			p.cmd.Wait()
+			t.Logf("%s %s stopped (%s)", time.Now().Format("15:04:05.000"), name, map[bool]string{true: "SIGKILL", false: "SIGTERM"}[r < 8])
 			seed := nodes["a"]
 			if name == "a" {
 				seed = nodes["b"]
@@ -196,6 +197,7 @@ func TestSoak(t *testing.T) {
 				}
 				return true
 			})
+			t.Logf("%s %s back", time.Now().Format("15:04:05.000"), name)
 			time.Sleep(time.Second) // and the copies made again
 		}
 	}
