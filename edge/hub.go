@@ -125,7 +125,7 @@ type channel struct {
 	// A takeover waits for a copy: operations queue until it is in.
 	taking bool
 	queued []ownerOp
-	tried  []string // successors that did not hold the copy in time, since the last ack
+	tried  []string  // successors that did not hold the copy in time, since the last ack
 	pres   *presence // nil: the channel keeps no presence
 
 	// Operations sent here by a node that sees this one as the owner
