@@ -7,15 +7,20 @@
 # The owner of the channel (rendezvous hashing) is reported for each run:
 # a publication goes publisher's node → owner → subscribers' node, so it
 # makes zero, one or two link hops. Latency is publish → receive, measured
-# by the load generator (send timestamp in the payload).
+# by the load generator (send timestamp in the payload). The cluster runs
+# once per replication setting in REPLICAS: with 2 (the default) each
+# publication also waits for its copy at the channel's successor before it
+# goes out; with 1 it does not.
 #
-# Usage: bench/cluster.sh   (env: SUBS [200] RATE [200] DURATION [10s] CHANNELS ["bench bench-1 bench-2"])
+# Usage: bench/cluster.sh   (env: SUBS [200] RATE [200] DURATION [10s] CHANNELS ["bench bench-1 bench-2"]
+#                                 REPLICAS ["1 2"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBS=${SUBS:-200}
 RATE=${RATE:-200}
 DURATION=${DURATION:-10s}
 CHANNELS=${CHANNELS:-bench bench-1 bench-2}
+REPLICAS=${REPLICAS:-1 2}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-cluster-bench.XXXXXX")
 pids=()
 cleanup() {
@@ -57,17 +62,22 @@ node single
 for ch in $CHANNELS; do run single "$ch" "$(ws_of single)" "$(ws_of single)"; done
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
 
-node a $(meshargs)
-node b $(meshargs) --join "$(gossip_of a)"
-node c $(meshargs) --join "$(gossip_of a)"
-http_c=$(ws_of c | sed 's#^ws://#http://#; s#/ws$##')
-for _ in $(seq 100); do
-  [[ $(curl -sf "$http_c/api/nodes" | grep -o '"name"' | wc -l) == 3 ]] && break
-  sleep 0.1
-done
-for ch in $CHANNELS; do
-  run same-node "$ch" "$(ws_of a)" "$(ws_of a)"
-  run cross-node "$ch" "$(ws_of a)" "$(ws_of c)"
+for reps in $REPLICAS; do
+  node a $(meshargs) --replicas "$reps"
+  node b $(meshargs) --replicas "$reps" --join "$(gossip_of a)"
+  node c $(meshargs) --replicas "$reps" --join "$(gossip_of a)"
+  http_c=$(ws_of c | sed 's#^ws://#http://#; s#/ws$##')
+  for _ in $(seq 100); do
+    [[ $(curl -sf "$http_c/api/nodes" | grep -o '"name"' | wc -l) == 3 ]] && break
+    sleep 0.1
+  done
+  for ch in $CHANNELS; do
+    run "same-node, replicas $reps" "$ch" "$(ws_of a)" "$(ws_of a)"
+    run "cross-node, replicas $reps" "$ch" "$(ws_of a)" "$(ws_of c)"
+  done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
 done
 
 echo "### Cross-node delivery ($SUBS subscribers, $RATE publishes/s, 64-byte payloads, $DURATION)"
