@@ -64,7 +64,7 @@ func (f *fakeReplicator) Seed(to, _ string, st protocols.ChannelState) bool {
 	return true
 }
 func (f *fakeReplicator) HandTo(to, ch string, st protocols.ChannelState) bool { return true }
-func (f *fakeReplicator) Forget(string, string) bool                          { return true }
+func (f *fakeReplicator) Forget(string, string) bool                           { return true }
 func (f *fakeReplicator) HandOff(_ context.Context, from, _ string) (protocols.ChannelState, bool, error) {
 	if f.handOff == nil {
 		return protocols.ChannelState{}, false, nil
@@ -77,6 +77,7 @@ func (f *fakeReplicator) PublishVia(via, _, _ string, _ []byte, done func(string
 	f.mu.Unlock()
 	done("there", 7, false, nil)
 }
+
 // waitSent waits until n messages were sent, and returns them.
 func (f *fakeReplicator) waitSent(t *testing.T, n int) []string {
 	t.Helper()
