@@ -564,7 +564,7 @@ func (h *Hub) fetch(name, from string) {
 // Locked.
 func (h *Hub) install(ch *channel, st *protocols.ChannelState) []func() {
 	now := time.Now()
-	seen, seenAt := ch.epoch, ch.offset
+	seen, seenAt, copyFrom := ch.epoch, ch.offset, ch.repFrom()
 	ch.sequencer, ch.rep, ch.movedTo, ch.succ = true, nil, "", ""
 	ch.keys = nil
 	if ch.hist != nil {
@@ -574,6 +574,11 @@ func (h *Hub) install(ch *channel, st *protocols.ChannelState) []func() {
 		ch.epoch, ch.offset = newEpoch(), 0
 		if h.rep != nil {
 			h.repStats.NewEpochs.Add(1)
+			if (ch.registered || copyFrom != "") && h.log != nil && h.logRate.Allow("epoch:"+ch.name, time.Second) {
+				// Subscribers here saw another epoch: they resync.
+				h.log.Warn("channel taken over without a copy: new epoch", "channel", ch.name, "was", seen, "offset", seenAt,
+					"epoch", ch.epoch, "copy_from", copyFrom)
+			}
 		}
 	} else {
 		h.repStats.TakeOvers.Add(1)
@@ -740,4 +745,11 @@ func (h *Hub) pushHandOff(ch *channel, now time.Time) []func() {
 	after := h.releaseUpTo(ch, ch.offset)
 	ch.sequencer, ch.movedTo, ch.movedAt, ch.succ = false, to, now, ""
 	return after
+}
+
+func (ch *channel) repFrom() string {
+	if ch.rep == nil {
+		return ""
+	}
+	return ch.rep.from
 }

@@ -75,6 +75,7 @@ func TestSoak(t *testing.T) {
 		got  int
 		bad  []string
 	}
+	var acks sync.Map // "channel/n" → the acknowledged position
 	subs := make([]*seen, subscribers)
 	conns := make([]*client.Conn, subscribers)
 	var csubs []*client.Sub
@@ -109,7 +110,8 @@ func TestSoak(t *testing.T) {
 					case err != nil:
 						s.bad = append(s.bad, fmt.Sprintf("%s: %q", ch, m.Data))
 					case started && n != last+1:
-						s.bad = append(s.bad, fmt.Sprintf("%s: %d after %d", ch, n, last))
+						ack, _ := acks.Load(fmt.Sprint(ch, "/", last+1))
+						s.bad = append(s.bad, fmt.Sprintf("%s: %d (%s:%d) after %d; %d was acked at %v", ch, n, m.Epoch, m.Offset, last, last+1, ack))
 					}
 					s.last[ch] = n
 					s.got++
@@ -136,8 +138,10 @@ func TestSoak(t *testing.T) {
 				// Through any node, again (with the same key, on another
 				// node maybe) until acknowledged: applied once.
 				for try := 0; ; try++ {
-					_, err := anyNode().publishKeyed(ch, strconv.Itoa(n), fmt.Sprint(ch, "/", n))
+					via := anyNode()
+					pos, err := via.publishKeyed(ch, strconv.Itoa(n), fmt.Sprint(ch, "/", n))
 					if err == nil {
+						acks.Store(fmt.Sprint(ch, "/", n), fmt.Sprintf("%s:%d via %s at %s", pos.Epoch, pos.Offset, via.name, time.Now().Format("15:04:05.000")))
 						break
 					}
 					if try == 300 {
