@@ -119,9 +119,12 @@ type channel struct {
 	repTimer   *time.Timer
 	// As the successor: our copy of the owner's state.
 	rep *replica
-	// After a hand-off: the new owner, whom publishes go to.
+	// After a hand-off: the new owner, whom publishes go to; former: the
+	// channel's fields still hold the state this node sequenced (a
+	// candidate if it must take the channel over again).
 	movedTo string
 	movedAt time.Time
+	former  bool
 	// A takeover waits for a copy: operations queue until it is in.
 	taking bool
 	queued []ownerOp
@@ -304,10 +307,13 @@ func newEpoch() string { return protocols.NewID()[:8] }
 // and no position this node assigns that was used within IdleTTL (an
 // owner keeps its channels' epoch and offset for the other nodes).
 func (h *Hub) idle(ch *channel, now time.Time) bool {
+	if h.staleReplica(ch.rep, now) {
+		ch.rep = nil
+	}
 	if len(ch.subs) > 0 || len(ch.pending) > 0 || len(ch.unacked) > 0 || len(ch.awaiting) > 0 || ch.taking || ch.rep != nil || ch.pres.busy() {
 		return false
 	}
-	return !(ch.sequencer || ch.movedTo != "") || now.Sub(ch.used) > h.idleTTL
+	return !(ch.sequencer || ch.former) || now.Sub(ch.used) > h.idleTTL
 }
 
 // dropped is called for a channel removed from its shard (locked): its
@@ -740,6 +746,17 @@ func (h *Hub) Sequence(name string, data []byte) Position {
 // this node sequenced for the channel within the window is not applied
 // again; its first position is returned with dup true.
 func (h *Hub) SequenceKeyed(name, key string, data []byte) (Position, bool) {
+	if h.rep == nil {
+		// No copy to wait for: answered at once, here or by the owner.
+		if ch := h.acquire(name); ch.sequencer && !ch.volatile {
+			pos, dup, _, after := h.sequenceLocked(ch, key, data, nil)
+			h.release(ch)
+			runAll(after)
+			return pos, dup
+		} else {
+			h.release(ch)
+		}
+	}
 	type result struct {
 		pos Position
 		dup bool
@@ -769,7 +786,22 @@ func (h *Hub) SequenceAsync(name, key string, data []byte, done func(Position, b
 		})
 		return
 	}
-	op := func(ch *channel) []func() { return h.sequenceLocked(ch, key, data, done) }
+	if ch.sequencer {
+		pos, dup, now, after := h.sequenceLocked(ch, key, data, done)
+		h.release(ch)
+		if now {
+			done(pos, dup, nil)
+		}
+		runAll(after)
+		return
+	}
+	op := func(ch *channel) []func() {
+		pos, dup, now, after := h.sequenceLocked(ch, key, data, done)
+		if now {
+			after = append(after, func() { done(pos, dup, nil) })
+		}
+		return after
+	}
 	a := ownerOp{run: op,
 		expire: func(*channel) []func() {
 			// Still not the owner here: pass it on to the one this node sees.
@@ -814,44 +846,47 @@ func (h *Hub) asOwner(ch *channel, a ownerOp) []func() {
 
 // sequenceLocked sequences a publication on ch, this node being its
 // sequencer; it returns the callbacks to run once ch is unlocked. Locked.
-func (h *Hub) sequenceLocked(ch *channel, key string, data []byte, done func(Position, bool, error)) []func() {
-	now := time.Now()
-	ch.used = now
+//
+// It reports the position at once (now) when the publication is out, or
+// leaves done to be called when its copy is held (with replication).
+func (h *Hub) sequenceLocked(ch *channel, key string, data []byte, done func(Position, bool, error)) (pos Position, dup, now bool, after []func()) {
+	t := time.Now()
+	ch.used = t
 	if key != "" {
-		if k, ok := ch.keys[key]; ok && now.Sub(k.at) <= h.window && k.pos.Epoch == ch.epoch {
+		if k, ok := ch.keys[key]; ok && t.Sub(k.at) <= h.window && k.pos.Epoch == ch.epoch {
 			for i := range ch.unacked { // not out yet: answer with it
 				if u := &ch.unacked[i]; u.offset == k.pos.Offset {
 					u.done, u.dups = append(u.done, done), append(u.dups, true)
-					return nil
+					return Position{}, false, false, nil
 				}
 			}
-			return []func(){func() { done(k.pos, true, nil) }}
+			return k.pos, true, true, nil
 		}
 	}
 	ch.offset++
-	pos := Position{Epoch: ch.epoch, Offset: ch.offset}
+	pos = Position{Epoch: ch.epoch, Offset: ch.offset}
 	if key != "" {
-		ch.remember(key, pos, now, h.window)
+		ch.remember(key, pos, t, h.window)
 	}
 	if len(ch.subs) == 0 && h.cluster == nil && ch.hist == nil {
-		return []func(){func() { done(pos, false, nil) }}
+		return pos, false, true, nil
 	}
 	frame := protocols.EncodeMessage(ch.name, pos.Epoch, pos.Offset, data)
 	if ch.hist != nil {
-		ch.hist.add(pos.Offset, frame, now)
+		ch.hist.add(pos.Offset, frame, t)
 	}
-	if h.replicating(ch) && (h.replicate(ch, key, frame, now) || len(ch.unacked) > 0) {
+	if h.replicating(ch) && (h.replicate(ch, key, frame, t) || len(ch.unacked) > 0) {
 		// Out once the successor holds it (ReplicaAcked), after those
 		// before it.
 		if len(ch.unacked) == 0 {
 			h.armReplicaTimer(ch)
 		}
-		ch.unacked = append(ch.unacked, unacked{offset: pos.Offset, frame: frame, at: now,
+		ch.unacked = append(ch.unacked, unacked{offset: pos.Offset, frame: frame, at: t,
 			done: []func(Position, bool, error){done}, dups: []bool{false}})
 		if ch.succ == "" { // nobody to wait for any more: out with those before it
-			return h.releaseUpTo(ch, ch.offset)
+			return Position{}, false, false, h.releaseUpTo(ch, ch.offset)
 		}
-		return nil
+		return Position{}, false, false, nil
 	}
 	for _, m := range ch.subs {
 		_ = m.s.Deliver(m.alias, frame)
@@ -859,7 +894,7 @@ func (h *Hub) sequenceLocked(ch *channel, key string, data []byte, done func(Pos
 	if h.cluster != nil {
 		h.cluster.Forward(ch.name, pos.Epoch, pos.Offset, frame)
 	}
-	return []func(){func() { done(pos, false, nil) }}
+	return pos, false, true, nil
 }
 
 // remember records an idempotency key's position, keeping at most maxKeys.

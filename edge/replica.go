@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,8 @@ type Replicator interface {
 	Successor(channel string) string
 	// Successors lists the nodes after the owner in channel's order.
 	Successors(channel string) []string
+	// Peers lists the other live members (draining ones included).
+	Peers() []string
 	// Live reports whether node is a live member.
 	Live(node string) bool
 	// Replicate sends a publication this node sequenced to to; false if
@@ -59,6 +62,14 @@ type replica struct {
 	offset uint64
 	hist   *history
 	keys   map[string]keyed
+	at     time.Time // last updated
+}
+
+// stale reports whether the replica may go: its owner lives and has not
+// updated it for the idle TTL (it copies the channel elsewhere now, or
+// dropped it). A dead owner's copy stays: it is what a takeover needs.
+func (h *Hub) staleReplica(r *replica, now time.Time) bool {
+	return r != nil && now.Sub(r.at) > h.idleTTL && h.rep != nil && h.rep.Live(r.from) && r.from != h.rep.Name()
 }
 
 // unacked is a publication sequenced here, waiting for the successor.
@@ -329,7 +340,7 @@ func (h *Hub) Replicate(from, name, epoch string, offset uint64, key string, fra
 		return r.epoch, r.offset, true
 	}
 	now := time.Now()
-	r.offset = offset
+	r.offset, r.at = offset, now
 	if r.hist != nil {
 		r.hist.add(offset, frame, now)
 	}
@@ -354,7 +365,7 @@ func (h *Hub) Seed(from, name string, st protocols.ChannelState, handed bool) {
 		return
 	}
 	now := time.Now()
-	r := &replica{from: from, handed: handed, epoch: st.Epoch, offset: st.Offset}
+	r := &replica{from: from, handed: handed, epoch: st.Epoch, offset: st.Offset, at: now}
 	if size, ttl := h.history(name); size > 0 {
 		r.hist = newHistory(size, ttl)
 		for _, p := range st.History {
@@ -421,10 +432,11 @@ func (h *Hub) HandOff(name, to string) (protocols.ChannelState, bool) {
 	var after []func()
 	found := true
 	switch {
-	case ch.sequencer || ch.movedTo != "":
+	case ch.sequencer || ch.former:
 		st = ch.state(now)
+		st.Owner = true
 		after = h.releaseUpTo(ch, ch.offset)
-		ch.sequencer, ch.movedTo, ch.movedAt = false, to, now
+		ch.sequencer, ch.movedTo, ch.movedAt, ch.former = false, to, now, true
 		ch.succ = ""
 	case ch.rep != nil:
 		// Our copy goes to the new owner; from now on it is the one that
@@ -453,10 +465,10 @@ func (r *replica) state(now time.Time) protocols.ChannelState {
 }
 
 // takeOver makes this node the sequencer of ch, which it owns, with the
-// channel's state from wherever a copy is (see the file comment). When the
-// copy has to be asked for, the op waits in ch.queued and runs, in order,
-// once the answer is in; takeOver then reports false. Locked; ch stays
-// locked.
+// channel's state from wherever a copy is (see the file comment). When
+// copies have to be asked for, the op waits in ch.queued and runs, in
+// order, once the answers are in; takeOver then reports false. Locked; ch
+// stays locked.
 func (h *Hub) takeOver(ch *channel, op ownerOp) (ready bool, after []func()) {
 	if h.rep == nil {
 		after = h.install(ch, nil)
@@ -466,25 +478,14 @@ func (h *Hub) takeOver(ch *channel, op ownerOp) (ready bool, after []func()) {
 		ch.queued = append(ch.queued, op)
 		return false, nil
 	}
-	r := ch.rep
-	self := h.rep.Name()
-	var from string
-	switch {
-	case r != nil && (r.handed || r.from == self):
+	if r := ch.rep; r != nil && (r.handed || r.from == h.rep.Name()) {
 		st := r.state(time.Now())
 		return true, h.install(ch, &st)
-	case r != nil && h.rep.Live(r.from):
-		from = r.from // alive (draining, say): it has the latest
-	case r != nil:
-		// The owner we copied died. Our successor may hold a newer copy
-		// (the owner moved it there while we did not answer): ask it.
-		from = h.rep.Successor(ch.name)
-	default:
-		from = h.rep.Successor(ch.name) // after a join: the previous owner
 	}
-	if from == "" || from == self {
+	peers := h.rep.Peers()
+	if len(peers) == 0 {
 		var st *protocols.ChannelState
-		if r != nil {
+		if r := ch.rep; r != nil {
 			s := r.state(time.Now())
 			st = &s
 		}
@@ -492,42 +493,90 @@ func (h *Hub) takeOver(ch *channel, op ownerOp) (ready bool, after []func()) {
 	}
 	ch.taking = true
 	ch.queued = append(ch.queued, op)
-	name := ch.name
-	go h.fetch(name, from)
+	go h.fetch(ch.name, peers)
 	return false, nil
 }
 
-// handOffPatience is how long a node that takes a channel over without a
-// copy of its own keeps asking a live holder before it gives up and starts
-// a new epoch: a failed request is no proof that the copy is gone.
+// handOffPatience is how long a node that takes a channel over keeps
+// asking the live nodes that did not answer before it gives up: a request
+// that failed is no proof that a copy is gone.
 const handOffPatience = 5 * time.Second
 
-// fetch asks from for the channel's state (again while from lives and the
-// patience lasts), installs the best copy and runs the operations that
-// waited for it.
-func (h *Hub) fetch(name, from string) {
-	var st protocols.ChannelState
-	var found bool
-	var err error
-	for start, wait := time.Now(), 50*time.Millisecond; ; wait = min(2*wait, time.Second) {
-		ctx, cancel := context.WithTimeout(context.Background(), h.replicaTimeout)
-		st, found, err = h.rep.HandOff(ctx, from, name)
-		cancel()
-		if err == nil || time.Since(start) > handOffPatience || !h.rep.Live(from) {
-			break
-		}
-		time.Sleep(wait)
+// fetch asks every other live node for its copy of the channel (the
+// previous owner's state, or a replica; each that has one stops
+// sequencing it and passes publishes on), installs the best and runs the
+// operations that waited. The epoch starts anew only when every live node
+// answered that it holds nothing; when some did not answer and none had a
+// copy, the waiting operations fail instead (publishers try again).
+func (h *Hub) fetch(name string, peers []string) {
+	type answer struct {
+		from  string
+		st    protocols.ChannelState
+		found bool
+		err   error
 	}
+	answers := make([]answer, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			a := answer{from: p}
+			for start, wait := time.Now(), 50*time.Millisecond; ; wait = min(2*wait, time.Second) {
+				ctx, cancel := context.WithTimeout(context.Background(), h.replicaTimeout)
+				a.st, a.found, a.err = h.rep.HandOff(ctx, p, name)
+				cancel()
+				if a.err == nil || time.Since(start) > handOffPatience || !h.rep.Live(p) {
+					break
+				}
+				time.Sleep(wait)
+			}
+			answers[i] = a
+		})
+	}
+	wg.Wait()
+
 	ch := h.acquire(name)
 	var after []func()
 	queued := ch.queued
 	ch.taking, ch.queued = false, nil
-	if err != nil && h.rep.Live(from) && ch.rep == nil && !ch.sequencer {
-		// No answer from a live holder, and no copy here: the channel's
-		// state may well exist there. Starting a new epoch would lose it:
-		// the waiting operations fail (publishers try again) instead.
-		if h.log != nil && h.logRate.Allow("handoff:"+from, 10*time.Second) {
-			h.log.Warn("channel hand-off failed; not sequencing it until its holder answers", "channel", name, "from", from, "err", err)
+	var best *protocols.ChannelState
+	better := func(st protocols.ChannelState) bool {
+		switch {
+		case best == nil:
+			return true
+		case st.Epoch == best.Epoch:
+			return st.Offset > best.Offset
+		default:
+			return st.Owner && !best.Owner // a previous owner's own state beats a copy
+		}
+	}
+	var failed []string
+	for _, a := range answers {
+		switch {
+		case a.err != nil && h.rep.Live(a.from):
+			failed = append(failed, a.from)
+		case a.found && better(a.st):
+			st := a.st
+			best = &st
+		}
+	}
+	if r := ch.rep; r != nil {
+		if rs := r.state(time.Now()); better(rs) {
+			best = &rs
+		}
+	}
+	if ch.former { // this node sequenced it before handing it on
+		if own := ch.state(time.Now()); better(own) {
+			own.Owner = true
+			best = &own
+		}
+	}
+	if len(failed) > 0 && (best == nil || !best.Owner) && !ch.sequencer {
+		// A live node that did not answer may hold a newer copy than any
+		// we got (only the previous owner's own state is sure to be the
+		// latest): wait for it rather than number publications twice.
+		if h.log != nil && h.logRate.Allow("handoff:"+name, 10*time.Second) {
+			h.log.Warn("channel hand-off: some nodes did not answer; not sequencing it yet",
+				"channel", name, "unanswered", failed, "copy", best != nil)
 		}
 		for _, op := range queued {
 			after = append(after, op.fail(ch)...)
@@ -536,18 +585,10 @@ func (h *Hub) fetch(name, from string) {
 		runAll(after)
 		return
 	}
-	if err != nil && h.log != nil && h.logRate.Allow("handoff:"+from, 10*time.Second) {
-		h.log.Warn("channel hand-off failed; using the copy this node holds", "channel", name, "from", from, "err", err)
-	}
-	var best *protocols.ChannelState
-	if found {
-		best = &st
-	}
-	if r := ch.rep; r != nil && (best == nil || (r.epoch == best.Epoch && r.offset > best.Offset)) {
-		rs := r.state(time.Now())
-		best = &rs
-	}
 	if !ch.sequencer {
+		if best == nil && h.log != nil {
+			h.log.Info("channel starts a new epoch: no live node holds a copy", "channel", name, "asked", peers)
+		}
 		after = h.install(ch, best)
 	}
 	for _, op := range queued {
@@ -565,7 +606,7 @@ func (h *Hub) fetch(name, from string) {
 func (h *Hub) install(ch *channel, st *protocols.ChannelState) []func() {
 	now := time.Now()
 	seen, seenAt, copyFrom := ch.epoch, ch.offset, ch.repFrom()
-	ch.sequencer, ch.rep, ch.movedTo, ch.succ = true, nil, "", ""
+	ch.sequencer, ch.rep, ch.movedTo, ch.succ, ch.former = true, nil, "", "", false
 	ch.keys = nil
 	if ch.hist != nil {
 		ch.hist.reset()
@@ -690,7 +731,6 @@ func (h *Hub) membersChanged(reset []string) {
 		}
 		return false
 	}
-	self := h.rep.Name()
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
@@ -714,11 +754,10 @@ func (h *Hub) membersChanged(reset []string) {
 				// channel over now, so it does not depend on this node.
 				after = h.pushHandOff(ch, now)
 			case ch.sequencer:
+				ch.succDown = "" // give the successor another chance
 				if s := h.successorOf(ch, now); s != ch.succ || wasReset(s) {
 					after = h.reseed(ch, now)
 				}
-			case ch.rep != nil && !owner && h.rep.Successor(ch.name) != self && h.rep.Live(ch.rep.from) && !ch.rep.handed:
-				ch.rep = nil // the owner replicates to another node now
 			}
 			if ch.movedTo != "" && !h.rep.Live(ch.movedTo) {
 				ch.movedTo = ""
@@ -743,7 +782,7 @@ func (h *Hub) pushHandOff(ch *channel, now time.Time) []func() {
 		return nil // the new owner will ask (HandOff)
 	}
 	after := h.releaseUpTo(ch, ch.offset)
-	ch.sequencer, ch.movedTo, ch.movedAt, ch.succ = false, to, now, ""
+	ch.sequencer, ch.movedTo, ch.movedAt, ch.succ, ch.former = false, to, now, "", true
 	return after
 }
 

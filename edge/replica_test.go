@@ -50,6 +50,17 @@ func (f *fakeReplicator) Successors(string) []string {
 	defer f.mu.Unlock()
 	return append([]string(nil), f.order[1:]...)
 }
+func (f *fakeReplicator) Peers() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n, live := range f.live {
+		if live && n != f.self {
+			out = append(out, n)
+		}
+	}
+	return out
+}
 func (f *fakeReplicator) Live(n string) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.live[n] }
 func (f *fakeReplicator) Replicate(to, _, _ string, offset uint64, _ string, _ []byte) bool {
 	f.mu.Lock()

@@ -39,7 +39,7 @@ func TestSoak(t *testing.T) {
 	}
 	// A history long enough for the longest time away (a restart, under
 	// -race): the soak checks delivery, not the dev default's size.
-	procs := startClusterArgs(t, "eu", []string{"--history", "chat:*=5000/5m"}, "a", "b", "c", "d")
+	procs := startClusterArgs(t, "eu", []string{"--history", "chat:*=5000/5m", "--log-level", "info"}, "a", "b", "c", "d")
 	a := procs[0]
 	bin, _ := buildOnce()
 	meshDir := a.meshDir
@@ -225,7 +225,22 @@ func TestSoak(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if t.Failed() {
+	behind := false
+	for i, s := range subs {
+		s.mu.Lock()
+		for _, ch := range channels {
+			if s.last[ch] != last {
+				behind = true
+			}
+		}
+		s.mu.Unlock()
+		if cl := conns[i].Client(); cl != nil {
+			t.Logf("subscriber %d: on %s over %s, session %s, reconnects %d, ended %v", i, cl.Connected().GetNode(), cl.Transport(), cl.SessionID(), conns[i].Reconnects(), cl.Err())
+		} else {
+			t.Logf("subscriber %d: no session (reconnects %d)", i, conns[i].Reconnects())
+		}
+	}
+	if t.Failed() || behind {
 		for _, ch := range channels {
 			for _, name := range []string{"a", "b", "c", "d"} {
 				p := nodes[name]
