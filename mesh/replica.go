@@ -103,6 +103,20 @@ func (c *Cluster) Successors(channel string) []string {
 	return out
 }
 
+// Peers lists the other live members, draining ones included.
+func (c *Cluster) Peers() []string {
+	c.memberMu.RLock()
+	defer c.memberMu.RUnlock()
+	out := make([]string, 0, len(c.members))
+	for name := range c.members {
+		if name != c.name {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Replicate sends a publication this node sequenced as channel's owner to
 // node to, its successor, without blocking; false if there is no link.
 func (c *Cluster) Replicate(to, channel, epoch string, offset uint64, key string, frame []byte) bool {
@@ -250,7 +264,7 @@ func (c *Cluster) unmarshal(peer string, m message, v proto.Message) bool {
 }
 
 func stateToWire(st protocols.ChannelState) *wirepb.ChannelState {
-	w := &wirepb.ChannelState{Epoch: st.Epoch, Offset: st.Offset}
+	w := &wirepb.ChannelState{Epoch: st.Epoch, Offset: st.Offset, Owner: st.Owner}
 	// The newest publications that fit a link message.
 	size, first := 0, len(st.History)
 	for first > 0 && size+len(st.History[first-1].Frame)+16 <= maxHistoryReply {
@@ -269,7 +283,7 @@ func stateToWire(st protocols.ChannelState) *wirepb.ChannelState {
 }
 
 func stateFromWire(w *wirepb.ChannelState) protocols.ChannelState {
-	st := protocols.ChannelState{Epoch: w.Epoch, Offset: w.Offset}
+	st := protocols.ChannelState{Epoch: w.Epoch, Offset: w.Offset, Owner: w.Owner}
 	for _, p := range w.History {
 		if p != nil {
 			st.History = append(st.History, protocols.Publication{Offset: p.Offset, Frame: p.Frame})

@@ -295,6 +295,9 @@ type ChannelState struct {
 	Offset  uint64
 	History []Publication
 	Keys    []AppliedKey
+	// Owner: the state of the node that sequenced the channel (in a
+	// hand-off), not a replica's.
+	Owner bool
 }
 
 // AppliedKey is an idempotency key a channel's owner applied: the offset

@@ -150,8 +150,11 @@ type ChannelState struct {
 	Offset uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	// The latest publications, oldest first, ending at offset (none when
 	// the channel keeps no history).
-	History       []*Publication `protobuf:"bytes,3,rep,name=history,proto3" json:"history,omitempty"`
-	Keys          []*AppliedKey  `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	History []*Publication `protobuf:"bytes,3,rep,name=history,proto3" json:"history,omitempty"`
+	Keys    []*AppliedKey  `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	// owner: the state of the node that sequenced the channel (in a hand-off
+	// reply), not a replica's.
+	Owner         bool `protobuf:"varint,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -212,6 +215,13 @@ func (x *ChannelState) GetKeys() []*AppliedKey {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *ChannelState) GetOwner() bool {
+	if x != nil {
+		return x.Owner
+	}
+	return false
 }
 
 // Link message 11, owner → successor: one publication to hold before the
@@ -1335,12 +1345,13 @@ const file_link_proto_rawDesc = "" +
 	"AppliedKey\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x15\n" +
-	"\x06age_ms\x18\x03 \x01(\x04R\x05ageMs\"\xab\x01\n" +
+	"\x06age_ms\x18\x03 \x01(\x04R\x05ageMs\"\xc1\x01\n" +
 	"\fChannelState\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\tR\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x129\n" +
 	"\ahistory\x18\x03 \x03(\v2\x1f.switchyard.mesh.v1.PublicationR\ahistory\x122\n" +
-	"\x04keys\x18\x04 \x03(\v2\x1e.switchyard.mesh.v1.AppliedKeyR\x04keys\"\xe1\x01\n" +
+	"\x04keys\x18\x04 \x03(\v2\x1e.switchyard.mesh.v1.AppliedKeyR\x04keys\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\bR\x05owner\"\xe1\x01\n" +
 	"\tReplicate\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
