@@ -433,6 +433,17 @@ func (c *conn) writeLoop() {
 			c.end()
 			return
 		}
+		// The pong deadline first: it judges the ping already out, not one
+		// this pass is about to send (with equal ping interval and pong
+		// timeout both timers fire together). A deadline flag left over
+		// from an earlier ping (its timer fired just before a Reset) is
+		// ignored: only the current ping's full timeout counts.
+		if c.pongDue.Swap(false) && c.outstanding != 0 && c.lastSeen.Load() < c.outstanding {
+			if time.Now().UnixNano()-c.outstanding >= int64(c.cfg.PongTimeout) {
+				c.Close(CodeHeartbeatTimeout, fmt.Sprintf("no pong within %v", c.cfg.PongTimeout))
+				continue // back to the top, to finish
+			}
+		}
 		if c.pingDue.Swap(false) {
 			if c.outstanding != 0 && c.lastSeen.Load() > c.outstanding {
 				c.outstanding = 0
@@ -443,13 +454,6 @@ func (c *conn) writeLoop() {
 				c.pongT.Reset(c.cfg.PongTimeout)
 			}
 			c.pingT.Reset(c.cfg.PingInterval)
-		}
-		if c.pongDue.Swap(false) {
-			if c.outstanding != 0 && c.lastSeen.Load() < c.outstanding {
-				c.Close(CodeHeartbeatTimeout, fmt.Sprintf("no pong within %v", c.cfg.PongTimeout))
-				continue // back to the top, to finish
-			}
-			c.outstanding = 0
 		}
 		if err := c.flush(batch); err != nil {
 			c.cfg.Logger.Debug("session write failed", "session", c.id, "err", err)
