@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
 )
 
 // udpForwarder relays datagrams between clients and one upstream UDP
