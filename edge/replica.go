@@ -500,7 +500,7 @@ func (h *Hub) takeOver(ch *channel, op ownerOp) (ready bool, after []func()) {
 // handOffPatience is how long a node that takes a channel over keeps
 // asking the live nodes that did not answer before it gives up: a request
 // that failed is no proof that a copy is gone.
-const handOffPatience = 5 * time.Second
+const handOffPatience = 3 * time.Second
 
 // fetch asks every other live node for its copy of the channel (the
 // previous owner's state, or a replica; each that has one stops
@@ -553,6 +553,11 @@ func (h *Hub) fetch(name string, peers []string) {
 	for _, a := range answers {
 		switch {
 		case a.err != nil && h.rep.Live(a.from):
+			// No answer from a live node is no proof that it holds
+			// nothing. One the mesh declared dead meanwhile took its copy
+			// with it. (A node that just started may see members come and
+			// go before its view settles: a known risk, see the notes of
+			// issue 10.)
 			failed = append(failed, a.from)
 		case a.found && better(a.st):
 			st := a.st
