@@ -1012,12 +1012,15 @@ func (h *Hub) deliverVolatile(ch *channel, seq uint64, frame []byte) {
 // publication of it can be sequenced here. A node that owns the channel
 // takes it over first (with replication, that may wait for a copy from
 // another node): Hold returns once fn ran.
+//
+// When the takeover cannot complete (no copy could be had yet), fn gets
+// what this node holds, unchanged: Hold never waits for long.
 func (h *Hub) Hold(name string, fn func(epoch string, offset uint64, history []protocols.Publication)) {
 	ran := make(chan struct{})
-	h.HoldFor(name, "", 0, func(e string, o uint64, hist []protocols.Publication) {
+	h.holdFor(name, "", 0, func(e string, o uint64, hist []protocols.Publication) {
 		fn(e, o, hist)
 		close(ran)
-	})
+	}, true)
 	<-ran
 }
 
@@ -1028,7 +1031,26 @@ func (h *Hub) Hold(name string, fn func(epoch string, offset uint64, history []p
 // starts a new epoch, and every subscriber is told (endAll) rather than
 // left with publications numbered twice.
 func (h *Hub) HoldFor(name, epoch string, offset uint64, fn func(epoch string, offset uint64, history []protocols.Publication)) {
+	h.holdFor(name, epoch, offset, fn, false)
+}
+
+// holdFor is HoldFor; with always, fn runs even when this node cannot
+// sequence the channel yet (with what it holds), else it is dropped then.
+func (h *Hub) holdFor(name, epoch string, offset uint64, fn func(epoch string, offset uint64, history []protocols.Publication), always bool) {
 	ch := h.acquire(name)
+	asIs := func(ch *channel) []func() {
+		pos := ch.position()
+		var hist []protocols.Publication
+		for _, e := range ch.kept(time.Now()) {
+			hist = append(hist, protocols.Publication{Offset: e.offset, Frame: e.frame})
+		}
+		fn(pos.Epoch, pos.Offset, hist)
+		return nil
+	}
+	otherwise := noOp
+	if always {
+		otherwise = asIs
+	}
 	op := func(ch *channel) []func() {
 		var after []func()
 		if ch.sequencer && !ch.volatile && epoch == ch.epoch && offset > ch.offset {
@@ -1051,13 +1073,13 @@ func (h *Hub) HoldFor(name, epoch string, offset uint64, fn func(epoch string, o
 	var after []func()
 	switch {
 	case ch.sequencer || ch.volatile || h.rep == nil:
-		after = h.asOwner(ch, ownerOp{run: op, expire: noOp, fail: noOp})
+		after = h.asOwner(ch, ownerOp{run: op, expire: otherwise, fail: otherwise})
 	case h.handedOn(ch):
-		after = op(ch) // handed on: the registrant will find the new owner
+		after = asIs(ch) // handed on: the registrant will find the new owner
 	default:
-		// Unanswered when this node does not become the owner: the
-		// registrant asks again.
-		after = h.asOwner(ch, ownerOp{run: op, expire: noOp, fail: noOp})
+		// Unanswered when this node does not become the owner (or cannot
+		// get the channel's copy yet): the registrant asks again.
+		after = h.asOwner(ch, ownerOp{run: op, expire: otherwise, fail: otherwise})
 	}
 	h.release(ch)
 	runAll(after)

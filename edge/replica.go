@@ -34,6 +34,8 @@ type Replicator interface {
 	Successors(channel string) []string
 	// Peers lists the other live members (draining ones included).
 	Peers() []string
+	// Isolated reports whether this node, told to join others, sees none.
+	Isolated() bool
 	// Live reports whether node is a live member.
 	Live(node string) bool
 	// Replicate sends a publication this node sequenced to to; false if
@@ -483,6 +485,11 @@ func (h *Hub) takeOver(ch *channel, op ownerOp) (ready bool, after []func()) {
 		return true, h.install(ch, &st)
 	}
 	peers := h.rep.Peers()
+	if len(peers) == 0 && h.rep.Isolated() {
+		// Told to join others and seeing none (just started, or cut
+		// off): their copies may well exist. Not alone to decide.
+		return false, op.fail(ch)
+	}
 	if len(peers) == 0 {
 		var st *protocols.ChannelState
 		if r := ch.rep; r != nil {

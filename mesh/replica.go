@@ -103,6 +103,23 @@ func (c *Cluster) Successors(channel string) []string {
 	return out
 }
 
+// Isolated reports whether this node, told to join others (Config.Join),
+// sees no other live member: just started, or cut off. Such a node must
+// not take channels over on its own.
+func (c *Cluster) Isolated() bool {
+	if len(c.cfg.Join) == 0 {
+		return false
+	}
+	c.memberMu.RLock()
+	defer c.memberMu.RUnlock()
+	for name := range c.members {
+		if name != c.name {
+			return false
+		}
+	}
+	return true
+}
+
 // Peers lists the other live members, draining ones included.
 func (c *Cluster) Peers() []string {
 	c.memberMu.RLock()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -187,16 +188,23 @@ func TestSoak(t *testing.T) {
 			if name == "a" {
 				seed = nodes["b"]
 			}
-			np := startProc(t, bin, name, "eu", meshDir, seed.gossip, p.extra...)
+			// Back on the same client addresses, as a restarted server is
+			// (clients only know the addresses they were given or learnt).
+			listen := strings.TrimPrefix(p.wt, "https://")
+			httpAddr := strings.TrimPrefix(p.http, "http://")
+			np := startProc(t, bin, name, "eu", meshDir, seed.gossip, append(p.extra, "--listen", listen, "--http", httpAddr)...)
 			mu.Lock()
 			nodes[name] = np
 			mu.Unlock()
 			// One failure at a time (what a copy per channel survives):
-			// the next one waits until every node sees all four again.
+			// the next waits until the mesh took the new process in (a
+			// killed node's name is reclaimed 5 s after it is declared
+			// dead) and every node lists all four.
+			time.Sleep(8 * time.Second)
 			waitUntil(t, 60*time.Second, name+" back in everyone's view", func() bool {
 				for _, q := range []string{"a", "b", "c", "d"} {
-					if urls := nodes[q].nodeURLs(t); len(urls) != 4 || urls[name] != np.ws {
-						return false // the old process may still be listed
+					if len(nodes[q].nodes(t)) != 4 {
+						return false
 					}
 				}
 				return true
