@@ -61,7 +61,7 @@ func (f *fakeReplicator) Peers() []string {
 	}
 	return out
 }
-func (f *fakeReplicator) Isolated() bool { return false }
+func (f *fakeReplicator) Isolated() bool     { return false }
 func (f *fakeReplicator) Live(n string) bool { f.mu.Lock(); defer f.mu.Unlock(); return f.live[n] }
 func (f *fakeReplicator) Replicate(to, _, _ string, offset uint64, _ string, _ []byte) bool {
 	f.mu.Lock()
