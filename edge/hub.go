@@ -143,6 +143,10 @@ type keyed struct {
 	at  time.Time
 }
 
+// maxAhead is how far a resubscribing client may be ahead of this node
+// (in the same epoch, the node still receiving) and be told it recovered.
+const maxAhead = 4096
+
 // maxKeys bounds a channel's idempotency keys; past it the expired ones go,
 // then the oldest half.
 const maxKeys = 1 << 16
@@ -154,6 +158,9 @@ type member struct {
 	alias  uint32
 	events bool                  // wants the channel's presence events
 	info   *protocols.ClientInfo // the session as a presence member; nil: none
+	// skip: the session already has the publications up to this offset
+	// (it came from a node that was ahead of this one).
+	skip uint64
 }
 
 // pendingSub is a subscription waiting for the owner's registration.
@@ -424,6 +431,16 @@ func (h *Hub) SubscribeMember(name string, s protocols.Session, alias uint32, si
 // admit adds m and queues its Subscribed, then, when since is given and
 // the history holds everything after it, the publications after since.
 func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now time.Time) {
+	if since != nil && !ch.volatile && !ch.sequencer && since.Epoch != "" && since.Epoch == ch.epoch &&
+		since.Offset > ch.offset && since.Offset-ch.offset <= maxAhead {
+		// The client saw more than this node has yet (it comes from a
+		// node that was ahead): what it saw is on its way here. It
+		// starts from its own position; those it has are not sent again.
+		m.skip = since.Offset
+		ch.add(m)
+		_ = m.s.Reply(reply(*since, true))
+		return
+	}
 	ch.add(m)
 	if since != nil && !ch.volatile && since.Epoch == "" && since.Offset == 0 {
 		// A newcomer asks for what the history holds: all of it, then the
@@ -598,7 +615,9 @@ func (h *Hub) Registered(name, epoch string, offset uint64, hist []protocols.Pub
 			if fill := missing(hist, ch.offset, offset); fill != nil {
 				for _, p := range fill {
 					for _, m := range ch.subs {
-						_ = m.s.Deliver(m.alias, p.Frame)
+						if p.Offset > m.skip {
+							_ = m.s.Deliver(m.alias, p.Frame)
+						}
 					}
 				}
 			} else {
@@ -961,7 +980,9 @@ func (h *Hub) Deliver(name, epoch string, offset uint64, frame []byte) {
 		ch.hist.add(offset, frame, time.Now()) // after a gap, add starts the ring anew
 	}
 	for _, m := range ch.subs {
-		_ = m.s.Deliver(m.alias, frame)
+		if offset > m.skip {
+			_ = m.s.Deliver(m.alias, frame)
+		}
 	}
 	h.releaseEnded(ch, ended)
 }
