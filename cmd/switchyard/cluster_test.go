@@ -128,30 +128,6 @@ func (p *proc) nodes(t *testing.T) []string {
 	return names
 }
 
-// nodeURLs is p's view of the cluster: node name → its plain WebSocket URL.
-func (p *proc) nodeURLs(t *testing.T) map[string]string {
-	t.Helper()
-	resp, err := http.Get(p.http + "/api/nodes")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Regions map[string][]struct {
-			Name string
-			URLs map[string]string
-		}
-	}
-	json.NewDecoder(resp.Body).Decode(&body)
-	out := map[string]string{}
-	for _, ns := range body.Regions {
-		for _, n := range ns {
-			out[n.Name] = n.URLs["ws"]
-		}
-	}
-	return out
-}
-
 func (p *proc) publish(t *testing.T, channel, data string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", p.http+"/api/publish", strings.NewReader(fmt.Sprintf(`{"channel":%q,"data":%q}`, channel, data)))
