@@ -87,7 +87,7 @@ type unacked struct {
 type ReplicationStats struct {
 	Replicated   atomic.Uint64 // publications held by a successor before release
 	Seeds        atomic.Uint64 // whole states sent to a successor
-	Unreplicated atomic.Uint64 // publications released without a copy (successor overdue)
+	Unreplicated atomic.Uint64 // publications taken back: no other node held their copy in time
 	TakeOvers    atomic.Uint64 // channels this node took over with their epoch
 	NewEpochs    atomic.Uint64 // channels this node took over without a copy (new epoch)
 	Resyncs      atomic.Uint64 // channels whose copies disagreed (new epoch, subscribers told)
