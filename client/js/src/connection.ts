@@ -147,6 +147,12 @@ export class Connection {
     this.rejectReady({ code, reason, transport: this.name });
   }
 
+  /** Ends an open session from this side (e.g. the device went offline): the owner hears closed(info). */
+  abandon(reason: string): void {
+    if (this.state !== "open") return;
+    this.end({ code: CLOSE_NORMAL, reason }, true);
+  }
+
   private stop(): void {
     this.state = "closed";
     if (this.heartbeatTimer !== undefined) this.clock.clearTimeout(this.heartbeatTimer);

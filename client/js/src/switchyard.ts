@@ -787,6 +787,7 @@ class ClientImpl implements Client {
   private old: { conn: Connection; inflight: Map<number, Inflight>; timer: unknown } | undefined;
   private cancel: AbortController | undefined; // the race under way
   private wake: (() => void) | undefined; // ends the backoff wait under way
+  private readonly online: () => boolean; // whether the device says it has a network
   private serveDone: ((info: CloseInfo) => void) | undefined;
   private first: { resolve(): void; reject(e: Error): void } | undefined;
   private readonly targets: Target[]; // nodes to try, in order
@@ -800,6 +801,13 @@ class ClientImpl implements Client {
   private readonly onOnline = (): void => {
     this.backoff.reset();
     this.wake?.();
+  };
+  // The device lost its network: the session is gone even if no close
+  // arrives for a heartbeat's time. End it now (the app sees
+  // "disconnected" at once) and wait for "online" to try again.
+  private readonly onOffline = (): void => {
+    this.conn?.abandon("the device went offline");
+    this.cancel?.abort(); // an attempt under way cannot succeed either
   };
 
   constructor(url: string | string[], options: ConnectOptions) {
@@ -820,6 +828,8 @@ class ClientImpl implements Client {
     }
     this.events = hooks.events ?? (globalThis as unknown as EventTarget);
     this.events.addEventListener?.("online", this.onOnline);
+    this.events.addEventListener?.("offline", this.onOffline);
+    this.online = hooks.online ?? (() => (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine !== false);
     this.signal = options.signal;
   }
 
@@ -958,10 +968,14 @@ class ClientImpl implements Client {
     });
   }
 
-  /** Waits out the next backoff delay (an "online" event cuts it short); false if the client closed meanwhile. */
+  /**
+   * Waits out the next backoff delay (an "online" event cuts it short);
+   * false if the client closed meanwhile. Offline, it waits for "online",
+   * or the longest backoff delay in case the browser is wrong about it.
+   */
   private async pause(hintMs?: number): Promise<boolean> {
     this.state = "reconnecting";
-    const { attempt, delay: jittered } = this.backoff.next();
+    const { attempt, delay: jittered } = this.online() ? this.backoff.next() : { attempt: this.backoff.attempt, delay: this.backoff.max };
     const delay = Math.max(jittered, hintMs ?? 0);
     this.emit("reconnecting", { attempt, delay });
     if (this.closed) return false;
@@ -1154,6 +1168,7 @@ class ClientImpl implements Client {
     this.cancel?.abort();
     this.wake?.();
     this.events.removeEventListener?.("online", this.onOnline);
+    this.events.removeEventListener?.("offline", this.onOffline);
     this.clock.clearTimeout(this.upgradeTimer);
     this.clock.clearTimeout(this.pollTimer);
     const conn = this.conn;

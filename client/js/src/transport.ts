@@ -58,8 +58,10 @@ export interface Internals {
   webTransport?: boolean;
   /** fetch for /api/nodes (default globalThis.fetch). */
   fetch?: typeof fetch;
-  /** Where "online" events come from (default globalThis when it has addEventListener). */
+  /** Where "online" and "offline" events come from (default globalThis when it has addEventListener). */
   events?: EventTarget;
+  /** Whether the device has a network (default navigator.onLine, true when unknown). */
+  online?: () => boolean;
 }
 
 /** The key under which ConnectOptions may carry Internals. */

@@ -177,6 +177,30 @@ describe("robustness", () => {
     c.close();
   });
 
+  it("ends the session when the device goes offline and waits for online", async () => {
+    const net = new FakeNet();
+    const events = new EventTarget();
+    let online = true;
+    const c = await start(net, "https://a.example", { backoff: { min: 100, max: 5_000 } }, { events, online: () => online });
+    const gone = record(c, "disconnected");
+    online = false;
+    events.dispatchEvent(new Event("offline"));
+    await net.clock.advance(1);
+    assert.equal(c.state, "reconnecting");
+    assert.equal(gone.length, 1);
+    assert.equal(gone[0]!.reconnect, true);
+    const n = net.transports.length;
+    // Offline: no attempt at the short backoff delays.
+    await net.clock.advance(2_000);
+    assert.equal(net.transports.length, n);
+    online = true;
+    events.dispatchEvent(new Event("online"));
+    await net.clock.advance(10);
+    assert.ok(net.transports.length > n);
+    await net.clock.until(() => c.state === "connected");
+    c.close();
+  });
+
   it("holds publishes back beyond maxInflight and while the send buffer is full", async () => {
     const net = new FakeNet();
     net.answer = false;
