@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"sync"
@@ -407,7 +408,7 @@ func (h *Hub) SubscribeMember(name string, s protocols.Session, alias uint32, si
 	register := false
 	m := member{s: s, alias: alias, events: events && ch.pres != nil, info: info}
 	if ch.registered {
-		ch.admit(m, since, reply, time.Now())
+		h.logLost(name, ch.admit(m, since, reply, time.Now()))
 		h.presenceJoin(ch, m)
 	} else {
 		ch.pending = append(ch.pending, pendingSub{member: m, since: since, reply: reply, fail: fail})
@@ -430,7 +431,7 @@ func (h *Hub) SubscribeMember(name string, s protocols.Session, alias uint32, si
 
 // admit adds m and queues its Subscribed, then, when since is given and
 // the history holds everything after it, the publications after since.
-func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now time.Time) {
+func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now time.Time) (lost string) {
 	if since != nil && !ch.volatile && !ch.sequencer && since.Epoch != "" && since.Epoch == ch.epoch &&
 		since.Offset > ch.offset && since.Offset-ch.offset <= maxAhead {
 		// The client saw more than this node has yet (it comes from a
@@ -439,7 +440,7 @@ func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now ti
 		m.skip = since.Offset
 		ch.add(m)
 		_ = m.s.Reply(reply(*since, true))
-		return
+		return ""
 	}
 	ch.add(m)
 	if since != nil && !ch.volatile && since.Epoch == "" && since.Offset == 0 {
@@ -448,7 +449,7 @@ func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now ti
 		kept := ch.kept(now)
 		start := ch.out() - uint64(len(kept))
 		if ch.replay(m, reply(Position{Epoch: ch.epoch, Offset: start}, start == 0), kept) {
-			return
+			return ""
 		}
 	} else if since != nil && !ch.volatile && since.Epoch == ch.epoch {
 		var missed []entry
@@ -457,10 +458,27 @@ func (ch *channel) admit(m member, since *Position, reply SubscribedFunc, now ti
 			missed, ok = ch.hist.after(since.Offset, ch.out(), now)
 		}
 		if ok && ch.replay(m, reply(*since, true), missed) {
-			return
+			return ""
 		}
 	}
 	_ = m.s.Reply(reply(ch.position(), false))
+	if since == nil || ch.volatile || (since.Epoch == "" && since.Offset == 0) {
+		return ""
+	}
+	ring := "no history"
+	if ch.hist != nil && ch.hist.n > 0 {
+		ring = fmt.Sprintf("history %d..%d", ch.hist.at(0).offset, ch.hist.at(ch.hist.n-1).offset)
+	} else if ch.hist != nil {
+		ring = "history empty"
+	}
+	return fmt.Sprintf("asked after %s:%d, here %s:%d (out %d, %s, sequencer %v)", since.Epoch, since.Offset, ch.epoch, ch.offset, ch.out(), ring, ch.sequencer)
+}
+
+// logLost logs, rate-limited, why a subscription could not recover.
+func (h *Hub) logLost(name, lost string) {
+	if lost != "" && h.log != nil && h.logRate.Allow("lost:"+name, time.Second) {
+		h.log.Info("subscription not recovered", "channel", name, "why", lost)
+	}
 }
 
 // replay queues ack (the Subscribed that announces them) and kept
@@ -641,7 +659,7 @@ func (h *Hub) Registered(name, epoch string, offset uint64, hist []protocols.Pub
 	ch.registered, ch.registering = true, false
 	h.presenceSync(ch) // the owner may be new: all of this node's members so far
 	for _, p := range ch.pending {
-		ch.admit(p.member, p.since, p.reply, now)
+		h.logLost(name, ch.admit(p.member, p.since, p.reply, now))
 		h.presenceJoin(ch, p.member)
 	}
 	ch.pending = nil

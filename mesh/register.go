@@ -156,26 +156,43 @@ func (c *Cluster) reconcile(now time.Time) {
 	c.regMu.Unlock()
 
 	for _, s := range selfRegs {
+		if c.keeper != nil {
+			// Answered once this node sequences the channel: while it
+			// still gathers the channel's copy from the others (a
+			// takeover), a position made up now would start the
+			// subscribers on a new epoch. Unanswered, the worker asks
+			// again after RequestTimeout.
+			c.keeper.HoldFor(s.channel, "", 0, func(e string, o uint64, _ []protocols.Publication) {
+				go c.selfRegistered(s, e, o) // fn runs under the channel's lock
+			})
+			continue
+		}
 		var epoch string
 		var offset uint64
 		c.local.Hold(s.channel, func(e string, o uint64, _ []protocols.Publication) { epoch, offset = e, o })
-		c.regMu.Lock()
-		r := c.regs[s.channel]
-		ok := r != nil && r.id == s.id && !r.confirmed
-		if ok {
-			r.confirmed = true
-			delete(c.dirty, s.channel)
-		}
-		c.regMu.Unlock()
-		if ok {
-			c.local.Registered(s.channel, epoch, offset, nil) // our own: nothing to catch up
-		}
+		c.selfRegistered(s, epoch, offset)
 	}
 	if changed {
 		if c.keeper != nil {
 			c.keeper.MembersChanged(setList(resets))
 		}
 		c.signalsChanged(resets)
+	}
+}
+
+// selfRegistered confirms the registration s with this node, the
+// channel's owner, at (epoch, offset), unless a newer one replaced it.
+func (c *Cluster) selfRegistered(s selfReg, epoch string, offset uint64) {
+	c.regMu.Lock()
+	r := c.regs[s.channel]
+	ok := r != nil && r.id == s.id && !r.confirmed
+	if ok {
+		r.confirmed = true
+		delete(c.dirty, s.channel)
+	}
+	c.regMu.Unlock()
+	if ok {
+		c.local.Registered(s.channel, epoch, offset, nil) // our own: nothing to catch up
 	}
 }
 
