@@ -16,10 +16,14 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDatagram$$' -fuzztime=$(FUZZTIME) ./protocols/
 	$(GO) test -run='^$$' -fuzz='^FuzzAPIPublish$$' -fuzztime=$(FUZZTIME) ./edge/
 	$(GO) test -run='^$$' -fuzz='^FuzzConfigFile$$' -fuzztime=$(FUZZTIME) ./cmd/switchyard/
+	$(GO) test -run='^$$' -fuzz='^FuzzConfigLoad$$' -fuzztime=$(FUZZTIME) ./cmd/switchyard/
 	$(GO) test -run='^$$' -fuzz='^FuzzGossip$$' -fuzztime=$(FUZZTIME) ./mesh/
 	$(GO) test -run='^$$' -fuzz='^FuzzLinkMessages$$' -fuzztime=$(FUZZTIME) ./mesh/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./signaling/
 	$(GO) test -run='^$$' -fuzz='^FuzzHandleSignal$$' -fuzztime=$(FUZZTIME) ./signaling/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerifyClaims$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzGrants$$' -fuzztime=$(FUZZTIME) ./auth/
 
 lint:
 	$(GO) vet ./...

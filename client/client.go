@@ -199,7 +199,14 @@ func dialOne(ctx context.Context, proto, url string, tlsConf *tls.Config, opts O
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", proto, url, err)
 	}
-	connected, err := handshake(ctx, tr, &protocols.Connect{Token: opts.Token, Streams: !opts.SingleStream, User: opts.User, Info: opts.Info})
+	token := opts.Token
+	if opts.TokenFunc != nil {
+		if token, err = opts.TokenFunc(ctx); err != nil {
+			tr.abort()
+			return nil, fmt.Errorf("%s %s: token: %w", proto, url, err)
+		}
+	}
+	connected, err := handshake(ctx, tr, &protocols.Connect{Token: token, Streams: !opts.SingleStream, User: opts.User, Info: opts.Info})
 	if err != nil {
 		tr.abort()
 		return nil, fmt.Errorf("%s %s: %w", proto, url, err)
@@ -322,7 +329,45 @@ func newClient(tr transport, connected *protocols.Connected, opts Options) *Clie
 			c.wg.Go(func() { c.acceptStreams(wt) })
 		}
 	}
+	if s := connected.GetExpiresInS(); s > 0 && opts.TokenFunc != nil {
+		c.wg.Go(func() { c.keepToken(opts.TokenFunc, time.Duration(s)*time.Second) })
+	}
 	return c
+}
+
+// keepToken refreshes the session's token before it expires, left from
+// now: at four fifths of its life (at most 30 s before the end), again
+// every few seconds if that fails, until the session ends.
+func (c *Client) keepToken(fn func(context.Context) (string, error), left time.Duration) {
+	expires := time.Now().Add(left)
+	next := left - min(left/5, 30*time.Second)
+	for {
+		t := time.NewTimer(next)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		tok, err := fn(ctx)
+		var until time.Time
+		if err == nil {
+			until, err = c.Refresh(ctx, tok)
+		}
+		cancel()
+		switch {
+		case err == nil && until.IsZero():
+			return // the new token does not expire
+		case err == nil:
+			expires = until
+			left = time.Until(until)
+			next = left - min(left/5, 30*time.Second)
+		default:
+			c.log.Debug("client: token refresh failed", "err", err)
+			next = min(2*time.Second, max(time.Until(expires)/2, 100*time.Millisecond))
+		}
+	}
 }
 
 // Transport is protocols.WebTransport or protocols.WebSocket.
@@ -849,4 +894,30 @@ func (c *Client) flush(batch [][]byte) ([][]byte, error) {
 			return batch, err
 		}
 	}
+}
+
+// Refresh hands the node a new token for this session, before the one it
+// connected with expires (Connected().ExpiresInS; TokenExpiry says when).
+// The token must be for the same user; its capabilities replace the old
+// ones. It returns when the new token expires (zero: never). A refused
+// token is a *protocols.RequestError with code 110, and the old one stays
+// in force until it expires.
+func (c *Client) Refresh(ctx context.Context, token string) (time.Time, error) {
+	f, err := c.roundTrip(ctx, &protocols.Frame{Kind: &protocols.Frame_Refresh{Refresh: &protocols.Refresh{Token: token}}})
+	if err != nil {
+		return time.Time{}, err
+	}
+	r, ok := f.Kind.(*protocols.Frame_Refreshed)
+	if !ok {
+		return time.Time{}, unexpectedReply("Refresh", f)
+	}
+	return c.expiryAt(r.Refreshed.GetExpiresInS()), nil
+}
+
+// expiryAt turns a token's seconds left into a time (zero: no expiry).
+func (c *Client) expiryAt(s uint32) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(time.Duration(s) * time.Second)
 }

@@ -95,12 +95,23 @@ func Connect(ctx context.Context, urls []string, opts Options) (*Conn, error) {
 		c.given[u] = true
 	}
 	var err error
-	for range urls {
+	for i := 0; i < len(urls); i++ {
 		var cl *Client
 		if cl, err = c.dialNext(ctx); err == nil {
 			c.adopt(cl)
 			go c.run()
 			return c, nil
+		}
+		var later *protocols.CloseError
+		if errors.As(err, &later) && later.Code == protocols.CodeTryLater && later.ReconnectAfter > 0 {
+			// The node paces new sessions: wait as told (ctx bounds it).
+			select {
+			case <-time.After(later.ReconnectAfter):
+				i--
+				continue
+			case <-ctx.Done():
+			}
+			break
 		}
 	}
 	cancel()
@@ -293,6 +304,7 @@ func nodeURL(urls map[string]string, _ string) string {
 // run waits for each session's end and dials the next.
 func (c *Conn) run() {
 	defer close(c.done)
+	healed := false // a 3502 asked TokenFunc for a new token since the last session
 	for {
 		c.mu.Lock()
 		cur := c.cur
@@ -311,10 +323,12 @@ func (c *Conn) run() {
 			c.finish(nil)
 			return
 		}
-		if errors.As(err, &ce) && !ce.Code.Reconnect() {
+		heal := errors.As(err, &ce) && ce.Code == protocols.CodeUnauthorized && c.opts.TokenFunc != nil && !healed
+		if errors.As(err, &ce) && !ce.Code.Reconnect() && !heal {
 			c.finish(err)
 			return
 		}
+		healed = heal // a second 3502 in a row is final
 		if errors.As(err, &ce) && ce.ReconnectURL != "" {
 			c.prefer(ce.ReconnectURL)
 		}
@@ -354,12 +368,32 @@ func (c *Conn) redial(ce *protocols.CloseError) (*Client, bool) {
 		c.mu.Lock()
 		n := len(c.urls)
 		c.mu.Unlock()
-		for range n {
+		for i := 0; i < n; i++ {
 			if c.ctx.Err() != nil {
 				return nil, false
 			}
-			if cl, err := c.dialNext(c.ctx); err == nil {
+			cl, err := c.dialNext(c.ctx)
+			if err == nil {
 				return cl, true
+			}
+			var later *protocols.CloseError
+			if errors.As(err, &later) && later.Code == protocols.CodeTryLater && later.ReconnectAfter > 0 {
+				// The node is up and pacing new sessions: come back to it
+				// when it said, give or take a tenth. That is no failure:
+				// the backoff does not grow, the attempt does not count.
+				pause := later.ReconnectAfter + time.Duration(mrand.Int64N(int64(later.ReconnectAfter)/10+1))
+				select {
+				case <-time.After(pause):
+				case <-c.ctx.Done():
+					return nil, false
+				}
+				c.mu.Lock()
+				if c.next > 0 {
+					c.next-- // the same node again
+				}
+				c.mu.Unlock()
+				i--
+				wait = c.backoff[0]
 			}
 		}
 		select {

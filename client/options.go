@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -79,6 +80,14 @@ type Options struct {
 	Origin string
 	// Token is sent in Connect to authenticate the client.
 	Token string
+	// TokenFunc, when set, is asked for a token before every connection
+	// attempt (instead of Token) and, when the node says the session's
+	// token expires (Connected.expires_in_s), for a fresh one a little
+	// before it does, which the client hands over with Refresh. A Conn
+	// that is closed with 3502 (unauthorized) asks it once more and
+	// reconnects before giving up. It is called on a goroutine of the
+	// client's; ctx ends with the attempt or the session.
+	TokenFunc func(ctx context.Context) (string, error)
 	// User and Info describe this client in the presence of the channels
 	// it subscribes to that keep presence (at most 256 and 1,024 bytes).
 	User string

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/protocols"
 )
 
@@ -56,6 +57,7 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("/api/nodes", n.only([]string{http.MethodGet}, http.HandlerFunc(n.apiNodes)))
 	mux.Handle("/api/history", n.only(getHead, http.HandlerFunc(n.apiHistory)))
 	mux.Handle("/api/presence", n.only(getHead, http.HandlerFunc(n.apiPresence)))
+	mux.Handle("/api/drain", n.only([]string{http.MethodPost}, http.HandlerFunc(n.apiDrain)))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such API endpoint: %.64q", r.URL.Path))
 	})
@@ -72,7 +74,10 @@ func (n *Node) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})))
-	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/api/history": true, "/api/presence": true, "/healthz": true, "/readyz": true, "/certhash": true}
+	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/api/history": true, "/api/presence": true, "/api/drain": true, "/healthz": true, "/readyz": true, "/certhash": true, "/metrics": true,
+		"/admin": true, "/admin/": true, "/admin/api/stats": true}
+	mux.Handle("/metrics", n.only(getHead, n.metrics))
+	n.adminRoutes(mux) // admin.go
 	if n.cfg.Certs != nil {
 		mux.Handle("/certhash", n.only([]string{http.MethodGet, http.MethodHead, http.MethodOptions}, http.HandlerFunc(n.certHash)))
 	}
@@ -81,7 +86,7 @@ func (n *Node) routes() http.Handler {
 			mux.Handle(p, n.only(getHead, h))
 		}
 	}
-	return n.closeUnreadBodies(mux)
+	return n.metrics.countAPIErrors(n.closeUnreadBodies(mux))
 }
 
 // closeUnreadBodies wraps the routes. Only /api/publish reads a request
@@ -205,7 +210,7 @@ type publishReply struct {
 // for a key applied before).
 // The body must arrive within HTTPBodyTimeout.
 func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
-	if !n.apiAuthorized(w, r) {
+	if !n.apiAuthorized(w, r, auth.ScopePublish) {
 		return
 	}
 	// The payload may be base64 (4/3 of its size) plus the JSON around it.
@@ -299,8 +304,11 @@ func (n *Node) apiNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"self": n.cfg.Name, "region": n.cfg.Region, "regions": regions})
 }
 
-func (n *Node) apiAuthorized(w http.ResponseWriter, r *http.Request) bool {
-	if n.cfg.APIKey == "" {
+// apiAuthorized checks the request's X-API-Key for scope: Config.APIKey
+// (every scope) or one of Config.APIKeys with that scope (or admin). It
+// answers 401 or 403 with a JSON body itself when it refuses.
+func (n *Node) apiAuthorized(w http.ResponseWriter, r *http.Request, scope string) bool {
+	if n.cfg.APIKey == "" && n.cfg.APIKeys.Len() == 0 {
 		n.refuse(w, r, http.StatusForbidden, "api_disabled", "this node has no API key configured")
 		return false
 	}
@@ -309,11 +317,44 @@ func (n *Node) apiAuthorized(w http.ResponseWriter, r *http.Request) bool {
 		n.refuse(w, r, http.StatusUnauthorized, "missing_api_key", "send the X-API-Key header")
 		return false
 	}
-	if subtle.ConstantTimeCompare([]byte(key), []byte(n.cfg.APIKey)) != 1 {
-		n.refuse(w, r, http.StatusUnauthorized, "bad_api_key", "the X-API-Key is wrong")
-		return false
+	if n.cfg.APIKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(n.cfg.APIKey)) == 1 {
+		n.audit(r, scope, "api_key")
+		return true
 	}
-	return true
+	name, err := n.cfg.APIKeys.Check(key, scope)
+	switch {
+	case err == nil:
+		n.audit(r, scope, name)
+		return true
+	case errors.Is(err, auth.ErrForbidden):
+		n.cfg.Logger.Info("api key refused", "key", name, "scope", scope, "path", r.URL.Path)
+		n.refuse(w, r, http.StatusForbidden, "forbidden", fmt.Sprintf("the API key %q lacks the %s scope", name, scope))
+	default:
+		n.refuse(w, r, http.StatusUnauthorized, "bad_api_key", "the X-API-Key is wrong")
+	}
+	return false
+}
+
+// audit logs an admin action (not a read: the dashboard's polls have
+// their own, rarer log line) with the name of the key that did it.
+func (n *Node) audit(r *http.Request, scope, key string) {
+	if scope == auth.ScopeAdmin && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		n.cfg.Logger.Info("audit: admin action", "key", key, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	}
+}
+
+// POST /api/drain, admin scope: the node drains as on SIGTERM (Config.OnDrain)
+// and answers 202 at once.
+func (n *Node) apiDrain(w http.ResponseWriter, r *http.Request) {
+	if !n.apiAuthorized(w, r, auth.ScopeAdmin) {
+		return
+	}
+	if n.cfg.OnDrain == nil {
+		n.refuse(w, r, http.StatusNotImplemented, "not_supported", "this node cannot be drained over the API")
+		return
+	}
+	go n.cfg.OnDrain()
+	writeJSON(w, http.StatusAccepted, map[string]any{"draining": true, "node": n.cfg.Name})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -344,7 +385,7 @@ type historyPublication struct {
 // missing. Served from this node's copy: the owner's, or that of a node
 // with subscribers of the channel.
 func (n *Node) apiHistory(w http.ResponseWriter, r *http.Request) {
-	if !n.apiAuthorized(w, r) {
+	if !n.apiAuthorized(w, r, auth.ScopeHistory) {
 		return
 	}
 	q := r.URL.Query()
@@ -428,7 +469,7 @@ type presenceMember struct {
 // channel over the whole cluster (asked of its owner): counts, and up to
 // limit members (default 1,000; 0 for counts only), sorted by client id.
 func (n *Node) apiPresence(w http.ResponseWriter, r *http.Request) {
-	if !n.apiAuthorized(w, r) {
+	if !n.apiAuthorized(w, r, auth.ScopePresence) {
 		return
 	}
 	q := r.URL.Query()

@@ -72,6 +72,7 @@ type Hub struct {
 	log            *slog.Logger
 	logRate        protocols.LogLimiter
 	repStats       ReplicationStats
+	stats          hubStats // for /metrics (metrics.go)
 	// presence (presence.go)
 	presence           func(string) bool
 	presenceEventLimit int
@@ -671,6 +672,7 @@ func (h *Hub) Registered(name, epoch string, offset uint64, hist []protocols.Pub
 // so that the next subscriber registers afresh and gets the owner's
 // history with the registration.
 func (h *Hub) releaseEnded(ch *channel, ended []member) {
+	h.stats.resync(len(ended))
 	unregister := len(ended) > 0 && len(ch.subs) == 0 && len(ch.pending) == 0 && h.cluster != nil
 	if unregister {
 		ch.registered, ch.registering = false, false
@@ -928,6 +930,7 @@ func (h *Hub) sequenceLocked(ch *channel, key string, data []byte, done func(Pos
 	for _, m := range ch.subs {
 		_ = m.s.Deliver(m.alias, frame)
 	}
+	h.stats.delivered(t, len(ch.subs))
 	if h.cluster != nil {
 		h.cluster.Forward(ch.name, pos.Epoch, pos.Offset, frame)
 	}
@@ -1114,7 +1117,10 @@ func (h *Hub) holdFor(name, epoch string, offset uint64, fn func(epoch string, o
 	case ch.sequencer || ch.volatile || h.rep == nil:
 		after = h.asOwner(ch, ownerOp{run: op, expire: otherwise, fail: otherwise})
 	case h.handedOn(ch):
-		after = asIs(ch) // handed on: the registrant will find the new owner
+		// Handed on: this node's position is no longer the channel's. The
+		// registrant asks again (and finds the new owner once its view
+		// has it) rather than start from a made-up position.
+		after = otherwise(ch)
 	default:
 		// Unanswered when this node does not become the owner (or cannot
 		// get the channel's copy yet): the registrant asks again.

@@ -18,6 +18,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/protocols"
 	"github.com/switchyard/switchyard/protocols/websocket"
 	"github.com/switchyard/switchyard/protocols/webtransport"
@@ -53,7 +56,22 @@ type Config struct {
 	// Certs is required when Listen is set.
 	Certs CertSource
 
-	// APIKey guards /api. Empty: the API answers 403 api_disabled.
+	// Auth checks each session's token (Connect.token, or the WebSocket
+	// upgrade's ?token=) and its capabilities on every subscribe,
+	// publish, presence request and datagram; *auth.Verifier satisfies
+	// it. Nil: every session is anonymous and may do anything (a dev node
+	// on loopback).
+	Auth Authenticator
+
+	// Limits caps sessions and publishes per client IP, user and session,
+	// and paces new sessions (reconnect storms).
+	Limits Limits
+
+	// APIKeys are further keys for /api, each with its scopes (publish,
+	// history, presence, admin); refusals are logged with the key's name.
+	APIKeys *auth.APIKeys
+	// APIKey guards /api with every scope. Empty, with no APIKeys: the API
+	// answers 403 api_disabled.
 	APIKey string
 	// AllowedOrigins lists the browser origins ("https://app.example.com")
 	// that may open sessions; "*" allows any. Requests without an Origin
@@ -113,6 +131,14 @@ type Config struct {
 	// protocols.DefaultMaxDatagramSize (1,100 bytes, which fits any QUIC
 	// path), or less when a frame is smaller.
 	MaxDatagramSize int
+	// DrainWindow is the time over which a draining node spreads its
+	// clients' reconnects (each is told a random wait below it, with the
+	// URL of another node of its region). Zero: 1 s.
+	DrainWindow time.Duration
+	// OnDrain is called when an admin asks the node to drain (POST
+	// /api/drain): the program then drains it as on SIGTERM. Nil: the API
+	// answers 501.
+	OnDrain func()
 	// ConnectTimeout is how long a new session may take to send Connect.
 	// Zero: 10 s.
 	ConnectTimeout time.Duration
@@ -152,6 +178,17 @@ type Config struct {
 	// browser SDK). Paths the node serves itself win.
 	Extra map[string]http.Handler
 
+	// MetricsKey, when set, must come with /metrics requests on listeners
+	// not bound to a loopback address (as "Authorization: Bearer <key>",
+	// which Prometheus sends, or X-API-Key): a key of its own, so that a
+	// scraper cannot publish. Empty: /metrics is open on every listener;
+	// it tells counts, never a channel name or a client id.
+	MetricsKey string
+	// MetricsCollectors are served at /metrics besides the node's own
+	// metrics and the Go runtime and process collectors (the mesh's:
+	// metrics.Mesh). Nil: none.
+	MetricsCollectors []prometheus.Collector
+
 	// Logger. Zero: discard.
 	Logger *slog.Logger
 }
@@ -176,6 +213,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxDatagramSize <= 0 {
 		c.MaxDatagramSize = min(protocols.DefaultMaxDatagramSize, c.Session.MaxFrameSize-64)
 	}
+	if c.DrainWindow <= 0 {
+		c.DrainWindow = time.Second
+	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
 	}
@@ -194,6 +234,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -216,6 +257,10 @@ type Node struct {
 	ws      *websocket.Server
 	wt      *webtransport.Server // nil without Listen
 	conns   *connLimiter         // nil: no per-IP cap
+	limits  *limiter
+	logRate protocols.LogLimiter // repeated refusals are logged once in a while
+	debug   bool                 // the logger takes debug lines: each session's start and end
+	metrics *nodeMetrics         // the node's registry and /metrics (metrics.go)
 
 	// guarded by mu
 	mu       sync.Mutex
@@ -247,6 +292,8 @@ func New(cfg Config) (*Node, error) {
 			History: historyPolicy(cfg.History), Replicas: cfg.Replicas, Log: cfg.Logger,
 			Presence: presenceMatcher(cfg.PresenceChannels, cfg.VolatileChannels), PresenceEventLimit: cfg.PresenceEventLimit}),
 		origins: make(map[string]bool),
+		limits:  newLimiter(cfg.Limits),
+		debug:   cfg.Logger.Enabled(context.Background(), slog.LevelDebug),
 		clients: make(map[*client]struct{}),
 		sweep:   make(chan struct{}),
 	}
@@ -308,6 +355,11 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.origins[norm] = true
 	}
+	metrics, err := newNodeMetrics(n)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = metrics
 	n.ws = websocket.NewServer(n, websocket.Config{Session: cfg.Session})
 	if cfg.Listen != "" {
 		wt, err := webtransport.NewServer(n, webtransport.Config{
@@ -343,6 +395,7 @@ func (n *Node) Handler() http.Handler { return n.mux }
 func (n *Node) Accept(s protocols.Session, r *http.Request) (protocols.Handler, error) {
 	c, err := n.accept(s, r)
 	if err != nil {
+		n.metrics.refused(s, err)
 		return nil, err
 	}
 	return c, nil
@@ -363,6 +416,9 @@ func (n *Node) forget(c *client) {
 	n.mu.Lock()
 	_, ok := n.clients[c]
 	delete(n.clients, c)
+	if ok {
+		n.metrics.retire(c) // under mu: a scrape counts c live or retired, never both
+	}
 	n.mu.Unlock()
 	if ok {
 		n.sessions.Done()
@@ -484,10 +540,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	for i, c := range clients {
 		ce := &protocols.CloseError{Code: protocols.CodeGoingAway, Reason: "node shutting down"}
 		if url := advice(c, i); url != "" {
-			// Spread the reconnects over a second so that the next node
-			// does not take them all at once.
+			// Spread the reconnects over the drain window so that the
+			// next node does not take them all at once.
 			ce.ReconnectURL = url
-			ce.ReconnectAfter = time.Duration(rand.Int64N(int64(time.Second)))
+			ce.ReconnectAfter = time.Duration(rand.Int64N(int64(n.cfg.DrainWindow)))
 		}
 		c.session.CloseWith(ce)
 	}

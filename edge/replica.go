@@ -181,6 +181,7 @@ func (h *Hub) releaseUpTo(ch *channel, offset uint64) []func() {
 		for _, m := range ch.subs {
 			_ = m.s.Deliver(m.alias, u.frame)
 		}
+		h.stats.delivered(u.at, len(ch.subs))
 		if h.cluster != nil {
 			h.cluster.Forward(ch.name, ch.epoch, u.offset, u.frame)
 		}
@@ -442,14 +443,20 @@ func (h *Hub) HandOff(name, to string) (protocols.ChannelState, bool) {
 		ch.succ = ""
 	case ch.rep != nil:
 		// Our copy goes to the new owner; from now on it is the one that
-		// sequences, not us, whatever our view says later.
+		// sequences, not us, whatever our view says later. A copy handed
+		// to us is no longer the latest once passed on: should this node
+		// own the channel later, it asks the others again.
 		st = ch.rep.state(now)
+		ch.rep.handed = false
 		ch.movedTo, ch.movedAt = to, now
 	default:
 		found = false
 	}
 	h.release(ch)
 	runAll(after)
+	if found && h.log != nil {
+		h.log.Info("channel handed off", "channel", name, "to", to, "epoch", st.Epoch, "offset", st.Offset, "owner", st.Owner)
+	}
 	return st, found
 }
 
@@ -635,6 +642,9 @@ func (h *Hub) install(ch *channel, st *protocols.ChannelState) []func() {
 		}
 	} else {
 		h.repStats.TakeOvers.Add(1)
+		if h.log != nil {
+			h.log.Info("channel taken over", "channel", ch.name, "epoch", st.Epoch, "offset", st.Offset, "owner_state", st.Owner, "copy_from", copyFrom)
+		}
 		ch.epoch, ch.offset = st.Epoch, st.Offset
 		if ch.hist != nil {
 			for _, p := range st.History {
@@ -669,6 +679,7 @@ func (h *Hub) install(ch *channel, st *protocols.ChannelState) []func() {
 	}
 	h.repStats.Resyncs.Add(1)
 	ended := ch.endAll()
+	h.stats.resync(len(ended))
 	return []func(){func() { endDeliveries(ended) }}
 }
 
@@ -792,6 +803,9 @@ func (h *Hub) pushHandOff(ch *channel, now time.Time) []func() {
 	st := ch.state(now)
 	if !h.rep.HandTo(to, ch.name, st) {
 		return nil // the new owner will ask (HandOff)
+	}
+	if h.log != nil {
+		h.log.Info("channel pushed to its new owner", "channel", ch.name, "to", to, "epoch", st.Epoch, "offset", st.Offset)
 	}
 	after := h.releaseUpTo(ch, ch.offset)
 	ch.sequencer, ch.movedTo, ch.movedAt, ch.succ, ch.former = false, to, now, "", true

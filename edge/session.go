@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/protocols"
 )
 
@@ -24,12 +27,20 @@ type client struct {
 	subs      map[string]uint32     // channel → alias
 	aliases   map[uint32]struct{}   // aliases in use
 	secure    bool                  // came over TLS: reconnect advice names wss:// or WebTransport
+	token     string                // the WebSocket upgrade's ?token=, until Connect
+	ip        string                // the client's address, counted in Limits.SessionsPerIP
+	user      *userCounter          // the authenticated user's sessions and publish rate; nil: anonymous
+	userName  string                // the token's sub, with user
+	grants    auth.Grants           // what the session's token allows (with Config.Auth)
+	expiry    *time.Timer           // ends the session when its token expires; nil: none
 
 	// Datagrams arrive on their own goroutine (WebTransport): they look
 	// up volatile subscriptions here.
 	mu           sync.Mutex
 	volatile     map[uint32]string // alias → volatile channel; guarded by mu
 	lastDgramErr time.Time         // guarded by mu: datagram errors are told at most once a second
+	pubGrants    auth.Grants       // guarded by mu: grants, for datagrams
+	pubLimit     *rate.Limiter     // guarded by mu: the session's publish rate, made at its first publish
 }
 
 var (
@@ -57,6 +68,8 @@ func (c *client) HandleFrame(f *protocols.Frame) error {
 		return nil
 	case *protocols.Frame_Presence:
 		return c.presence(f.Id, k.Presence)
+	case *protocols.Frame_Refresh:
+		return c.refresh(f.Id, k.Refresh)
 	case *protocols.Frame_Connect:
 		return protocols.Closef(protocols.CodeBadFrame, "connect sent twice")
 	case nil:
@@ -74,9 +87,39 @@ func (c *client) connect(id uint32, cn *protocols.Connect) error {
 		return protocols.Closef(protocols.CodeBadFrame, "connect: user is %d bytes (limit %d), info %d bytes (limit %d)",
 			len(cn.User), MaxPresenceUser, len(cn.Info), MaxPresenceInfo)
 	}
+	token := cn.Token
+	if token == "" {
+		token = c.token
+	}
+	c.token = ""
+	ident, err := c.node.authenticate(token)
+	if err != nil {
+		if c.node.logRate.Allow("auth:"+c.ip, 10*time.Second) { // a client that keeps failing cannot flood the log
+			c.node.cfg.Logger.Info("session refused: token", "ip", c.ip, "protocol", c.session.Protocol(), "err", err)
+		}
+		return refused(err)
+	}
+	if c.node.cfg.Auth != nil && !ident.Anonymous() {
+		u, ce := c.node.limits.addUser(ident.User)
+		if ce != nil {
+			return ce
+		}
+		c.user, c.userName = u, ident.User
+	}
 	c.timer.Stop()
 	c.connected = true
+	c.node.metrics.connected(c.session)
+	if c.node.debug {
+		c.node.cfg.Logger.Debug("session connected", "session", c.session.ID(), "protocol", c.session.Protocol(), "ip", c.ip, "user", ident.User)
+	}
 	c.member = &protocols.ClientInfo{Client: c.session.ID(), User: cn.User, Info: cn.Info}
+	if c.user != nil {
+		c.member.User, c.member.Info = ident.User, ident.Info // the token says who the client is
+	}
+	expiresIn := c.identify(ident)
+	c.mu.Lock()
+	c.pubGrants = ident.Grants
+	c.mu.Unlock()
 	cfg := c.node.cfg
 	streams := cn.Streams && c.session.UseStreams()
 	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Connected{Connected: &protocols.Connected{
@@ -89,6 +132,7 @@ func (c *client) connect(id uint32, cn *protocols.Connect) error {
 		Node:            cfg.Name,
 		Region:          cfg.Region,
 		Protocol:        protocols.ProtocolVersion,
+		ExpiresInS:      expiresIn,
 	}}}))
 }
 
@@ -96,6 +140,15 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 	name := sub.Channel
 	if err := c.node.checkChannel(name); err != nil {
 		return c.fail(id, protocols.ErrCodeInvalidChannel, err.Error())
+	}
+	if !c.can(name, auth.Subscribe) {
+		return c.deny(id, name, auth.Subscribe)
+	}
+	if sub.Presence && !c.can(name, auth.Presence) {
+		return c.deny(id, name, auth.Presence)
+	}
+	if sub.Recover && sub.SinceEpoch == "" && sub.SinceOffset == 0 && !c.can(name, auth.History) {
+		return c.deny(id, name, auth.History) // a newcomer asking for the history
 	}
 	if alias, ok := c.subs[name]; ok {
 		if c.node.hub.IsMember(name, c.session) {
@@ -122,6 +175,7 @@ func (c *client) subscribe(id uint32, sub *protocols.Subscribe) error {
 		since = &Position{Epoch: sub.SinceEpoch, Offset: sub.SinceOffset}
 	}
 	c.node.hub.SubscribeMember(name, c.session, alias, since, func(p Position, recovered bool) []byte {
+		c.node.metrics.recovery(since, recovered)
 		return protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Subscribed{Subscribed: &protocols.Subscribed{
 			Channel: name, Epoch: p.Epoch, Offset: p.Offset, Alias: alias, Volatile: volatile, Recovered: recovered,
 		}}})
@@ -174,6 +228,12 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	if err := c.node.checkChannel(p.Channel); err != nil {
 		return c.fail(id, protocols.ErrCodeInvalidChannel, err.Error())
 	}
+	if !c.can(p.Channel, auth.Publish) {
+		return c.deny(id, p.Channel, auth.Publish)
+	}
+	if why := c.overRate(); why != "" {
+		return c.fail(id, protocols.ErrCodeRateLimited, why)
+	}
 	if limit := c.node.maxPayload(p.Channel); len(p.Data) > limit {
 		return c.fail(id, protocols.ErrCodePayloadTooLarge, fmt.Sprintf("payload is %d bytes, limit %d", len(p.Data), limit))
 	}
@@ -204,6 +264,9 @@ func (c *client) presence(id uint32, p *protocols.PresenceRequest) error {
 	name := p.Channel
 	if _, ok := c.subs[name]; !ok {
 		return c.fail(id, protocols.ErrCodeNotSubscribed, fmt.Sprintf("presence of %.64q: subscribe to it first", name))
+	}
+	if !c.can(name, auth.Presence) {
+		return c.deny(id, name, auth.Presence)
 	}
 	if !c.node.hub.presence(name) {
 		return c.fail(id, protocols.ErrCodeBadRequest, fmt.Sprintf("%.64q: %v", name, errNoPresence))
@@ -241,9 +304,18 @@ func (c *client) HandleDatagram(alias uint32, payload []byte) {
 	}
 	c.mu.Lock()
 	name, ok := c.volatile[alias]
+	allowed := c.node.cfg.Auth == nil || c.pubGrants.Allows(name, auth.Publish)
 	c.mu.Unlock()
 	if !ok {
 		c.datagramError(protocols.ErrCodeNotSubscribed, fmt.Sprintf("datagram for alias %d: no volatile subscription has it", alias))
+		return
+	}
+	if !allowed {
+		c.datagramError(protocols.ErrCodePermissionDenied, fmt.Sprintf("datagram for %s: no publish permission", name))
+		return
+	}
+	if why := c.overRate(); why != "" {
+		c.datagramError(protocols.ErrCodeRateLimited, "datagram dropped: "+why)
 		return
 	}
 	if limit := c.node.cfg.MaxDatagramSize; len(payload) > limit {
@@ -269,6 +341,7 @@ func (c *client) datagramError(code protocols.ErrorCode, msg string) {
 // fail answers request id with an Error frame; the session lives on. The
 // message is cut to protocols.MaxErrorMessageLen bytes.
 func (c *client) fail(id uint32, code protocols.ErrorCode, msg string) error {
+	c.node.metrics.errorFrame(code)
 	return c.reply(protocols.MustEncode(&protocols.Frame{Id: id, Kind: &protocols.Frame_Error{
 		Error: &protocols.Error{Code: uint32(code), Message: protocols.TrimMessage(msg)},
 	}}))
@@ -281,11 +354,40 @@ func (c *client) reply(frame []byte) error {
 	return nil
 }
 
-func (c *client) Closed(*protocols.CloseError) {
+// overRate takes a publish from the session's and its user's rates; it
+// says why when one of them is spent.
+func (c *client) overRate() string {
+	c.mu.Lock()
+	if c.pubLimit == nil {
+		c.pubLimit = c.node.limits.publishLimiter()
+	}
+	lim := c.pubLimit
+	c.mu.Unlock()
+	if lim != nil && !lim.Allow() {
+		return fmt.Sprintf("over %g publishes a second for this session", float64(lim.Limit()))
+	}
+	if c.user != nil && c.user.publish != nil && !c.user.publish.Allow() {
+		return fmt.Sprintf("over %g publishes a second for user %.64q", float64(c.user.publish.Limit()), c.userName)
+	}
+	return ""
+}
+
+func (c *client) Closed(ce *protocols.CloseError) {
+	c.node.metrics.closed(c.session, c.connected, ce)
+	if c.connected && ce != nil && c.node.debug {
+		c.node.cfg.Logger.Debug("session closed", "session", c.session.ID(), "user", c.member.GetUser(), "code", uint32(ce.Code), "reason", ce.Reason, "remote", ce.Remote)
+	}
 	c.timer.Stop()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	for name, alias := range c.subs {
 		c.node.hub.Unsubscribe(name, c.session, nil)
 		c.forget(name, alias)
+	}
+	c.node.limits.release(c.ip)
+	if c.user != nil {
+		c.node.limits.dropUser(c.userName)
 	}
 	c.node.forget(c)
 }
@@ -304,16 +406,25 @@ func (n *Node) accept(s protocols.Session, r *http.Request) (*client, error) {
 		n.cfg.Logger.Debug("origin rejected", "origin", r.Header.Get("Origin"), "protocol", s.Protocol())
 		return nil, protocols.Closef(protocols.CodeOriginNotAllowed, "origin %.60q not allowed", r.Header.Get("Origin"))
 	}
+	ip := clientIP(r)
+	if ce := n.limits.admit(ip); ce != nil {
+		if n.logRate.Allow("limit:"+ip, 10*time.Second) {
+			n.cfg.Logger.Info("session refused: limit", "ip", ip, "reason", ce.Reason)
+		}
+		return nil, ce
+	}
 	c := &client{
-		node: n, session: s, secure: r.TLS != nil || s.Protocol() == protocols.WebTransport,
+		node: n, session: s, secure: r.TLS != nil || s.Protocol() == protocols.WebTransport, ip: ip,
 		subs: make(map[string]uint32), aliases: make(map[uint32]struct{}), volatile: make(map[uint32]string),
 		inflight: make(chan struct{}, maxInflight), // struct{} slots take no memory
+		token:    queryToken(r),
 	}
 	c.timer = time.AfterFunc(n.cfg.ConnectTimeout, func() {
 		s.Close(protocols.CodeHandshakeTimeout, "no connect frame in time")
 	})
 	if !n.track(c) {
 		c.timer.Stop()
+		n.limits.release(ip)
 		return nil, protocols.Closef(protocols.CodeGoingAway, "node shutting down")
 	}
 	return c, nil

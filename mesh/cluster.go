@@ -143,6 +143,7 @@ type Cluster struct {
 		deltasIn     atomic.Uint64 // gossip deltas that were news
 		reregistered atomic.Uint64 // registrations sent
 	}
+	metrics meshStats // more counters, for Stats (metrics.go)
 }
 
 const (
@@ -250,6 +251,7 @@ func (c *Cluster) Start() error {
 	mc.Name = c.name
 	mc.Delegate = &delegate{c: c}
 	mc.Events = &events{c: c}
+	mc.Ping = pinger{c: c}
 	mc.Logger = log.New(&memberlistLog{log: c.log}, "", 0)
 	mc.SecretKey = c.cfg.Key
 	if c.cfg.Transport != nil {

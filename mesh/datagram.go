@@ -249,6 +249,7 @@ func (c *Cluster) ForwardVolatile(channel string, seq uint64, frame []byte) {
 			return item{hdr: deliverHeader(channel, "", seq, len(frame)), body: frame}
 		})
 	}
+	c.metrics.forwardedVolatile.Add(uint64(len(targets)))
 }
 
 // sendVolatile queues msg for peer as a datagram, or sends onLink() on the

@@ -174,6 +174,7 @@ func (c *Cluster) handshake(raw net.Conn) (string, *bufio.Reader, error) {
 func (c *Cluster) handle(peer string, m message) {
 	switch m.typ {
 	case msgDeliver:
+		c.metrics.received.Add(1)
 		c.local.Deliver(m.channel, m.epoch, m.offset, m.rest)
 	case msgPublish:
 		reply := func(epoch string, offset uint64, dup bool, err error) {

@@ -136,6 +136,7 @@ func (l *outLink) enqueue(it item) bool {
 			conn.Close()
 		}
 		n := l.c.stats.linkDrops.Add(1)
+		l.c.metrics.linkDropped.Add(uint64(dropped))
 		if l.c.rate.Allow("overflow:"+l.peer, 5*time.Second) {
 			l.c.log.Warn("link queue overflow: dropped the queue and reset the link",
 				"peer", l.peer, "dropped", dropped, "overflows", n)
@@ -317,6 +318,7 @@ func (l *outLink) serve(conn net.Conn) {
 		}
 		closed, graceful := l.closed, l.graceful
 		batch, l.queue = l.queue, batch[:0]
+		size := l.bytes
 		l.bytes = 0
 		l.mu.Unlock()
 		if closed && !graceful {
@@ -363,6 +365,8 @@ func (l *outLink) serve(conn net.Conn) {
 			}
 			return
 		}
+		l.c.metrics.linkSent.Add(uint64(len(batch)))
+		l.c.metrics.linkSentBytes.Add(uint64(size))
 		if closed {
 			return
 		}

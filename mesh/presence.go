@@ -76,7 +76,7 @@ func (c *Cluster) QueryPresence(ctx context.Context, channel string, limit int) 
 	id := c.nextID.Add(1)
 	done := make(chan callResult, 1)
 	c.pendMu.Lock()
-	c.calls[id] = &call{peer: owner, done: done}
+	c.calls[id] = &call{peer: owner, done: done, sent: time.Now()}
 	c.pendMu.Unlock()
 	fail := func(err error) error { return fmt.Errorf("mesh: presence of %s from %s: %w", channel, owner, err) }
 	if !c.sendProto(owner, msgPresenceQuery, &wirepb.PresenceQuery{Id: id, Channel: channel, Limit: uint32(max(limit, 0))}) {

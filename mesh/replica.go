@@ -168,7 +168,7 @@ func (c *Cluster) HandOff(ctx context.Context, from, channel string) (st protoco
 	id := c.nextID.Add(1)
 	done := make(chan callResult, 1)
 	c.pendMu.Lock()
-	c.calls[id] = &call{peer: from, done: done}
+	c.calls[id] = &call{peer: from, done: done, sent: time.Now()}
 	c.pendMu.Unlock()
 	if !c.sendProto(from, msgHandOff, &wirepb.HandOff{Id: id, Channel: channel}) {
 		c.cancelCall(id)

@@ -13,6 +13,7 @@ import (
 type call struct {
 	peer string
 	done chan callResult // cap 1; nil with cb
+	sent time.Time       // when the request was queued
 	cb   func(callResult)
 }
 
@@ -89,7 +90,7 @@ func (c *Cluster) publishTo(owner, channel, key string, data []byte, done func(e
 	var timer *time.Timer
 	var once sync.Once
 	id := c.nextID.Add(1)
-	cl := &call{peer: owner, cb: func(r callResult) {
+	cl := &call{peer: owner, sent: time.Now(), cb: func(r callResult) {
 		once.Do(func() {
 			timer.Stop()
 			if r.err != nil {
@@ -131,7 +132,7 @@ func (c *Cluster) History(ctx context.Context, channel string) (epoch string, of
 	id := c.nextID.Add(1)
 	done := make(chan callResult, 1)
 	c.pendMu.Lock()
-	c.calls[id] = &call{peer: owner, done: done}
+	c.calls[id] = &call{peer: owner, done: done, sent: time.Now()}
 	c.pendMu.Unlock()
 	if !l.enqueue(historyMsg(id, channel)) {
 		c.cancelCall(id)
@@ -179,6 +180,7 @@ func (c *Cluster) complete(id uint64, peer string, r callResult) {
 	}
 	delete(c.calls, id)
 	c.pendMu.Unlock()
+	c.metrics.requestRTT.observe(time.Since(cl.sent))
 	cl.finish(r)
 }
 
@@ -243,4 +245,5 @@ func (c *Cluster) Forward(channel string, epoch string, offset uint64, frame []b
 	for _, l := range links {
 		l.enqueue(it)
 	}
+	c.metrics.forwarded.Add(uint64(len(links)))
 }

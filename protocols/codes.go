@@ -27,6 +27,7 @@ const (
 	CodeInternalError    CloseCode = 3003 // the node failed; try again
 	CodeHandshakeTimeout CloseCode = 3004 // no Connect frame in time
 	CodeMissedMessages   CloseCode = 3005 // publications were lost on the way to this node: resubscribe
+	CodeTryLater         CloseCode = 3006 // over a connection limit: reconnect after reconnect_after_ms
 )
 
 // Terminal codes.
@@ -76,6 +77,8 @@ func (c CloseCode) String() string {
 		return "handshake timeout"
 	case CodeMissedMessages:
 		return "missed messages"
+	case CodeTryLater:
+		return "try later"
 	case CodeBadFrame:
 		return "bad frame"
 	case CodeFrameTooLarge:
@@ -174,9 +177,11 @@ const (
 	ErrCodeAlreadySubscribed    ErrorCode = 104
 	ErrCodeNotSubscribed        ErrorCode = 105
 	ErrCodePayloadTooLarge      ErrorCode = 106 // the publication exceeds the payload limit
-	ErrCodePermissionDenied     ErrorCode = 107
+	ErrCodePermissionDenied     ErrorCode = 107 // the session's token does not allow the action on the channel
 	ErrCodeInternal             ErrorCode = 108
 	ErrCodeNotConnected         ErrorCode = 109 // a request came before Connect
+	ErrCodeUnauthorized         ErrorCode = 110 // a Refresh token was refused; the old one stays in force
+	ErrCodeRateLimited          ErrorCode = 111 // over a rate limit: try again later
 )
 
 // RequestError is a failed request, carried in an Error frame.

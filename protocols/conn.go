@@ -167,6 +167,8 @@ type conn struct {
 
 	// owned by the running writer
 	outstanding int64 // when the unanswered ping was sent; 0: none
+
+	traffic traffic // counters for Stats (conn_metrics.go)
 }
 
 // batches recycles the writers' batch slices: an idle session keeps none.
@@ -206,8 +208,7 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 
 	h, err := acc.Accept(c, r)
 	if err != nil {
-		ce := asCloseError(err)
-		c.Close(ce.Code, ce.Reason)
+		c.CloseWith(asCloseError(err)) // with its reconnect advice (a retry-after)
 		h = nil
 	}
 	c.mu.Lock()
@@ -259,6 +260,7 @@ func (c *conn) admitLocking(frame []byte) error {
 	}
 	c.sent++
 	c.sentBytes += len(frame)
+	c.traffic.deliveries++
 	return nil
 }
 
@@ -496,6 +498,7 @@ func (c *conn) flush(batch [][]byte) error {
 			return nil
 		}
 		err := c.wire.WriteFrames(batch, time.Now().Add(c.cfg.WriteTimeout))
+		c.traffic.wrote(batch, err)
 		clear(batch)
 		if err != nil {
 			return err
@@ -566,6 +569,7 @@ read:
 		}
 		now := time.Now()
 		c.lastSeen.Store(now.UnixNano())
+		c.traffic.read(body)
 		if c.closeErr.Load() != nil {
 			continue // closing: drain until the peer answers or grace ends
 		}

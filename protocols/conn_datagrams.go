@@ -20,6 +20,7 @@ func (c *conn) DeliverVolatile(v Volatile) {
 		c.mu.Unlock()
 		return
 	}
+	c.traffic.deliveries++
 	if c.dw != nil {
 		if c.dq == nil {
 			c.dq = newDatagrams()
@@ -133,6 +134,8 @@ func (c *conn) sendDatagrams() {
 			c.mu.Lock()
 			c.dropped++
 			c.mu.Unlock()
+		} else {
+			c.traffic.datagramsOut.Add(1)
 		}
 	}
 }
@@ -156,6 +159,7 @@ func (c *conn) receiveDatagrams(h DatagramHandler) {
 		if err != nil {
 			return
 		}
+		c.traffic.datagramsIn.Add(1)
 		if c.closeErr.Load() != nil {
 			continue // closing: drain until the transport goes
 		}

@@ -71,6 +71,7 @@ func (c *conn) DeliverBacklog(alias uint32, ack []byte, frames [][]byte) bool {
 	c.sent += len(frames)
 	c.backlog += len(frames)
 	c.sentBytes += size
+	c.traffic.deliveries += uint64(len(frames))
 	if !c.streams {
 		for _, f := range frames {
 			c.q.push(item{b: f, kind: backlog})
@@ -163,6 +164,7 @@ func (c *conn) runStream(o *outStream) {
 		if err == nil {
 			err = o.w.WriteFrames(batch, time.Now().Add(c.cfg.WriteTimeout))
 		}
+		c.traffic.wrote(batch, err)
 		clear(batch)
 		batch = batch[:0]
 		if err != nil {

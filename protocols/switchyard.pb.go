@@ -59,6 +59,8 @@ type Frame struct {
 	//	*Frame_PresenceReply
 	//	*Frame_Join
 	//	*Frame_Leave
+	//	*Frame_Refresh
+	//	*Frame_Refreshed
 	Kind          isFrame_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -270,6 +272,24 @@ func (x *Frame) GetLeave() *Leave {
 	return nil
 }
 
+func (x *Frame) GetRefresh() *Refresh {
+	if x != nil {
+		if x, ok := x.Kind.(*Frame_Refresh); ok {
+			return x.Refresh
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetRefreshed() *Refreshed {
+	if x != nil {
+		if x, ok := x.Kind.(*Frame_Refreshed); ok {
+			return x.Refreshed
+		}
+	}
+	return nil
+}
+
 type isFrame_Kind interface {
 	isFrame_Kind()
 }
@@ -346,6 +366,14 @@ type Frame_Leave struct {
 	Leave *Leave `protobuf:"bytes,19,opt,name=leave,proto3,oneof"`
 }
 
+type Frame_Refresh struct {
+	Refresh *Refresh `protobuf:"bytes,20,opt,name=refresh,proto3,oneof"`
+}
+
+type Frame_Refreshed struct {
+	Refreshed *Refreshed `protobuf:"bytes,21,opt,name=refreshed,proto3,oneof"`
+}
+
 func (*Frame_Connect) isFrame_Kind() {}
 
 func (*Frame_Connected) isFrame_Kind() {}
@@ -382,10 +410,15 @@ func (*Frame_Join) isFrame_Kind() {}
 
 func (*Frame_Leave) isFrame_Kind() {}
 
+func (*Frame_Refresh) isFrame_Kind() {}
+
+func (*Frame_Refreshed) isFrame_Kind() {}
+
 // Connect is the first frame a client sends on a new session.
 type Connect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// token authenticates the client (unused until authentication lands).
+	// token authenticates the client: a JWT (docs/auth.md), or empty where
+	// the node allows anonymous sessions.
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// client names the client library and its version, e.g. "switchyard-go/0.1".
 	Client string `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
@@ -497,7 +530,11 @@ type Connected struct {
 	MaxDatagramSize uint32 `protobuf:"varint,8,opt,name=max_datagram_size,json=maxDatagramSize,proto3" json:"max_datagram_size,omitempty"`
 	// streams is true when the server delivers on per-subscription streams
 	// (Connect.streams on WebTransport).
-	Streams       bool `protobuf:"varint,9,opt,name=streams,proto3" json:"streams,omitempty"`
+	Streams bool `protobuf:"varint,9,opt,name=streams,proto3" json:"streams,omitempty"`
+	// expires_in_s is how long, in seconds, the session's token stays valid;
+	// 0: it does not expire. Before then the client sends Refresh with a new
+	// token; else the server closes the session with 3502 when it expires.
+	ExpiresInS    uint32 `protobuf:"varint,10,opt,name=expires_in_s,json=expiresInS,proto3" json:"expires_in_s,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -595,6 +632,106 @@ func (x *Connected) GetStreams() bool {
 	return false
 }
 
+func (x *Connected) GetExpiresInS() uint32 {
+	if x != nil {
+		return x.ExpiresInS
+	}
+	return 0
+}
+
+// Refresh hands the server a new token for a live session (its user must
+// be the same); its capabilities replace the old token's. The reply is
+// Refreshed, or an Error (110) that leaves the old token in force.
+type Refresh struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refresh) Reset() {
+	*x = Refresh{}
+	mi := &file_switchyard_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refresh) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refresh) ProtoMessage() {}
+
+func (x *Refresh) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refresh.ProtoReflect.Descriptor instead.
+func (*Refresh) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Refresh) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// Refreshed answers Refresh.
+type Refreshed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// expires_in_s: as in Connected.
+	ExpiresInS    uint32 `protobuf:"varint,1,opt,name=expires_in_s,json=expiresInS,proto3" json:"expires_in_s,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refreshed) Reset() {
+	*x = Refreshed{}
+	mi := &file_switchyard_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refreshed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refreshed) ProtoMessage() {}
+
+func (x *Refreshed) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refreshed.ProtoReflect.Descriptor instead.
+func (*Refreshed) Descriptor() ([]byte, []int) {
+	return file_switchyard_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Refreshed) GetExpiresInS() uint32 {
+	if x != nil {
+		return x.ExpiresInS
+	}
+	return 0
+}
+
 type Subscribe struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
@@ -619,7 +756,7 @@ type Subscribe struct {
 
 func (x *Subscribe) Reset() {
 	*x = Subscribe{}
-	mi := &file_switchyard_proto_msgTypes[3]
+	mi := &file_switchyard_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +768,7 @@ func (x *Subscribe) String() string {
 func (*Subscribe) ProtoMessage() {}
 
 func (x *Subscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[3]
+	mi := &file_switchyard_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +781,7 @@ func (x *Subscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribe.ProtoReflect.Descriptor instead.
 func (*Subscribe) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{3}
+	return file_switchyard_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Subscribe) GetChannel() string {
@@ -715,7 +852,7 @@ type Subscribed struct {
 
 func (x *Subscribed) Reset() {
 	*x = Subscribed{}
-	mi := &file_switchyard_proto_msgTypes[4]
+	mi := &file_switchyard_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +864,7 @@ func (x *Subscribed) String() string {
 func (*Subscribed) ProtoMessage() {}
 
 func (x *Subscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[4]
+	mi := &file_switchyard_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +877,7 @@ func (x *Subscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscribed.ProtoReflect.Descriptor instead.
 func (*Subscribed) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{4}
+	return file_switchyard_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Subscribed) GetChannel() string {
@@ -794,7 +931,7 @@ type Unsubscribe struct {
 
 func (x *Unsubscribe) Reset() {
 	*x = Unsubscribe{}
-	mi := &file_switchyard_proto_msgTypes[5]
+	mi := &file_switchyard_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +943,7 @@ func (x *Unsubscribe) String() string {
 func (*Unsubscribe) ProtoMessage() {}
 
 func (x *Unsubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[5]
+	mi := &file_switchyard_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +956,7 @@ func (x *Unsubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unsubscribe.ProtoReflect.Descriptor instead.
 func (*Unsubscribe) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{5}
+	return file_switchyard_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Unsubscribe) GetChannel() string {
@@ -844,7 +981,7 @@ type Unsubscribed struct {
 
 func (x *Unsubscribed) Reset() {
 	*x = Unsubscribed{}
-	mi := &file_switchyard_proto_msgTypes[6]
+	mi := &file_switchyard_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +993,7 @@ func (x *Unsubscribed) String() string {
 func (*Unsubscribed) ProtoMessage() {}
 
 func (x *Unsubscribed) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[6]
+	mi := &file_switchyard_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1006,7 @@ func (x *Unsubscribed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unsubscribed.ProtoReflect.Descriptor instead.
 func (*Unsubscribed) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{6}
+	return file_switchyard_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Unsubscribed) GetChannel() string {
@@ -908,7 +1045,7 @@ type Publish struct {
 
 func (x *Publish) Reset() {
 	*x = Publish{}
-	mi := &file_switchyard_proto_msgTypes[7]
+	mi := &file_switchyard_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1057,7 @@ func (x *Publish) String() string {
 func (*Publish) ProtoMessage() {}
 
 func (x *Publish) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[7]
+	mi := &file_switchyard_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1070,7 @@ func (x *Publish) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Publish.ProtoReflect.Descriptor instead.
 func (*Publish) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{7}
+	return file_switchyard_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Publish) GetChannel() string {
@@ -970,7 +1107,7 @@ type PublishAck struct {
 
 func (x *PublishAck) Reset() {
 	*x = PublishAck{}
-	mi := &file_switchyard_proto_msgTypes[8]
+	mi := &file_switchyard_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1119,7 @@ func (x *PublishAck) String() string {
 func (*PublishAck) ProtoMessage() {}
 
 func (x *PublishAck) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[8]
+	mi := &file_switchyard_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1132,7 @@ func (x *PublishAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishAck.ProtoReflect.Descriptor instead.
 func (*PublishAck) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{8}
+	return file_switchyard_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishAck) GetEpoch() string {
@@ -1034,7 +1171,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_switchyard_proto_msgTypes[9]
+	mi := &file_switchyard_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1183,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[9]
+	mi := &file_switchyard_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1196,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{9}
+	return file_switchyard_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Message) GetChannel() string {
@@ -1101,7 +1238,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_switchyard_proto_msgTypes[10]
+	mi := &file_switchyard_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1250,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[10]
+	mi := &file_switchyard_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1263,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{10}
+	return file_switchyard_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Error) GetCode() uint32 {
@@ -1158,7 +1295,7 @@ type Datagram struct {
 
 func (x *Datagram) Reset() {
 	*x = Datagram{}
-	mi := &file_switchyard_proto_msgTypes[11]
+	mi := &file_switchyard_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1307,7 @@ func (x *Datagram) String() string {
 func (*Datagram) ProtoMessage() {}
 
 func (x *Datagram) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[11]
+	mi := &file_switchyard_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1320,7 @@ func (x *Datagram) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Datagram.ProtoReflect.Descriptor instead.
 func (*Datagram) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{11}
+	return file_switchyard_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Datagram) GetAlias() uint32 {
@@ -1217,7 +1354,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_switchyard_proto_msgTypes[12]
+	mi := &file_switchyard_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1366,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[12]
+	mi := &file_switchyard_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1379,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{12}
+	return file_switchyard_proto_rawDescGZIP(), []int{14}
 }
 
 type Pong struct {
@@ -1253,7 +1390,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_switchyard_proto_msgTypes[13]
+	mi := &file_switchyard_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1402,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[13]
+	mi := &file_switchyard_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1415,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{13}
+	return file_switchyard_proto_rawDescGZIP(), []int{15}
 }
 
 // Disconnect is the last frame the server sends before closing a session.
@@ -1301,7 +1438,7 @@ type Disconnect struct {
 
 func (x *Disconnect) Reset() {
 	*x = Disconnect{}
-	mi := &file_switchyard_proto_msgTypes[14]
+	mi := &file_switchyard_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1450,7 @@ func (x *Disconnect) String() string {
 func (*Disconnect) ProtoMessage() {}
 
 func (x *Disconnect) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[14]
+	mi := &file_switchyard_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1463,7 @@ func (x *Disconnect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnect.ProtoReflect.Descriptor instead.
 func (*Disconnect) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{14}
+	return file_switchyard_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Disconnect) GetCode() uint32 {
@@ -1377,7 +1514,7 @@ type ClientInfo struct {
 
 func (x *ClientInfo) Reset() {
 	*x = ClientInfo{}
-	mi := &file_switchyard_proto_msgTypes[15]
+	mi := &file_switchyard_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1526,7 @@ func (x *ClientInfo) String() string {
 func (*ClientInfo) ProtoMessage() {}
 
 func (x *ClientInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[15]
+	mi := &file_switchyard_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1539,7 @@ func (x *ClientInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
 func (*ClientInfo) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{15}
+	return file_switchyard_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClientInfo) GetClient() string {
@@ -1439,7 +1576,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_switchyard_proto_msgTypes[16]
+	mi := &file_switchyard_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1588,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[16]
+	mi := &file_switchyard_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1601,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{16}
+	return file_switchyard_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PresenceRequest) GetChannel() string {
@@ -1496,7 +1633,7 @@ type PresenceReply struct {
 
 func (x *PresenceReply) Reset() {
 	*x = PresenceReply{}
-	mi := &file_switchyard_proto_msgTypes[17]
+	mi := &file_switchyard_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1645,7 @@ func (x *PresenceReply) String() string {
 func (*PresenceReply) ProtoMessage() {}
 
 func (x *PresenceReply) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[17]
+	mi := &file_switchyard_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1658,7 @@ func (x *PresenceReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceReply.ProtoReflect.Descriptor instead.
 func (*PresenceReply) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{17}
+	return file_switchyard_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PresenceReply) GetChannel() string {
@@ -1571,7 +1708,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_switchyard_proto_msgTypes[18]
+	mi := &file_switchyard_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1720,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[18]
+	mi := &file_switchyard_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1733,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{18}
+	return file_switchyard_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Join) GetChannel() string {
@@ -1623,7 +1760,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_switchyard_proto_msgTypes[19]
+	mi := &file_switchyard_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1772,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_proto_msgTypes[19]
+	mi := &file_switchyard_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1785,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_switchyard_proto_rawDescGZIP(), []int{19}
+	return file_switchyard_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Leave) GetChannel() string {
@@ -1669,7 +1806,7 @@ var File_switchyard_proto protoreflect.FileDescriptor
 
 const file_switchyard_proto_rawDesc = "" +
 	"\n" +
-	"\x10switchyard.proto\x12\rswitchyard.v1\"\x83\b\n" +
+	"\x10switchyard.proto\x12\rswitchyard.v1\"\xf1\b\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x122\n" +
 	"\aconnect\x18\x02 \x01(\v2\x16.switchyard.v1.ConnectH\x00R\aconnect\x128\n" +
@@ -1695,7 +1832,9 @@ const file_switchyard_proto_rawDesc = "" +
 	"\bpresence\x18\x10 \x01(\v2\x1e.switchyard.v1.PresenceRequestH\x00R\bpresence\x12E\n" +
 	"\x0epresence_reply\x18\x11 \x01(\v2\x1c.switchyard.v1.PresenceReplyH\x00R\rpresenceReply\x12)\n" +
 	"\x04join\x18\x12 \x01(\v2\x13.switchyard.v1.JoinH\x00R\x04join\x12,\n" +
-	"\x05leave\x18\x13 \x01(\v2\x14.switchyard.v1.LeaveH\x00R\x05leaveB\x06\n" +
+	"\x05leave\x18\x13 \x01(\v2\x14.switchyard.v1.LeaveH\x00R\x05leave\x122\n" +
+	"\arefresh\x18\x14 \x01(\v2\x16.switchyard.v1.RefreshH\x00R\arefresh\x128\n" +
+	"\trefreshed\x18\x15 \x01(\v2\x18.switchyard.v1.RefreshedH\x00R\trefreshedB\x06\n" +
 	"\x04kind\"\x95\x01\n" +
 	"\aConnect\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
@@ -1703,7 +1842,7 @@ const file_switchyard_proto_rawDesc = "" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x18\n" +
 	"\astreams\x18\x04 \x01(\bR\astreams\x12\x12\n" +
 	"\x04user\x18\x05 \x01(\tR\x04user\x12\x12\n" +
-	"\x04info\x18\x06 \x01(\fR\x04info\"\xb0\x02\n" +
+	"\x04info\x18\x06 \x01(\fR\x04info\"\xd2\x02\n" +
 	"\tConnected\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
@@ -1714,7 +1853,15 @@ const file_switchyard_proto_rawDesc = "" +
 	"\x06region\x18\x06 \x01(\tR\x06region\x12\x1a\n" +
 	"\bprotocol\x18\a \x01(\tR\bprotocol\x12*\n" +
 	"\x11max_datagram_size\x18\b \x01(\rR\x0fmaxDatagramSize\x12\x18\n" +
-	"\astreams\x18\t \x01(\bR\astreams\"\xb5\x01\n" +
+	"\astreams\x18\t \x01(\bR\astreams\x12 \n" +
+	"\fexpires_in_s\x18\n" +
+	" \x01(\rR\n" +
+	"expiresInS\"\x1f\n" +
+	"\aRefresh\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"-\n" +
+	"\tRefreshed\x12 \n" +
+	"\fexpires_in_s\x18\x01 \x01(\rR\n" +
+	"expiresInS\"\xb5\x01\n" +
 	"\tSubscribe\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
 	"\x05alias\x18\x02 \x01(\rR\x05alias\x12\x18\n" +
@@ -1801,56 +1948,60 @@ func file_switchyard_proto_rawDescGZIP() []byte {
 	return file_switchyard_proto_rawDescData
 }
 
-var file_switchyard_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_switchyard_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_switchyard_proto_goTypes = []any{
 	(*Frame)(nil),           // 0: switchyard.v1.Frame
 	(*Connect)(nil),         // 1: switchyard.v1.Connect
 	(*Connected)(nil),       // 2: switchyard.v1.Connected
-	(*Subscribe)(nil),       // 3: switchyard.v1.Subscribe
-	(*Subscribed)(nil),      // 4: switchyard.v1.Subscribed
-	(*Unsubscribe)(nil),     // 5: switchyard.v1.Unsubscribe
-	(*Unsubscribed)(nil),    // 6: switchyard.v1.Unsubscribed
-	(*Publish)(nil),         // 7: switchyard.v1.Publish
-	(*PublishAck)(nil),      // 8: switchyard.v1.PublishAck
-	(*Message)(nil),         // 9: switchyard.v1.Message
-	(*Error)(nil),           // 10: switchyard.v1.Error
-	(*Datagram)(nil),        // 11: switchyard.v1.Datagram
-	(*Ping)(nil),            // 12: switchyard.v1.Ping
-	(*Pong)(nil),            // 13: switchyard.v1.Pong
-	(*Disconnect)(nil),      // 14: switchyard.v1.Disconnect
-	(*ClientInfo)(nil),      // 15: switchyard.v1.ClientInfo
-	(*PresenceRequest)(nil), // 16: switchyard.v1.PresenceRequest
-	(*PresenceReply)(nil),   // 17: switchyard.v1.PresenceReply
-	(*Join)(nil),            // 18: switchyard.v1.Join
-	(*Leave)(nil),           // 19: switchyard.v1.Leave
+	(*Refresh)(nil),         // 3: switchyard.v1.Refresh
+	(*Refreshed)(nil),       // 4: switchyard.v1.Refreshed
+	(*Subscribe)(nil),       // 5: switchyard.v1.Subscribe
+	(*Subscribed)(nil),      // 6: switchyard.v1.Subscribed
+	(*Unsubscribe)(nil),     // 7: switchyard.v1.Unsubscribe
+	(*Unsubscribed)(nil),    // 8: switchyard.v1.Unsubscribed
+	(*Publish)(nil),         // 9: switchyard.v1.Publish
+	(*PublishAck)(nil),      // 10: switchyard.v1.PublishAck
+	(*Message)(nil),         // 11: switchyard.v1.Message
+	(*Error)(nil),           // 12: switchyard.v1.Error
+	(*Datagram)(nil),        // 13: switchyard.v1.Datagram
+	(*Ping)(nil),            // 14: switchyard.v1.Ping
+	(*Pong)(nil),            // 15: switchyard.v1.Pong
+	(*Disconnect)(nil),      // 16: switchyard.v1.Disconnect
+	(*ClientInfo)(nil),      // 17: switchyard.v1.ClientInfo
+	(*PresenceRequest)(nil), // 18: switchyard.v1.PresenceRequest
+	(*PresenceReply)(nil),   // 19: switchyard.v1.PresenceReply
+	(*Join)(nil),            // 20: switchyard.v1.Join
+	(*Leave)(nil),           // 21: switchyard.v1.Leave
 }
 var file_switchyard_proto_depIdxs = []int32{
 	1,  // 0: switchyard.v1.Frame.connect:type_name -> switchyard.v1.Connect
 	2,  // 1: switchyard.v1.Frame.connected:type_name -> switchyard.v1.Connected
-	3,  // 2: switchyard.v1.Frame.subscribe:type_name -> switchyard.v1.Subscribe
-	4,  // 3: switchyard.v1.Frame.subscribed:type_name -> switchyard.v1.Subscribed
-	5,  // 4: switchyard.v1.Frame.unsubscribe:type_name -> switchyard.v1.Unsubscribe
-	6,  // 5: switchyard.v1.Frame.unsubscribed:type_name -> switchyard.v1.Unsubscribed
-	7,  // 6: switchyard.v1.Frame.publish:type_name -> switchyard.v1.Publish
-	8,  // 7: switchyard.v1.Frame.publish_ack:type_name -> switchyard.v1.PublishAck
-	9,  // 8: switchyard.v1.Frame.message:type_name -> switchyard.v1.Message
-	10, // 9: switchyard.v1.Frame.error:type_name -> switchyard.v1.Error
-	12, // 10: switchyard.v1.Frame.ping:type_name -> switchyard.v1.Ping
-	13, // 11: switchyard.v1.Frame.pong:type_name -> switchyard.v1.Pong
-	14, // 12: switchyard.v1.Frame.disconnect:type_name -> switchyard.v1.Disconnect
-	11, // 13: switchyard.v1.Frame.datagram:type_name -> switchyard.v1.Datagram
-	16, // 14: switchyard.v1.Frame.presence:type_name -> switchyard.v1.PresenceRequest
-	17, // 15: switchyard.v1.Frame.presence_reply:type_name -> switchyard.v1.PresenceReply
-	18, // 16: switchyard.v1.Frame.join:type_name -> switchyard.v1.Join
-	19, // 17: switchyard.v1.Frame.leave:type_name -> switchyard.v1.Leave
-	15, // 18: switchyard.v1.PresenceReply.members:type_name -> switchyard.v1.ClientInfo
-	15, // 19: switchyard.v1.Join.member:type_name -> switchyard.v1.ClientInfo
-	15, // 20: switchyard.v1.Leave.member:type_name -> switchyard.v1.ClientInfo
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 2: switchyard.v1.Frame.subscribe:type_name -> switchyard.v1.Subscribe
+	6,  // 3: switchyard.v1.Frame.subscribed:type_name -> switchyard.v1.Subscribed
+	7,  // 4: switchyard.v1.Frame.unsubscribe:type_name -> switchyard.v1.Unsubscribe
+	8,  // 5: switchyard.v1.Frame.unsubscribed:type_name -> switchyard.v1.Unsubscribed
+	9,  // 6: switchyard.v1.Frame.publish:type_name -> switchyard.v1.Publish
+	10, // 7: switchyard.v1.Frame.publish_ack:type_name -> switchyard.v1.PublishAck
+	11, // 8: switchyard.v1.Frame.message:type_name -> switchyard.v1.Message
+	12, // 9: switchyard.v1.Frame.error:type_name -> switchyard.v1.Error
+	14, // 10: switchyard.v1.Frame.ping:type_name -> switchyard.v1.Ping
+	15, // 11: switchyard.v1.Frame.pong:type_name -> switchyard.v1.Pong
+	16, // 12: switchyard.v1.Frame.disconnect:type_name -> switchyard.v1.Disconnect
+	13, // 13: switchyard.v1.Frame.datagram:type_name -> switchyard.v1.Datagram
+	18, // 14: switchyard.v1.Frame.presence:type_name -> switchyard.v1.PresenceRequest
+	19, // 15: switchyard.v1.Frame.presence_reply:type_name -> switchyard.v1.PresenceReply
+	20, // 16: switchyard.v1.Frame.join:type_name -> switchyard.v1.Join
+	21, // 17: switchyard.v1.Frame.leave:type_name -> switchyard.v1.Leave
+	3,  // 18: switchyard.v1.Frame.refresh:type_name -> switchyard.v1.Refresh
+	4,  // 19: switchyard.v1.Frame.refreshed:type_name -> switchyard.v1.Refreshed
+	17, // 20: switchyard.v1.PresenceReply.members:type_name -> switchyard.v1.ClientInfo
+	17, // 21: switchyard.v1.Join.member:type_name -> switchyard.v1.ClientInfo
+	17, // 22: switchyard.v1.Leave.member:type_name -> switchyard.v1.ClientInfo
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_proto_init() }
@@ -1877,6 +2028,8 @@ func file_switchyard_proto_init() {
 		(*Frame_PresenceReply)(nil),
 		(*Frame_Join)(nil),
 		(*Frame_Leave)(nil),
+		(*Frame_Refresh)(nil),
+		(*Frame_Refreshed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1884,7 +2037,7 @@ func file_switchyard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_proto_rawDesc), len(file_switchyard_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

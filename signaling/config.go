@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,11 @@ type Config struct {
 	// CheckOrigin allows a browser page's Origin; nil: any. A refused page
 	// is closed with 3503.
 	CheckOrigin func(*http.Request) bool
+	// Authorize checks a join's token for its room (the "signal"
+	// capability of the node's tokens); an error closes the connection
+	// with 3502 and its text as the reason. Nil: anyone may join any
+	// room.
+	Authorize func(ctx context.Context, token, room string) error
 	// Logger; nil: slog.Default().
 	Logger *slog.Logger
 

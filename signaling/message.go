@@ -34,6 +34,7 @@ const (
 	errRoomFull        = "room_full"
 	errFlood           = "flood"
 	errUnavailable     = "unavailable"
+	errUnauthorized    = "unauthorized"
 )
 
 const (

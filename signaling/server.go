@@ -316,6 +316,21 @@ func (s *Server) handle(c *conn, m *inbound) {
 		c.send(pongPayload)
 		return
 	}
+	if m.Type == typeJoin && s.cfg.Authorize != nil {
+		// Outside the lock: checking a token may wait for a key set.
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		err := s.cfg.Authorize(ctx, m.Token, m.Room)
+		cancel()
+		if err != nil {
+			var ob outbox
+			s.mu.Lock()
+			c.state = stateClosed
+			ob.closeClient(c, errorPayload(errUnauthorized, err.Error(), m.ID, ""), closeUnauthorized, errUnauthorized+": "+err.Error())
+			s.mu.Unlock()
+			s.flush(&ob)
+			return
+		}
+	}
 	var ob outbox
 	s.mu.Lock()
 	switch {

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,136 +9,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/edge"
+	"github.com/switchyard/switchyard/protocols"
 	"github.com/switchyard/switchyard/signaling"
 )
 
-// fileConfig is the --config file: JSON with the same names as the flags.
-// Flags given on the command line win over the file.
-type fileConfig struct {
-	Listen         *string  `json:"listen"`
-	HTTP           *string  `json:"http"`
-	Cert           string   `json:"cert"`
-	Key            string   `json:"key"`
-	APIKey         string   `json:"api_key"`
-	AllowedOrigins list     `json:"allowed_origins"`
-	PublicURLs     list     `json:"public_urls"`
-	Volatile       list     `json:"volatile_channels"`
-	Presence       list     `json:"presence_channels"`
-	History        list     `json:"history"`
-	Replicas       int      `json:"replicas"`
-	Node           string   `json:"node"`
-	Region         string   `json:"region"`
-	LogLevel       string   `json:"log_level"`
-	MaxFrameSize   int      `json:"max_frame_size"`
-	MeshBind       string   `json:"mesh_bind"`
-	MeshForward    string   `json:"mesh_forward"`
-	Join           list     `json:"join"`
-	MeshKey        string   `json:"mesh_key"`
-	MeshTLS        string   `json:"mesh_tls"`
-	MeshProfile    string   `json:"mesh_profile"`
-	MeshLANBind    string   `json:"mesh_lan_bind"`
-	PingInterval   duration `json:"ping_interval"`
-	PongTimeout    duration `json:"pong_timeout"`
-	ICEServers     iceList  `json:"ice_servers"`
-	TURNSecret     string   `json:"turn_secret"`
-	TURNTTL        duration `json:"turn_ttl"`
-	TURNListen     string   `json:"turn_listen"`
-	TURNRelayIP    string   `json:"turn_relay_ip"`
-	RoomSize       int      `json:"room_size"`
-	SignalGrace    duration `json:"signal_grace"`
-}
-
-// iceList reads ice_servers: a list whose entries are URLs ("stun:…",
-// "turn:…") or objects {"urls": [...], "username": "…", "credential": "…"}
-// for servers with fixed credentials; or one comma-separated string.
-type iceList []signaling.ICEServer
-
-func (l *iceList) UnmarshalJSON(b []byte) error {
-	var urls list
-	if err := urls.UnmarshalJSON(b); err == nil {
-		*l = iceServersOf(urls)
-		return nil
-	}
-	var raw []json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return fmt.Errorf("want a list of ICE server URLs or {urls, username, credential} objects")
-	}
-	out := iceList{}
-	for i, r := range raw {
-		var u string
-		if json.Unmarshal(r, &u) == nil {
-			out = append(out, signaling.ICEServer{URLs: []string{u}})
-			continue
-		}
-		var s struct {
-			URLs       list   `json:"urls"`
-			Username   string `json:"username"`
-			Credential string `json:"credential"`
-		}
-		dec := json.NewDecoder(bytes.NewReader(r))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			return fmt.Errorf("entry %d: %v", i, err)
-		}
-		out = append(out, signaling.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
-	*l = out
-	return nil
-}
-
-func iceServersOf(urls []string) []signaling.ICEServer {
-	out := make([]signaling.ICEServer, 0, len(urls))
-	for _, u := range urls {
-		out = append(out, signaling.ICEServer{URLs: []string{u}})
-	}
-	return out
-}
-
-// list reads a JSON array of strings, or one string of comma-separated
-// values as the flags take.
-type list []string
-
-func (l *list) UnmarshalJSON(b []byte) error {
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*l = splitList(one)
-		if *l == nil {
-			*l = list{} // "" is an empty list, not an absent one
-		}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return fmt.Errorf("want a list of strings or one comma-separated string")
-	}
-	*l = many
-	return nil
-}
-
-// duration reads "25s"-style strings from JSON.
-type duration time.Duration
-
-func (d *duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"25s\"")
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = duration(v)
-	return nil
-}
-
-// options are the resolved settings of one run.
+// options are the resolved settings of one run, filled from optionTable.
 type options struct {
 	listen         string
 	http           string
 	cert, key      string
 	apiKey         string
-	apiKeyDefault  bool
+	apiKeyDefault  bool // set by run: apiKey was made up
 	allowedOrigins []string
 	publicURLs     []string
 	volatile       []string
@@ -169,210 +48,262 @@ type options struct {
 	turnRelayIP    string
 	roomSize       int
 	signalGrace    time.Duration
+	logFormat      string
+	drainWindow    time.Duration
+	metricsKey     string
+	apiKeys        []string
+	auth           authOptions
+	limits         edge.Limits
+	httpConnsPerIP int
+	connectRate    int // limits, as whole numbers (edge.Limits takes floats)
+	connectBurst   int
+	publishRate    int
+	publishBurst   int
+	userPubRate    int
+	userPubBurst   int
+}
+
+// authOptions configure token checks (auth.Config).
+type authOptions struct {
+	hmacSecrets []string
+	publicKeys  []string
+	jwksFile    string
+	jwksURL     string
+	jwksRefresh time.Duration
+	audience    string
+	issuer      string
+	leeway      time.Duration
+	anonymous   string
+}
+
+// An opt declares one option. Its key names it in a config file; its flag
+// and environment variable follow from the key:
+//
+//	key                  flag                    environment
+//	mesh_bind            --mesh-bind             SWITCHYARD_MESH_BIND
+//	limits.publish_rate  --limits.publish-rate   SWITCHYARD_LIMITS_PUBLISH_RATE
+//
+// A dotted key is an option in a section of the file (limits: {publish_rate:
+// 10}, or the dotted key itself). Adding an option is one entry in
+// optionTable (and its field in options); the loader, `switchyard config`
+// and docs/config.md take it from there.
+type opt struct {
+	Key        string   // file key: lower case, words joined by _, sections by .
+	Flag       string   // flag name when not the key's (public-url for public_urls)
+	Alias      []string // more flag names, e.g. a short one for a key in a section
+	Value      binding  // type, default, field, checks: bind(kind, default, field, checks...)
+	Help       string   // a `word` in backquotes names the flag's argument in -h
+	DefaultDoc string   // the default as docs/config.md and -h word it, when Value's is decided at start
+	// Secret values are hidden by `config print` (of ICE servers, the
+	// credentials). A secret may be @FILE where the code that uses it reads
+	// it so (mesh_key, turn_secret).
+	Secret bool
 }
 
 const devAPIKey = "dev-api-key"
 
-func parseOptions(args []string, usage io.Writer) (options, error) {
-	fs := flag.NewFlagSet("switchyard", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	var o options
-	var origins, publicURLs, volatile, presence, history, configFile string
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:4433", "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport")
-	fs.StringVar(&o.http, "http", "127.0.0.1:8080", "plain-HTTP `address` for local browsers and tools (empty disables it)")
-	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); without it a self-signed dev certificate is generated and rotated")
-	fs.StringVar(&o.key, "key", "", "TLS key `file` (PEM), with --cert")
-	fs.StringVar(&o.apiKey, "api-key", "", "`key` for the server API (X-API-Key); default on loopback: "+devAPIKey+", else a random key")
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser `origins` allowed to connect besides this node's own URLs (\"*\" for any)")
-	fs.StringVar(&publicURLs, "public-url", "", "comma-separated `URLs` clients reach this node by, when not its listen addresses (https://rt.example.com); their pages may connect and the cluster advertises them")
-	fs.StringVar(&volatile, "volatile-channels", "game:*", "comma-separated volatile `channels` (names, or prefixes ending in *): their publications travel as datagrams, latest wins; empty for none")
-	fs.StringVar(&presence, "presence-channels", "chat,chat:*", "comma-separated `channels` (names, or prefixes ending in *) that keep presence: who is in them over the cluster, join and leave events; empty for none")
-	fs.StringVar(&history, "history", "chat=100/5m,chat:*=100/5m", "comma-separated `rules` CHANNELS=SIZE/TTL (CHANNELS a name, a prefix ending in *, or *): keep the latest SIZE publications for TTL, for recovery and /api/history; the first rule that matches wins; empty for none")
-	fs.IntVar(&o.replicas, "replicas", 2, "nodes holding each channel's state in a cluster: 2 keeps a copy at the channel's successor (the owner's death, a join or a drain keep epochs, history and idempotency keys); 1 keeps none")
-	fs.BoolVar(&o.batchUDP, "batch-udp-writes", false, "send the QUIC packets of all WebTransport sessions in batches (sendmmsg), several per system call")
-	fs.StringVar(&configFile, "config", "", "JSON config `file` (keys as the flags, with _ for -)")
-	fs.StringVar(&o.node, "node", "", "node `name` (default: host name)")
-	fs.StringVar(&o.region, "region", "", "`region` this node runs in (default: local)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
-	var iceServers string
-	fs.StringVar(&iceServers, "ice-servers", "", "comma-separated STUN/TURN `URLs` handed to WebRTC peers at /signal (stun:host:port, turn:host:port?transport=udp)")
-	fs.StringVar(&o.turnSecret, "turn-secret", "", "shared `secret` (or @FILE) for time-limited TURN credentials (TURN REST, as coturn's use-auth-secret); default with --turn-listen: a random one")
-	fs.DurationVar(&o.turnTTL, "turn-ttl", 24*time.Hour, "how long TURN credentials are valid")
-	fs.StringVar(&o.turnListen, "turn-listen", "", "UDP `address` for an embedded TURN server (pion/turn); empty: none")
-	fs.StringVar(&o.turnRelayIP, "turn-relay-ip", "", "`IP` the embedded TURN server's relays are reached at; default: the --turn-listen host")
-	fs.IntVar(&o.roomSize, "room-size", 50, "most peers in a signaling room, over the cluster")
-	fs.DurationVar(&o.signalGrace, "signal-grace", 10*time.Second, "how long a signaling peer whose connection was lost keeps its id for a resume")
-	var join string
-	fs.StringVar(&o.meshBind, "mesh-bind", "", "gossip `address` (UDP and TCP) to join a cluster; empty: a node on its own")
-	fs.StringVar(&o.meshForward, "mesh-forward", "", "forwarding-link `address` (TLS over TCP) for publications between nodes; default: the mesh-bind host, any port")
-	fs.StringVar(&join, "join", "", "comma-separated gossip `addresses` of seed nodes")
-	fs.StringVar(&o.meshKey, "mesh-key", "", "gossip encryption `key`: base64 of 16, 24 or 32 bytes, or @FILE")
-	fs.StringVar(&o.meshTLS, "mesh-tls", "", "`directory` with ca.pem, NODE.pem and NODE.key for the forwarding links (switchyard certs init)")
-	fs.StringVar(&o.meshProfile, "mesh-profile", "lan", "gossip timings: lan (one region) or wan (a cluster across regions: WAN timings between regions plus a LAN pool within this node's region)")
-	fs.StringVar(&o.meshLANBind, "mesh-lan-bind", "", "with --mesh-profile wan: the region's LAN gossip `address`; default: the mesh-bind host, any port")
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// sessionDefaults are the protocol's own defaults for the session options.
+var sessionDefaults = protocols.SessionConfig{}.WithDefaults()
 
-	if configFile != "" {
-		raw, err := os.ReadFile(configFile)
-		if err != nil {
-			return o, fmt.Errorf("config: %w", err)
-		}
-		var fc fileConfig
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&fc); err != nil {
-			return o, fmt.Errorf("config %s: %w", configFile, err)
-		}
-		apply := func(name string, dst *string, v string) {
-			if !set[name] && v != "" {
-				*dst = v
-			}
-		}
-		if fc.Listen != nil && !set["listen"] {
-			o.listen = *fc.Listen
-		}
-		if fc.HTTP != nil && !set["http"] {
-			o.http = *fc.HTTP
-		}
-		apply("cert", &o.cert, fc.Cert)
-		apply("key", &o.key, fc.Key)
-		apply("api-key", &o.apiKey, fc.APIKey)
-		apply("node", &o.node, fc.Node)
-		apply("region", &o.region, fc.Region)
-		apply("log-level", &o.logLevel, fc.LogLevel)
-		if !set["allowed-origins"] && len(fc.AllowedOrigins) > 0 {
-			origins = strings.Join(fc.AllowedOrigins, ",")
-		}
-		if !set["public-url"] && len(fc.PublicURLs) > 0 {
-			publicURLs = strings.Join(fc.PublicURLs, ",")
-		}
-		if !set["volatile-channels"] && fc.Volatile != nil {
-			volatile = strings.Join(fc.Volatile, ",")
-		}
-		if !set["presence-channels"] && fc.Presence != nil {
-			presence = strings.Join(fc.Presence, ",")
-		}
-		if !set["history"] && fc.History != nil {
-			history = strings.Join(fc.History, ",")
-		}
-		o.maxFrameSize = fc.MaxFrameSize
-		if !set["replicas"] && fc.Replicas != 0 {
-			o.replicas = fc.Replicas
-		}
-		apply("mesh-bind", &o.meshBind, fc.MeshBind)
-		apply("mesh-forward", &o.meshForward, fc.MeshForward)
-		apply("mesh-key", &o.meshKey, fc.MeshKey)
-		apply("mesh-tls", &o.meshTLS, fc.MeshTLS)
-		apply("mesh-profile", &o.meshProfile, fc.MeshProfile)
-		apply("mesh-lan-bind", &o.meshLANBind, fc.MeshLANBind)
-		if !set["join"] && len(fc.Join) > 0 {
-			join = strings.Join(fc.Join, ",")
-		}
-		o.pingInterval = time.Duration(fc.PingInterval)
-		o.pongTimeout = time.Duration(fc.PongTimeout)
-		if !set["ice-servers"] && fc.ICEServers != nil {
-			o.iceServers = fc.ICEServers
-		}
-		apply("turn-secret", &o.turnSecret, fc.TURNSecret)
-		apply("turn-listen", &o.turnListen, fc.TURNListen)
-		apply("turn-relay-ip", &o.turnRelayIP, fc.TURNRelayIP)
-		if !set["turn-ttl"] && fc.TURNTTL != 0 {
-			o.turnTTL = time.Duration(fc.TURNTTL)
-		}
-		if !set["room-size"] && fc.RoomSize != 0 {
-			o.roomSize = fc.RoomSize
-		}
-		if !set["signal-grace"] && fc.SignalGrace != 0 {
-			o.signalGrace = time.Duration(fc.SignalGrace)
-		}
-	}
-	if set["ice-servers"] {
-		o.iceServers = iceServersOf(splitList(iceServers))
-	}
-	o.allowedOrigins = splitList(origins)
-	o.publicURLs = splitList(publicURLs)
-	o.volatile = splitList(volatile)
-	o.presence = splitList(presence)
-	rules, err := parseHistory(splitList(history))
-	if err != nil {
-		return o, err
-	}
-	o.history = rules
-	if set["join"] || join != "" {
-		o.join = splitList(join)
-	}
-	return o, o.validate()
+// optionTable is every option, in the order docs/config.md and `config
+// print` list them.
+var optionTable = optionSet{
+	{Key: "listen", Value: bind(strKind, "127.0.0.1:4433", func(o *options) *string { return &o.listen }, hostPort),
+		Help: "TLS `address`: TCP for WebSocket and the API, UDP for HTTP/3 and WebTransport; empty disables TLS and WebTransport"},
+	{Key: "http", Value: bind(strKind, "127.0.0.1:8080", func(o *options) *string { return &o.http }, hostPort),
+		Help: "plain-HTTP `address` for local browsers and tools (empty disables it)"},
+	{Key: "cert", Value: bind(strKind, "", func(o *options) *string { return &o.cert }),
+		Help: "TLS certificate `file` (PEM), re-read when it changes; without it a self-signed dev certificate is generated and rotated"},
+	{Key: "key", Value: bind(strKind, "", func(o *options) *string { return &o.key }),
+		Help: "TLS key `file` (PEM), with cert"},
+	{Key: "api_key", Value: bind(strKind, "", func(o *options) *string { return &o.apiKey }), Secret: true,
+		DefaultDoc: "`" + devAPIKey + "` on loopback, else random",
+		Help:       "`key` for the server API (X-API-Key); printed at start when defaulted"},
+	{Key: "allowed_origins", Value: bind(listKind, nil, func(o *options) *[]string { return &o.allowedOrigins }),
+		DefaultDoc: "the node's own URLs",
+		Help:       "browser `origins` allowed to connect besides this node's own URLs (\"*\" for any)"},
+	{Key: "public_urls", Flag: "public-url", Value: bind(listKind, nil, func(o *options) *[]string { return &o.publicURLs }),
+		DefaultDoc: "the listen addresses",
+		Help:       "`URLs` clients reach this node by, when not its listen addresses (https://rt.example.com); their pages may connect and the cluster advertises them"},
+	{Key: "volatile_channels", Value: bind(listKind, []string{"game:*"}, func(o *options) *[]string { return &o.volatile }),
+		Help: "volatile `channels` (names, or prefixes ending in *): their publications travel as datagrams, latest wins; empty for none"},
+	{Key: "presence_channels", Value: bind(listKind, []string{"chat", "chat:*"}, func(o *options) *[]string { return &o.presence }),
+		Help: "`channels` (names, or prefixes ending in *) that keep presence: who is in them over the cluster, join and leave events; empty for none"},
+	{Key: "history", Value: bind(historyKind, []edge.HistoryRule{{Channels: "chat", Size: 100, TTL: 5 * time.Minute}, {Channels: "chat:*", Size: 100, TTL: 5 * time.Minute}},
+		func(o *options) *[]edge.HistoryRule { return &o.history }),
+		Help: "`rules` CHANNELS=SIZE/TTL (CHANNELS a name, a prefix ending in *, or *; TTL default 5m): keep the latest SIZE publications for TTL, for recovery and /api/history; the first rule that matches wins; empty for none"},
+	{Key: "replicas", Value: bind(intKind, 2, func(o *options) *int { return &o.replicas }, replicaCount),
+		Help: "nodes holding each channel's state in a cluster: 2 keeps a copy at the channel's successor (the owner's death, a join or a drain keep epochs, history and idempotency keys); 1 keeps none"},
+	{Key: "batch_udp_writes", Value: bind(boolKind, false, func(o *options) *bool { return &o.batchUDP }),
+		Help: "send the QUIC packets of all WebTransport sessions in batches (sendmmsg), several per system call"},
+	{Key: "node", Value: bind(strKind, "", func(o *options) *string { return &o.node }),
+		DefaultDoc: "host name", Help: "node `name`, told to clients; in a cluster it must match the node's certificate"},
+	{Key: "region", Value: bind(strKind, "", func(o *options) *string { return &o.region }),
+		DefaultDoc: "`local`", Help: "`region` this node runs in"},
+	{Key: "log_level", Value: bind(strKind, "info", func(o *options) *string { return &o.logLevel }, oneOf("debug", "info", "warn", "error")),
+		Help: "log `level`: debug, info, warn, error"},
+	{Key: "log_format", Value: bind(strKind, "text", func(o *options) *string { return &o.logFormat }, oneOf("text", "json")),
+		Help: "log `format`: text (key=value) or json (one object a line, for log pipelines)"},
+	{Key: "drain_window", Value: bind(durationKind, time.Second, func(o *options) *time.Duration { return &o.drainWindow }, positive),
+		Help: "on SIGTERM or POST /api/drain, the time over which the node spreads its clients' reconnects to other nodes of its region"},
+	{Key: "metrics_key", Value: bind(strKind, "", func(o *options) *string { return &o.metricsKey }), Secret: true,
+		DefaultDoc: "none: /metrics is open",
+		Help:       "`key` a scraper must send (Authorization: Bearer, or X-API-Key) for /metrics on a listener that is not on loopback"},
+	{Key: "api_keys", Value: bind(listKind, nil, func(o *options) *[]string { return &o.apiKeys }, apiKeyList), Secret: true,
+		DefaultDoc: "none",
+		Help:       "more API `keys`, each NAME:KEY:SCOPE+SCOPE with scopes publish, history, presence, admin (admin: all); KEY may be @FILE"},
+	{Key: "auth.hmac_secrets", Value: bind(listKind, nil, func(o *options) *[]string { return &o.auth.hmacSecrets }), Secret: true,
+		DefaultDoc: "none",
+		Help:       "HS256 `secrets` (at least 32 bytes each, or @FILE) that sign client tokens; several for rotation"},
+	{Key: "auth.public_keys", Value: bind(listKind, nil, func(o *options) *[]string { return &o.auth.publicKeys }),
+		DefaultDoc: "none",
+		Help:       "PEM `files` of public keys (RSA for RS256, P-256 for ES256, Ed25519 for EdDSA) that verify client tokens"},
+	{Key: "auth.jwks_file", Value: bind(strKind, "", func(o *options) *string { return &o.auth.jwksFile }),
+		Help: "JWK Set `file` of token keys, re-read every auth.jwks_refresh"},
+	{Key: "auth.jwks_url", Value: bind(strKind, "", func(o *options) *string { return &o.auth.jwksURL }),
+		Help: "JWK Set `URL` of token keys (an identity provider's), fetched every auth.jwks_refresh and when a token names an unknown key"},
+	{Key: "auth.jwks_refresh", Value: bind(durationKind, 5*time.Minute, func(o *options) *time.Duration { return &o.auth.jwksRefresh }, positive),
+		Help: "how often the JWK Set is read again"},
+	{Key: "auth.audience", Value: bind(strKind, "", func(o *options) *string { return &o.auth.audience }),
+		Help: "the `aud` a token must name; empty: not checked"},
+	{Key: "auth.issuer", Value: bind(strKind, "", func(o *options) *string { return &o.auth.issuer }),
+		Help: "the `iss` a token must have; empty: not checked"},
+	{Key: "auth.leeway", Value: bind(durationKind, 5*time.Second, func(o *options) *time.Duration { return &o.auth.leeway }, notNegative),
+		Help: "clock skew allowed when checking exp and nbf"},
+	{Key: "auth.anonymous", Value: bind(strKind, "", func(o *options) *string { return &o.auth.anonymous }, anonymousCaps),
+		DefaultDoc: "everything when no token key is set (the dev node), else nothing",
+		Help:       "what a client without a token may do: `caps` as in a token ([{\"channels\":[\"public:*\"],\"allow\":[\"subscribe\"]}]), or none"},
+	{Key: "limits.connect_rate", Value: bind(intKind, 2000, func(o *options) *int { return &o.connectRate }, notNegative),
+		Help: "new sessions a second the node admits; over it a client is told to come back later (3006) at a slot of its own; 0: no limit"},
+	{Key: "limits.connect_burst", Value: bind(intKind, 1000, func(o *options) *int { return &o.connectBurst }, notNegative),
+		Help: "new sessions admitted at once above the rate (0: the rate)"},
+	{Key: "limits.sessions_per_ip", Value: bind(intKind, 0, func(o *options) *int { return &o.limits.SessionsPerIP }, notNegative),
+		Help: "open sessions of one client IP (0: no limit; behind a proxy all clients share its IP)"},
+	{Key: "limits.sessions_per_user", Value: bind(intKind, 0, func(o *options) *int { return &o.limits.SessionsPerUser }, notNegative),
+		Help: "open sessions of one authenticated user (0: no limit)"},
+	{Key: "limits.http_conns_per_ip", Value: bind(intKind, 256, func(o *options) *int { return &o.httpConnsPerIP }, notNegative),
+		Help: "TCP connections of one client IP still in HTTP (not yet a WebSocket session): over it 429 (0: no limit; behind a proxy all clients share its IP)"},
+	{Key: "limits.publish_rate", Value: bind(intKind, 0, func(o *options) *int { return &o.publishRate }, notNegative),
+		Help: "publishes and datagrams a second one session may send (error 111 over it; 0: no limit)"},
+	{Key: "limits.publish_burst", Value: bind(intKind, 0, func(o *options) *int { return &o.publishBurst }, notNegative),
+		Help: "publishes one session may send at once above its rate (0: twice the rate)"},
+	{Key: "limits.user_publish_rate", Value: bind(intKind, 0, func(o *options) *int { return &o.userPubRate }, notNegative),
+		Help: "publishes a second of all the sessions of one user together (0: no limit)"},
+	{Key: "limits.user_publish_burst", Value: bind(intKind, 0, func(o *options) *int { return &o.userPubBurst }, notNegative),
+		Help: "the same at once above the rate (0: twice the rate)"},
+	{Key: "max_frame_size", Value: bind(intKind, sessionDefaults.MaxFrameSize, func(o *options) *int { return &o.maxFrameSize }, frameSize),
+		Help: "largest frame accepted from a client, in `bytes`"},
+	{Key: "ping_interval", Value: bind(durationKind, sessionDefaults.PingInterval, func(o *options) *time.Duration { return &o.pingInterval }, notNegative),
+		Help: "how often the server pings each session (0: the default)"},
+	{Key: "pong_timeout", Value: bind(durationKind, sessionDefaults.PongTimeout, func(o *options) *time.Duration { return &o.pongTimeout }, notNegative),
+		Help: "how long after a ping a silent session is closed (0: the default)"},
+	{Key: "ice_servers", Value: bind(iceKind, nil, func(o *options) *[]signaling.ICEServer { return &o.iceServers }), Secret: true, // credentials
+		DefaultDoc: "none",
+		Help:       "STUN/TURN `URLs` handed to WebRTC peers at /signal (stun:host:port, turn:host:port?transport=udp); in a file, entries may also be {urls, username, credential} maps"},
+	{Key: "turn_secret", Value: bind(strKind, "", func(o *options) *string { return &o.turnSecret }), Secret: true,
+		DefaultDoc: "with turn_listen: random",
+		Help:       "shared `secret` (or @FILE) for time-limited TURN credentials (TURN REST, as coturn's use-auth-secret)"},
+	{Key: "turn_ttl", Value: bind(durationKind, 24*time.Hour, func(o *options) *time.Duration { return &o.turnTTL }, positive),
+		Help: "how long TURN credentials are valid"},
+	{Key: "turn_listen", Value: bind(strKind, "", func(o *options) *string { return &o.turnListen }, hostPort),
+		Help: "UDP `address` for an embedded TURN server (pion/turn); empty: none"},
+	{Key: "turn_relay_ip", Value: bind(strKind, "", func(o *options) *string { return &o.turnRelayIP }, relayIP),
+		DefaultDoc: "the turn_listen host", Help: "`IP` the embedded TURN server's relays are reached at"},
+	{Key: "room_size", Value: bind(intKind, 50, func(o *options) *int { return &o.roomSize }, positive),
+		Help: "most peers in a signaling room, over the cluster"},
+	{Key: "signal_grace", Value: bind(durationKind, 10*time.Second, func(o *options) *time.Duration { return &o.signalGrace }, notNegative),
+		Help: "how long a signaling peer whose connection was lost keeps its id for a resume; 0: none"},
+	{Key: "mesh_bind", Value: bind(strKind, "", func(o *options) *string { return &o.meshBind }, hostPort),
+		Help: "gossip `address` (UDP and TCP) to join a cluster; empty: a node on its own"},
+	{Key: "mesh_forward", Value: bind(strKind, "", func(o *options) *string { return &o.meshForward }, hostPort),
+		DefaultDoc: "the mesh_bind host, any port", Help: "forwarding-link `address` (TLS over TCP) for publications between nodes; it is advertised"},
+	{Key: "join", Value: bind(listKind, nil, func(o *options) *[]string { return &o.join }),
+		Help: "gossip `addresses` of seed nodes, re-joined every 10 s"},
+	{Key: "mesh_key", Value: bind(strKind, "", func(o *options) *string { return &o.meshKey }), Secret: true,
+		Help: "gossip encryption `key`: base64 of 16, 24 or 32 bytes, or @FILE"},
+	{Key: "mesh_tls", Value: bind(strKind, "", func(o *options) *string { return &o.meshTLS }),
+		Help: "`directory` with ca.pem, NODE.pem and NODE.key for the forwarding links (switchyard certs init)"},
+	{Key: "mesh_profile", Value: bind(strKind, "lan", func(o *options) *string { return &o.meshProfile }, oneOf("lan", "wan")),
+		Help: "gossip timings: lan (one region) or wan (a cluster across regions: WAN timings between regions plus a LAN pool within this node's region)"},
+	{Key: "mesh_lan_bind", Value: bind(strKind, "", func(o *options) *string { return &o.meshLANBind }, hostPort),
+		DefaultDoc: "the mesh_bind host, any port", Help: "with mesh_profile wan: the region's LAN gossip `address`; it is advertised"},
 }
 
-func (o *options) validate() error {
-	var errs []error
+// Checks of one option each (configkind.go has the shared ones).
+
+func replicaCount(n int) error {
+	if n != 1 && n != 2 {
+		return fmt.Errorf("must be 1 (no copy) or 2 (a copy at each channel's successor), got %d", n)
+	}
+	return nil
+}
+
+func frameSize(n int) error {
+	if n < 0 || n > 16<<20 {
+		return fmt.Errorf("want 0 (the default) to 16 MiB (16777216), got %d", n)
+	}
+	return nil
+}
+
+func relayIP(s string) error {
+	if ip := net.ParseIP(s); s != "" && (ip == nil || ip.IsUnspecified()) {
+		return fmt.Errorf("want the IP address peers reach this node at, got %q", s)
+	}
+	return nil
+}
+
+// apiKeyList checks NAME:KEY:SCOPE+SCOPE entries (the keys themselves are
+// checked at start, after @FILE is read).
+func apiKeyList(keys []string) error {
+	for i, k := range keys {
+		if parts := strings.SplitN(k, ":", 3); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return fmt.Errorf("entry %d: want NAME:KEY:SCOPE+SCOPE, e.g. backend:@/run/secrets/api:publish+history", i+1)
+		}
+	}
+	return nil
+}
+
+// anonymousCaps checks auth.anonymous: empty, "none", or grants.
+func anonymousCaps(s string) error {
+	if s == "" || s == "none" {
+		return nil
+	}
+	if _, err := auth.ParseGrants([]byte(s)); err != nil {
+		return fmt.Errorf("want none or capabilities as in a token's caps: %v", err)
+	}
+	return nil
+}
+
+// parseOptions reads the options of a node start from args, the
+// process's environment and the config file either names.
+func parseOptions(args []string, usage io.Writer) (options, error) {
+	return loadOptions(args, os.Environ, usage)
+}
+
+// crossCheck reports what no single option shows wrong.
+func crossCheck(o *options, r *report) {
 	if o.listen == "" && o.http == "" {
-		errs = append(errs, errors.New("--listen and --http are both empty: nothing to serve"))
+		r.add("http", "empty, and so is %s: nothing to serve", "listen")
 	}
-	for name, addr := range map[string]string{"--listen": o.listen, "--http": o.http} {
-		if addr == "" {
-			continue
+	switch {
+	case o.cert != "" && o.key == "":
+		r.add("cert", "needs %s too", "key")
+	case o.cert == "" && o.key != "":
+		r.add("key", "needs %s too", "cert")
+	}
+	if o.meshBind == "" {
+		if len(o.join) > 0 {
+			r.add("join", "needs %s, the node's gossip address", "mesh_bind")
 		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
+		if o.meshTLS != "" {
+			r.add("mesh_tls", "needs %s, the node's gossip address", "mesh_bind")
 		}
-	}
-	if (o.cert == "") != (o.key == "") {
-		errs = append(errs, errors.New("--cert and --key go together"))
-	}
-	switch o.logLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
-	}
-	if o.maxFrameSize < 0 || o.maxFrameSize > 16<<20 {
-		errs = append(errs, fmt.Errorf("max_frame_size %d: want 0 (default) to 16 MiB", o.maxFrameSize))
-	}
-	if o.meshBind == "" && (len(o.join) > 0 || o.meshTLS != "" || o.meshKey != "") {
-		errs = append(errs, errors.New("--join, --mesh-tls and --mesh-key need --mesh-bind"))
-	}
-	if o.meshBind != "" {
-		if _, _, err := net.SplitHostPort(o.meshBind); err != nil {
-			errs = append(errs, fmt.Errorf("--mesh-bind %q: want host:port", o.meshBind))
+		if o.meshKey != "" {
+			r.add("mesh_key", "needs %s, the node's gossip address", "mesh_bind")
 		}
-		if o.meshTLS == "" {
-			errs = append(errs, errors.New("--mesh-bind needs --mesh-tls DIR (create it with `switchyard certs init`)"))
-		}
+	} else if o.meshTLS == "" {
+		r.add("mesh_bind", "needs %s DIR (create it with `switchyard certs init`)", "mesh_tls")
 	}
-	if o.meshProfile != "lan" && o.meshProfile != "wan" {
-		errs = append(errs, fmt.Errorf("--mesh-profile %q: want lan or wan", o.meshProfile))
-	}
-	if o.turnListen != "" {
-		if _, _, err := net.SplitHostPort(o.turnListen); err != nil {
-			errs = append(errs, fmt.Errorf("--turn-listen %q: want host:port", o.turnListen))
-		}
-	}
-	if ip := net.ParseIP(o.turnRelayIP); o.turnRelayIP != "" && (ip == nil || ip.IsUnspecified()) {
-		errs = append(errs, fmt.Errorf("--turn-relay-ip %q: want the IP address peers reach this node at", o.turnRelayIP))
-	}
-	if o.turnTTL <= 0 {
-		errs = append(errs, errors.New("--turn-ttl must be positive"))
-	}
-	if o.replicas != 1 && o.replicas != 2 {
-		errs = append(errs, fmt.Errorf("--replicas %d: must be 1 (no copy) or 2 (a copy at each channel's successor)", o.replicas))
-	}
-	if o.roomSize <= 0 {
-		errs = append(errs, fmt.Errorf("--room-size %d: must be positive", o.roomSize))
-	}
-	if o.signalGrace < 0 {
-		errs = append(errs, errors.New("--signal-grace must not be negative"))
-	}
-	if o.pingInterval < 0 || o.pongTimeout < 0 {
-		errs = append(errs, errors.New("ping_interval and pong_timeout must not be negative"))
-	}
-	return errors.Join(errs...)
 }
 
 // loopback reports whether every configured listener is on a loopback
@@ -394,23 +325,23 @@ func (o *options) loopback() bool {
 	return true
 }
 
-// parseHistory reads --history rules: CHANNELS=SIZE or CHANNELS=SIZE/TTL.
+// parseHistory reads history rules: CHANNELS=SIZE or CHANNELS=SIZE/TTL.
 func parseHistory(items []string) ([]edge.HistoryRule, error) {
-	var out []edge.HistoryRule
+	out := []edge.HistoryRule{}
 	for _, it := range items {
 		pattern, spec, ok := strings.Cut(it, "=")
 		if !ok || pattern == "" {
-			return nil, fmt.Errorf("--history %q: want CHANNELS=SIZE/TTL, e.g. chat:*=100/5m", it)
+			return nil, fmt.Errorf("rule %q: want CHANNELS=SIZE/TTL, e.g. chat:*=100/5m", it)
 		}
 		sizeText, ttlText, hasTTL := strings.Cut(spec, "/")
 		size, err := strconv.Atoi(sizeText)
 		if err != nil || size < 0 {
-			return nil, fmt.Errorf("--history %q: size %q is not a count", it, sizeText)
+			return nil, fmt.Errorf("rule %q: size %q is not a count", it, sizeText)
 		}
 		r := edge.HistoryRule{Channels: pattern, Size: size}
 		if hasTTL {
 			if r.TTL, err = time.ParseDuration(ttlText); err != nil || r.TTL <= 0 {
-				return nil, fmt.Errorf("--history %q: TTL %q is not a positive duration such as 5m", it, ttlText)
+				return nil, fmt.Errorf("rule %q: TTL %q is not a positive duration such as 5m", it, ttlText)
 			}
 		}
 		out = append(out, r)

@@ -21,10 +21,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchyard/switchyard/certs"
 	"github.com/switchyard/switchyard/client/js"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/examples/chat/web"
+	"github.com/switchyard/switchyard/metrics"
 	"github.com/switchyard/switchyard/protocols"
 )
 
@@ -47,13 +50,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "certs" {
 		return runCerts(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "config" {
+		return runConfigCmd(args[1:], stdout, stderr)
+	}
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(o.logLevel))
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if o.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	logger := slog.New(handler)
+	verifier, err := newVerifier(o, logger)
+	if err != nil {
+		return err
+	}
+	if verifier != nil {
+		defer verifier.Close()
+	}
+	apiKeys, err := newAPIKeys(o.apiKeys)
+	if err != nil {
+		return err
+	}
 
 	if o.apiKey == "" {
 		o.apiKeyDefault = true
@@ -88,27 +109,44 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var node *edge.Node
-	sig, turnServer, err := newSignaling(o, cluster, func(r *http.Request) bool { return node.OriginAllowed(r) }, logger)
+	drainAsked := make(chan struct{})
+	var drainOnce sync.Once
+	drain := func() { drainOnce.Do(func() { close(drainAsked) }) } // POST /api/drain: as SIGTERM
+	var signalAuth func(context.Context, string, string) error
+	if verifier != nil {
+		signalAuth = edge.SignalAuthorizer(verifier)
+	}
+	sig, turnServer, err := newSignaling(o, cluster, func(r *http.Request) bool { return node.OriginAllowed(r) }, signalAuth, logger)
 	if err != nil {
 		return err
 	}
 	if turnServer != nil {
 		defer turnServer.Close()
 	}
+	httpCap := o.httpConnsPerIP
+	if httpCap == 0 {
+		httpCap = -1 // 0 in the config: no cap (0 in edge.Config: its default)
+	}
 	cfg := edge.Config{
-		Signal:           sig,
-		Name:             o.node,
-		Region:           o.region,
-		Listen:           o.listen,
-		HTTP:             o.http,
-		APIKey:           o.apiKey,
-		AllowedOrigins:   o.allowedOrigins,
-		PublicURLs:       o.publicURLs,
-		VolatileChannels: o.volatile,
-		PresenceChannels: o.presence,
-		History:          o.history,
-		Replicas:         o.replicas,
-		BatchUDPWrites:   o.batchUDP,
+		Signal:            sig,
+		Name:              o.node,
+		Region:            o.region,
+		Listen:            o.listen,
+		HTTP:              o.http,
+		APIKey:            o.apiKey,
+		APIKeys:           apiKeys,
+		Limits:            limitsOf(o),
+		MaxHTTPConnsPerIP: httpCap,
+		MetricsKey:        o.metricsKey,
+		DrainWindow:       o.drainWindow,
+		OnDrain:           drain,
+		AllowedOrigins:    o.allowedOrigins,
+		PublicURLs:        o.publicURLs,
+		VolatileChannels:  o.volatile,
+		PresenceChannels:  o.presence,
+		History:           o.history,
+		Replicas:          o.replicas,
+		BatchUDPWrites:    o.batchUDP,
 		Session: protocols.SessionConfig{
 			MaxFrameSize: o.maxFrameSize,
 			PingInterval: o.pingInterval,
@@ -122,9 +160,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if store != nil {
 		cfg.Certs = store
 	}
+	if verifier != nil {
+		cfg.Auth = verifier
+	}
 	if cluster != nil {
 		cfg.Cluster = cluster
 		cfg.Nodes = nodesOf(cluster)
+		cfg.MetricsCollectors = []prometheus.Collector{metrics.Mesh(cluster)}
 	}
 	node, err = edge.New(cfg)
 	if err != nil {
@@ -161,7 +203,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  mesh          node %s (region %s), gossip %s, links %s\n", cluster.Name(), o.region, cluster.Addr(), cluster.ForwardAddr())
 	}
 
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-drainAsked:
+		logger.Info("drain asked over the API")
+	}
 	logger.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if cluster != nil {

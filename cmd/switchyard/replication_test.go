@@ -78,6 +78,12 @@ func (p *proc) owns(t *testing.T, channel string) bool {
 // get their certificates and can be started later with p.startAnother.
 func startMesh(t *testing.T, region string, running int, names ...string) (procs []*proc, start func(name string) *proc) {
 	t.Helper()
+	return startMeshArgs(t, region, nil, running, names...)
+}
+
+// startMeshArgs is startMesh with more flags for every node.
+func startMeshArgs(t *testing.T, region string, extra []string, running int, names ...string) (procs []*proc, start func(name string) *proc) {
+	t.Helper()
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)
@@ -91,13 +97,13 @@ func startMesh(t *testing.T, region string, running int, names ...string) (procs
 		if i > 0 {
 			join = procs[0].gossip
 		}
-		procs = append(procs, startProc(t, bin, name, region, meshDir, join))
+		procs = append(procs, startProc(t, bin, name, region, meshDir, join, extra...))
 	}
 	for _, p := range procs {
 		waitUntil(t, 10*time.Second, fmt.Sprintf("%s sees %d nodes", p.name, len(procs)), func() bool { return len(p.nodes(t)) == len(procs) })
 	}
 	seed := procs[0].gossip
-	return procs, func(name string) *proc { return startProc(t, bin, name, region, meshDir, seed) }
+	return procs, func(name string) *proc { return startProc(t, bin, name, region, meshDir, seed, extra...) }
 }
 
 // receiver checks a subscription's stream: one epoch, offsets one after

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -18,7 +19,7 @@ import (
 // --turn-listen, starts the embedded TURN server, whose URL then leads the
 // ICE servers handed to peers. origin is the node's Origin check (the node
 // is built after this).
-func newSignaling(o options, cluster *mesh.Cluster, origin func(*http.Request) bool, logger *slog.Logger) (*signaling.Server, *signaling.TURNServer, error) {
+func newSignaling(o options, cluster *mesh.Cluster, origin func(*http.Request) bool, authorize func(context.Context, string, string) error, logger *slog.Logger) (*signaling.Server, *signaling.TURNServer, error) {
 	secret, err := turnSecret(o)
 	if err != nil {
 		return nil, nil, err
@@ -38,6 +39,7 @@ func newSignaling(o options, cluster *mesh.Cluster, origin func(*http.Request) b
 	}
 	cfg := signaling.Config{
 		CheckOrigin: origin,
+		Authorize:   authorize,
 		Logger:      logger,
 		ICEServers:  ice,
 		TURNSecret:  secret,

@@ -284,8 +284,12 @@ func TestSoak(t *testing.T) {
 	if resyncs != 0 {
 		t.Errorf("%d resyncs: the history should have covered every reconnect", resyncs)
 	}
-	t.Logf("soak %v: %d nodes killed, %d drained (owners included), %d sessions dropped; %d messages published on %d channels (%d publish retries), %d delivered to %d subscribers, %d reconnects, 0 gaps, duplicates or resyncs",
-		*soakDuration, kills, drains, drops, (last+1)*len(channels), len(channels), retries.Load(), total, subscribers, reconnects)
+	verdict := "0 gaps, duplicates or resyncs"
+	if t.Failed() {
+		verdict = "FAILED (above)"
+	}
+	t.Logf("soak %v: %d nodes killed, %d drained (owners included), %d sessions dropped; %d messages published on %d channels (%d publish retries), %d delivered to %d subscribers, %d reconnects, %s",
+		*soakDuration, kills, drains, drops, (last+1)*len(channels), len(channels), retries.Load(), total, subscribers, reconnects, verdict)
 	for _, c := range conns {
 		c.Close()
 	}

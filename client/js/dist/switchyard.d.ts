@@ -27,7 +27,11 @@ export interface ConnectOptions {
      * Sent in Connect. A function is called before each connection attempt
      * (and background WebTransport attempt) with what it is for; after a 3502
      * (unauthorized) close it is asked once more, with reason "unauthorized",
-     * before the client gives up.
+     * before the client gives up. When the node says the session's token
+     * expires (Connected.expires_in_s), a function is also called before
+     * then, with reason "refresh", and its token handed to the node on the
+     * live session (see client.refresh()); a string token is not renewed:
+     * the node closes the session with 3502 when it expires, which is terminal.
      */
     token?: string | ((context: TokenContext) => string | Promise<string>);
     /**
@@ -91,16 +95,21 @@ export interface ConnectOptions {
 }
 /** What a token function is called with. */
 export interface TokenContext {
-    /** The attempt since the last session began, from 1. */
+    /**
+     * The attempt since the last session began, from 1; for "refresh", the
+     * try at renewing the current token, from 1.
+     */
     attempt: number;
     /** The node's URL (as given to connect(), from /api/nodes or a drain's reconnect_url). */
     url: string;
     /**
      * "connect" (before the first session), "reconnect", "upgrade" (a
-     * background WebTransport attempt while on WebSocket) or "unauthorized"
-     * (the node closed with 3502: a fresh token is wanted).
+     * background WebTransport attempt while on WebSocket), "unauthorized"
+     * (the node closed with 3502: a fresh token is wanted) or "refresh" (the
+     * live session's token expires soon: a new one for the same user is
+     * handed to the node without reconnecting).
      */
-    reason: "connect" | "reconnect" | "upgrade" | "unauthorized";
+    reason: "connect" | "reconnect" | "upgrade" | "unauthorized" | "refresh";
 }
 /** A position in a channel's stream. */
 export interface Position {
@@ -301,7 +310,8 @@ export interface SubscribedEvent {
 }
 /**
  * Payload of "error": something failed that no promise reports (a
- * resubscribe refused, a throwing handler, a datagram the server refused).
+ * resubscribe refused, a throwing handler, a datagram the server refused,
+ * a failed token refresh).
  */
 export interface ClientErrorEvent {
     error: Error;
@@ -373,6 +383,22 @@ export interface Client {
      * answer, it is sent on the next session.
      */
     presence(channel: string, options?: PresenceOptions): Promise<PresenceResult>;
+    /**
+     * Hands the node a new token for the live session (a Refresh frame,
+     * no reconnect) and resolves once it took it: the session's permissions
+     * and expiry are the new token's from then on. token defaults to the
+     * token function's (called with reason "refresh"), else the token
+     * option. A token given here also replaces a string token option for
+     * later connects. With a token function the client refreshes by itself
+     * before the token expires; call this to switch tokens sooner (e.g. for
+     * new permissions). Resolves at once while reconnecting (the next
+     * session connects with the token option), and when the session ends
+     * before the answer. Rejects with RequestError 110 (refused: a bad
+     * token, or another user's; the old token stays in force),
+     * TimeoutError, ClosedError, an Error "token: …" when the token function
+     * fails (its error as cause), or TypeError when token is not a string.
+     */
+    refresh(token?: string): Promise<void>;
     /** Adds an event handler; returns a function that removes it. */
     on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
     off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;

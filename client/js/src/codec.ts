@@ -36,7 +36,10 @@ export interface ConnectedBody {
   protocol: string;
   maxDatagramSize: number;
   streams: boolean;
+  expiresInS: number;
 }
+export interface RefreshBody { token: string }
+export interface RefreshedBody { expiresInS: number }
 export interface SubscribeBody {
   channel: string;
   alias: number;
@@ -99,6 +102,8 @@ export interface Kinds {
   presenceReply: PresenceReplyBody;
   join: MemberEventBody;
   leave: MemberEventBody;
+  refresh: RefreshBody;
+  refreshed: RefreshedBody;
 }
 
 export type Kind = keyof Kinds;
@@ -136,7 +141,7 @@ export const schemas: { readonly [K in Kind]: readonly Field[] } = {
   connected: [
     [1, "sessionId", "string"], [2, "pingIntervalMs", "uint32"], [3, "pongTimeoutMs", "uint32"],
     [4, "maxFrameSize", "uint32"], [5, "node", "string"], [6, "region", "string"], [7, "protocol", "string"],
-    [8, "maxDatagramSize", "uint32"], [9, "streams", "bool"],
+    [8, "maxDatagramSize", "uint32"], [9, "streams", "bool"], [10, "expiresInS", "uint32"],
   ],
   subscribe: [
     [1, "channel", "string"], [2, "alias", "uint32"], [3, "recover", "bool"], [4, "sinceEpoch", "string"], [5, "sinceOffset", "uint64"],
@@ -165,6 +170,8 @@ export const schemas: { readonly [K in Kind]: readonly Field[] } = {
   ],
   join: [[1, "channel", "string"], [2, "member", "ClientInfo"]],
   leave: [[1, "channel", "string"], [2, "member", "ClientInfo"]],
+  refresh: [[1, "token", "string"]],
+  refreshed: [[1, "expiresInS", "uint32"]],
 };
 
 /** The messages that are only field types, with their tables (checked the same way). */
@@ -176,7 +183,7 @@ export const messages: { readonly [M in MessageName]: readonly Field[] } = {
 export const kindFields: { readonly [K in Kind]: number } = {
   connect: 2, connected: 3, subscribe: 4, subscribed: 5, unsubscribe: 6, unsubscribed: 7,
   publish: 8, publishAck: 9, message: 10, error: 11, ping: 12, pong: 13, disconnect: 14, datagram: 15,
-  presence: 16, presenceReply: 17, join: 18, leave: 19,
+  presence: 16, presenceReply: 17, join: 18, leave: 19, refresh: 20, refreshed: 21,
 };
 const kindByField = new Map<number, Kind>(
   (Object.keys(kindFields) as Kind[]).map((k) => [kindFields[k], k]),

@@ -15,7 +15,8 @@
 // codec (protobuf), datagram (datagrams and stream headers), framing
 // (length prefixes), connection (one session), subscription (delivery,
 // datagram loss counting), dialer (happy eyeballs), backoff, the two
-// transports, signaling (rooms) and negotiation (one peer connection).
+// transports, refresh (when to renew an expiring token), signaling (rooms)
+// and negotiation (one peer connection).
 //
 // Layers: ClientImpl owns subscriptions, requests and the reconnect loop;
 // each connection attempt races transports (dialer.race) and yields one
@@ -41,6 +42,7 @@ import type { Datagram } from "./datagram.js";
 import { race } from "./dialer.js";
 import { decodeCertHash, httpOrigin, nodeTarget, resolveEndpoints } from "./endpoints.js";
 import type { Target } from "./endpoints.js";
+import { Refresher } from "./refresh.js";
 import { rethrowLater } from "./report.js";
 import { join } from "./signaling.js";
 import { SubscriptionImpl } from "./subscription.js";
@@ -83,7 +85,11 @@ export interface ConnectOptions {
    * Sent in Connect. A function is called before each connection attempt
    * (and background WebTransport attempt) with what it is for; after a 3502
    * (unauthorized) close it is asked once more, with reason "unauthorized",
-   * before the client gives up.
+   * before the client gives up. When the node says the session's token
+   * expires (Connected.expires_in_s), a function is also called before
+   * then, with reason "refresh", and its token handed to the node on the
+   * live session (see client.refresh()); a string token is not renewed:
+   * the node closes the session with 3502 when it expires, which is terminal.
    */
   token?: string | ((context: TokenContext) => string | Promise<string>);
   /**
@@ -143,16 +149,21 @@ export interface ConnectOptions {
 
 /** What a token function is called with. */
 export interface TokenContext {
-  /** The attempt since the last session began, from 1. */
+  /**
+   * The attempt since the last session began, from 1; for "refresh", the
+   * try at renewing the current token, from 1.
+   */
   attempt: number;
   /** The node's URL (as given to connect(), from /api/nodes or a drain's reconnect_url). */
   url: string;
   /**
    * "connect" (before the first session), "reconnect", "upgrade" (a
-   * background WebTransport attempt while on WebSocket) or "unauthorized"
-   * (the node closed with 3502: a fresh token is wanted).
+   * background WebTransport attempt while on WebSocket), "unauthorized"
+   * (the node closed with 3502: a fresh token is wanted) or "refresh" (the
+   * live session's token expires soon: a new one for the same user is
+   * handed to the node without reconnecting).
    */
-  reason: "connect" | "reconnect" | "upgrade" | "unauthorized";
+  reason: "connect" | "reconnect" | "upgrade" | "unauthorized" | "refresh";
 }
 
 /** A position in a channel's stream. */
@@ -372,7 +383,8 @@ export interface SubscribedEvent {
 
 /**
  * Payload of "error": something failed that no promise reports (a
- * resubscribe refused, a throwing handler, a datagram the server refused).
+ * resubscribe refused, a throwing handler, a datagram the server refused,
+ * a failed token refresh).
  */
 export interface ClientErrorEvent {
   error: Error;
@@ -447,6 +459,22 @@ export interface Client {
    * answer, it is sent on the next session.
    */
   presence(channel: string, options?: PresenceOptions): Promise<PresenceResult>;
+  /**
+   * Hands the node a new token for the live session (a Refresh frame,
+   * no reconnect) and resolves once it took it: the session's permissions
+   * and expiry are the new token's from then on. token defaults to the
+   * token function's (called with reason "refresh"), else the token
+   * option. A token given here also replaces a string token option for
+   * later connects. With a token function the client refreshes by itself
+   * before the token expires; call this to switch tokens sooner (e.g. for
+   * new permissions). Resolves at once while reconnecting (the next
+   * session connects with the token option), and when the session ends
+   * before the answer. Rejects with RequestError 110 (refused: a bad
+   * token, or another user's; the old token stays in force),
+   * TimeoutError, ClosedError, an Error "token: …" when the token function
+   * fails (its error as cause), or TypeError when token is not a string.
+   */
+  refresh(token?: string): Promise<void>;
   /** Adds an event handler; returns a function that removes it. */
   on<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): () => void;
   off<E extends ClientEventName>(event: E, handler: (e: ClientEvents[E]) => void): void;
@@ -727,18 +755,26 @@ function settings(url: string | string[], o: ConnectOptions, hooks: Internals): 
   };
 }
 
-/** A publish, unsubscribe or presence request waiting for its reply (or for a connection). */
-interface Req {
-  kind: "publish" | "unsubscribe" | "presence";
+/** A publish, unsubscribe, presence or refresh request waiting for its reply (or for a connection). */
+interface Req extends ReqBody {
+  kind: "publish" | "unsubscribe" | "presence" | "refresh";
   channel: string;
-  data?: Uint8Array;
-  key?: string; // a publish's idempotency key, the same on every send
-  countsOnly?: boolean; // a presence request's
   resolve(v: unknown): void;
   reject(e: Error): void;
   timer: unknown;
   settled: boolean;
 }
+
+/** What a request carries besides its channel. */
+interface ReqBody {
+  data?: Uint8Array;
+  key?: string; // a publish's idempotency key, the same on every send
+  countsOnly?: boolean; // a presence request's
+  token?: string; // a refresh's
+}
+
+/** Whether a request needs nothing more once its session ended: an unsubscribe (the next session starts without it), a refresh (it connects with a fresh token). */
+const moot = (r: Req): boolean => r.kind === "unsubscribe" || r.kind === "refresh";
 
 /** What a request id in flight on a connection is for. */
 type Inflight =
@@ -798,6 +834,7 @@ class ClientImpl implements Client {
   private upgradeDelay = UPGRADE_MIN;
   private upgradeTimer: unknown;
   private pollTimer: unknown;
+  private readonly refresher: Refresher | undefined; // with a token function
   private readonly onOnline = (): void => {
     this.backoff.reset();
     this.wake?.();
@@ -831,6 +868,11 @@ class ClientImpl implements Client {
     this.events.addEventListener?.("offline", this.onOffline);
     this.online = hooks.online ?? (() => (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine !== false);
     this.signal = options.signal;
+    if (typeof s.token === "function") {
+      this.refresher = new Refresher(this.clock, (attempt) => this.renew(this.conn!, attempt), (e) => this.emit("error", {
+        error: e instanceof RequestError || e instanceof TimeoutError ? e : new Error(`switchyard: token refresh failed: ${(e as Error).message}`, { cause: e }),
+      }));
+    }
   }
 
   /** Runs the client; resolves on the first session, rejects when connect() fails. */
@@ -912,16 +954,36 @@ class ClientImpl implements Client {
 
   /** The token for an attempt; rejects with a CloseInfo. */
   private async token(reason: TokenReason, t: Target, signal?: AbortSignal): Promise<string> {
+    try {
+      return await this.fresh(reason, t.url, ++this.tries, signal);
+    } catch (e) {
+      throw { code: 0, reason: (e as Error).message } satisfies CloseInfo;
+    }
+  }
+
+  /** The token option's token: a function's is asked for (within connectTimeout); rejects with an Error "token: …". */
+  private async fresh(reason: TokenReason, url: string, attempt: number, signal?: AbortSignal): Promise<string> {
     const fn = this.s.token;
     if (typeof fn !== "function") return fn ?? "";
     let token: unknown;
     try {
-      token = await this.within(Promise.resolve(fn({ attempt: ++this.tries, url: t.url, reason })), this.s.connectTimeout, signal);
+      token = await this.within(Promise.resolve(fn({ attempt, url, reason })), this.s.connectTimeout, signal);
     } catch (e) {
-      throw { code: 0, reason: `token: ${e instanceof Error ? e.message : String(e)}` } satisfies CloseInfo;
+      throw new Error(`token: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
-    if (typeof token !== "string") throw { code: 0, reason: "token: the function did not return a string" } satisfies CloseInfo;
+    if (typeof token !== "string") throw new Error("token: the function did not return a string");
     return token;
+  }
+
+  /**
+   * Hands conn's node a new token (token, else the token option's, asked
+   * for with reason "refresh"); resolves with the new expires_in_s, or
+   * undefined when the session ended first.
+   */
+  private async renew(conn: Connection, attempt: number, token?: string): Promise<number | undefined> {
+    token ??= await this.fresh("refresh", conn.target.url, attempt);
+    if (this.conn !== conn) return undefined;
+    return (await this.request("refresh", "", { token })) as number | undefined;
   }
 
   /** Whether WebTransport can be tried on this node at all. */
@@ -1008,6 +1070,7 @@ class ClientImpl implements Client {
     this.sessionId = c.sessionId;
     this.maxDatagramSize = c.maxDatagramSize;
     this.tries = 0;
+    this.refresher?.arm(c.expiresInS);
     conn.attach({
       frame: (f) => this.onFrame(conn, f),
       streamMessage: (alias, f) => this.onStreamMessage(conn, alias, f),
@@ -1088,7 +1151,7 @@ class ClientImpl implements Client {
     const reqs: Req[] = [];
     for (const x of o.inflight.values()) {
       if (x.kind !== "request" || x.req.settled) continue;
-      if (x.req.kind === "unsubscribe") this.settle(x.req);
+      if (moot(x.req)) this.settle(x.req);
       else reqs.push(x.req);
     }
     return reqs;
@@ -1135,13 +1198,15 @@ class ClientImpl implements Client {
     this.serveDone = undefined;
     this.state = "reconnecting";
     this.clock.clearTimeout(this.upgradeTimer);
+    this.refresher?.stop();
     const resend = this.dropOld();
     const inflight = this.inflight;
     this.inflight = new Map();
     for (const x of inflight.values()) {
       if (x.kind !== "request") continue;
-      // Unsubscribing needs nothing more: the next session starts clean.
-      if (x.req.kind === "unsubscribe") this.settle(x.req);
+      // Unsubscribing and refreshing need nothing more: the next session
+      // starts clean, with a fresh token.
+      if (moot(x.req)) this.settle(x.req);
       // An unacknowledged publish goes again, with its idempotency key: if
       // the server applied it, the owner node says duplicate instead of
       // publishing it twice. Its timer keeps running from publish().
@@ -1171,6 +1236,7 @@ class ClientImpl implements Client {
     this.events.removeEventListener?.("offline", this.onOffline);
     this.clock.clearTimeout(this.upgradeTimer);
     this.clock.clearTimeout(this.pollTimer);
+    this.refresher?.stop();
     const conn = this.conn;
     this.conn = undefined;
     conn?.close(code, reason);
@@ -1324,6 +1390,8 @@ class ClientImpl implements Client {
       this.settle(req, undefined, { epoch: f.epoch, offset: f.offset, duplicate: f.duplicate } satisfies PublishResult);
     } else if (req.kind === "unsubscribe" && f.type === "unsubscribed") {
       this.settle(req);
+    } else if (req.kind === "refresh" && f.type === "refreshed") {
+      this.settle(req, undefined, f.expiresInS);
     } else if (req.kind === "presence" && f.type === "presenceReply") {
       this.settle(req, undefined, { clients: f.clients, users: f.users, members: f.members, truncated: f.truncated } satisfies PresenceResult);
     } else {
@@ -1374,7 +1442,7 @@ class ClientImpl implements Client {
     const id = this.nextId(conn);
     let frame: Uint8Array;
     try {
-      frame = encodeFrame(id, req.kind, { channel: req.channel, data: req.data, idempotencyKey: req.key, countsOnly: req.countsOnly });
+      frame = encodeFrame(id, req.kind, { channel: req.channel, data: req.data, idempotencyKey: req.key, countsOnly: req.countsOnly, token: req.token });
     } catch (e) {
       this.settle(req, e as Error);
       return;
@@ -1451,7 +1519,7 @@ class ClientImpl implements Client {
     }
     // A copy: the caller may change data while the publish waits.
     const bytes = typeof data === "string" ? view : view.slice();
-    return this.request("publish", channel, bytes, key) as Promise<PublishResult>;
+    return this.request("publish", channel, { data: bytes, key }) as Promise<PublishResult>;
   }
 
   sendDatagram(channel: string, data: string | Uint8Array | ArrayBuffer | ArrayBufferView): boolean {
@@ -1477,12 +1545,22 @@ class ClientImpl implements Client {
   presence(channel: string, options?: PresenceOptions): Promise<PresenceResult> {
     if (this.closed) return Promise.reject(this.endError);
     if (typeof channel !== "string") return Promise.reject(new TypeError("switchyard: channel must be a string"));
-    return this.request("presence", channel, undefined, undefined, !!options?.countsOnly) as Promise<PresenceResult>;
+    return this.request("presence", channel, { countsOnly: !!options?.countsOnly }) as Promise<PresenceResult>;
   }
 
-  private request(kind: Req["kind"], channel: string, data?: Uint8Array, key?: string, countsOnly?: boolean): Promise<unknown> {
+  async refresh(token?: string): Promise<void> {
+    if (this.closed) throw this.endError;
+    if (token !== undefined && typeof token !== "string") throw new TypeError("switchyard: token must be a string");
+    if (token !== undefined && typeof this.s.token !== "function") this.s.token = token;
+    const conn = this.conn;
+    if (!conn) return; // the next session's Connect carries the token option's
+    const s = await this.renew(conn, 1, token);
+    if (s !== undefined && this.conn === conn) this.refresher?.arm(s);
+  }
+
+  private request(kind: Req["kind"], channel: string, body: ReqBody = {}): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      const req: Req = { kind, channel, data, key, countsOnly, resolve, reject, timer: undefined, settled: false };
+      const req: Req = { kind, channel, ...body, resolve, reject, timer: undefined, settled: false };
       req.timer = this.clock.setTimeout(() => {
         if (req.settled) return;
         this.waiting = this.waiting.filter((r) => r !== req);
@@ -1493,11 +1571,13 @@ class ClientImpl implements Client {
         if (kind === "unsubscribe") {
           this.settle(req); // locally it is gone already
         } else {
-          this.settle(req, new TimeoutError(`switchyard: ${kind} to ${channel} not acknowledged within ${this.s.requestTimeout} ms`));
+          this.settle(req, new TimeoutError(`switchyard: ${kind} ${channel && `to ${channel} `}not acknowledged within ${this.s.requestTimeout} ms`));
         }
         this.flush();
       }, this.s.requestTimeout);
-      this.waiting.push(req);
+      // A refresh goes first: it has a deadline, the others only order.
+      if (kind === "refresh") this.waiting.unshift(req);
+      else this.waiting.push(req);
       this.flush();
     });
   }

@@ -90,7 +90,7 @@ describe("codec", () => {
   it("round-trips every kind, defaults included", () => {
     const samples: { [K in Kind]: Partial<Kinds[K]> } = {
       connect: { token: "", client: "c", protocol: "switchyard.v1" },
-      connected: { sessionId: "s", pingIntervalMs: 0, pongTimeoutMs: 1, maxFrameSize: 16 << 20, node: "ñ", region: "r", protocol: "" },
+      connected: { sessionId: "s", pingIntervalMs: 0, pongTimeoutMs: 1, maxFrameSize: 16 << 20, node: "ñ", region: "r", protocol: "", expiresInS: 60 },
       subscribe: { channel: "x".repeat(128), alias: 1, recover: true, sinceEpoch: "e", sinceOffset: 2 ** 40 },
       subscribed: { channel: "c", epoch: "", offset: 0, recovered: true },
       unsubscribe: { channel: "c" },
@@ -110,6 +110,8 @@ describe("codec", () => {
       },
       join: { channel: "c", member: { client: "s", user: "", info: bytes(0) } },
       leave: { channel: "", member: undefined },
+      refresh: { token: "eyJ.x.y" },
+      refreshed: { expiresInS: 3600 },
     };
     for (const kind of Object.keys(samples) as Kind[]) {
       for (const id of [0, 1, 127, 128, 0xffffffff]) {

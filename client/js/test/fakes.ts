@@ -1,8 +1,9 @@
 // Test doubles: a fake clock whose timers run only when the test advances
 // time, and fake transports driven by a small in-memory Switchyard node
 // (with volatile channels: datagrams on WebTransport, messages on
-// WebSocket; per-subscription streams on WebTransport when asked; and
-// presence: members, join and leave events, the presence request).
+// WebSocket; per-subscription streams on WebTransport when asked;
+// presence: members, join and leave events, the presence request; and
+// token refreshes).
 
 import { decodeFrame, encodeFrame } from "../src/codec.js";
 import { encodeDatagram, parseDatagram } from "../src/datagram.js";
@@ -253,6 +254,11 @@ export class FakeNet {
   dedupeWindow = 120_000;
   /** When true the node applies publishes but their acks get lost (as if the connection broke first). */
   loseAcks = false;
+  /**
+   * Answers a Refresh: the new token's expires_in_s (Refreshed), or
+   * undefined to refuse it (Error 110). Default: the Connected's.
+   */
+  refresh = (_token: string): number | undefined => this.connected.expiresInS ?? 0;
   /** Keys seen: channel + "\n" + key → the publication's position and when. */
   private keys = new Map<string, { epoch: string; offset: number; at: number }>();
   /** Channels; subs maps each subscribed transport to its alias; log holds the epoch's publications. */
@@ -397,6 +403,12 @@ export class FakeNet {
     }
     if (!this.answer) return;
     switch (f.type) {
+      case "refresh": {
+        const s = this.refresh(f.token);
+        if (s === undefined) t.push(f.id, "error", { code: 110, message: "refresh refused: bad token" });
+        else t.push(f.id, "refreshed", { expiresInS: s });
+        return;
+      }
       case "subscribe": {
         const ch = this.channel(f.channel);
         if (ch.subs.has(t)) {
