@@ -400,6 +400,16 @@ func TestScopedAPIKeys(t *testing.T) {
 	if s := get("publisher-key-0123456789", "/api/history?channel=news"); s != 403 {
 		t.Errorf("history with the publisher key: %d", s)
 	}
+	// Profiles take the admin scope.
+	if s := get("reader-key-0123456789abc", "/debug/pprof/heap"); s != 403 {
+		t.Errorf("heap profile with the reader key: %d", s)
+	}
+	if s := get("", "/debug/pprof/"); s != 401 {
+		t.Errorf("profiles without a key: %d", s)
+	}
+	if s := get("admin-key-0123456789abcde", "/debug/pprof/heap?debug=1"); s != 200 {
+		t.Errorf("heap profile with the admin key: %d", s)
+	}
 	// Draining takes the admin scope.
 	drain := func(key string) int {
 		req, _ := http.NewRequest(http.MethodPost, n.http+"/api/drain", nil)

@@ -58,6 +58,7 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("/api/history", n.only(getHead, http.HandlerFunc(n.apiHistory)))
 	mux.Handle("/api/presence", n.only(getHead, http.HandlerFunc(n.apiPresence)))
 	mux.Handle("/api/drain", n.only([]string{http.MethodPost}, http.HandlerFunc(n.apiDrain)))
+	n.pprofRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no such API endpoint: %.64q", r.URL.Path))
 	})
@@ -74,7 +75,7 @@ func (n *Node) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	})))
-	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/api/history": true, "/api/presence": true, "/api/drain": true, "/healthz": true, "/readyz": true, "/certhash": true, "/metrics": true,
+	own := map[string]bool{"/signal": n.cfg.Signal != nil, "/ws": true, "/wt": true, "/api/": true, "/api/publish": true, "/api/nodes": true, "/api/history": true, "/api/presence": true, "/api/drain": true, "/debug/pprof/": true, "/healthz": true, "/readyz": true, "/certhash": true, "/metrics": true,
 		"/admin": true, "/admin/": true, "/admin/api/stats": true}
 	mux.Handle("/metrics", n.only(getHead, n.metrics))
 	n.adminRoutes(mux) // admin.go
@@ -278,6 +279,11 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.IdempotencyKey) > protocols.MaxIdempotencyKey {
 		protocols.WriteHTTPError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("idempotency_key is %d bytes, limit %d", len(req.IdempotencyKey), protocols.MaxIdempotencyKey))
+		return
+	}
+	if !n.limits.channelAllows(req.Channel) {
+		w.Header().Set("Retry-After", "1")
+		protocols.WriteHTTPError(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("over %g publishes a second on %.64q", n.cfg.Limits.ChannelPublishRate, req.Channel))
 		return
 	}
 	pos, dup, err := n.hub.Publish(r.Context(), req.Channel, req.IdempotencyKey, data)

@@ -41,6 +41,11 @@ type Limits struct {
 	// authenticated user together, as PublishRate.
 	UserPublishRate  float64
 	UserPublishBurst int
+	// ChannelPublishRate and ChannelPublishBurst limit the publishes of
+	// one channel that this node takes in (from its sessions and its API),
+	// as PublishRate: a cluster of N nodes lets up to N times through.
+	ChannelPublishRate  float64
+	ChannelPublishBurst int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -52,6 +57,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.UserPublishBurst <= 0 {
 		l.UserPublishBurst = max(int(2*l.UserPublishRate), 1)
+	}
+	if l.ChannelPublishBurst <= 0 {
+		l.ChannelPublishBurst = max(int(2*l.ChannelPublishRate), 1)
 	}
 	return l
 }
@@ -65,6 +73,7 @@ type limiter struct {
 	retryAt time.Time               // the next slot given to a refused session
 	perIP   map[string]int          // open sessions by client IP
 	perUser map[string]*userCounter // open sessions by user
+	perChan map[string]*rate.Limiter // publish rates by channel (ChannelPublishRate)
 }
 
 type userCounter struct {
@@ -73,7 +82,7 @@ type userCounter struct {
 }
 
 func newLimiter(cfg Limits) *limiter {
-	l := &limiter{cfg: cfg, perIP: make(map[string]int), perUser: make(map[string]*userCounter)}
+	l := &limiter{cfg: cfg, perIP: make(map[string]int), perUser: make(map[string]*userCounter), perChan: make(map[string]*rate.Limiter)}
 	if cfg.ConnectRate > 0 {
 		l.connect = rate.NewLimiter(rate.Limit(cfg.ConnectRate), max(cfg.ConnectBurst, 1))
 	}
@@ -148,6 +157,33 @@ func (l *limiter) dropUser(user string) {
 			delete(l.perUser, user)
 		}
 	}
+}
+
+// maxChannelLimiters bounds the channels whose publish rates are kept;
+// past it, those whose buckets are full again (idle) are dropped.
+const maxChannelLimiters = 10000
+
+// channelAllows takes a publish from channel's rate; false when spent.
+func (l *limiter) channelAllows(channel string) bool {
+	if l.cfg.ChannelPublishRate <= 0 {
+		return true
+	}
+	now := time.Now()
+	l.mu.Lock()
+	lim := l.perChan[channel]
+	if lim == nil {
+		if len(l.perChan) >= maxChannelLimiters {
+			for name, x := range l.perChan {
+				if x.TokensAt(now) >= float64(x.Burst()) {
+					delete(l.perChan, name)
+				}
+			}
+		}
+		lim = rate.NewLimiter(rate.Limit(l.cfg.ChannelPublishRate), l.cfg.ChannelPublishBurst)
+		l.perChan[channel] = lim
+	}
+	l.mu.Unlock()
+	return lim.AllowN(now, 1)
 }
 
 // publishLimiter is a session's publish rate (nil: none).

@@ -155,3 +155,30 @@ func TestPublishRate(t *testing.T) {
 	}
 	checkAlive(t, n, c)
 }
+
+// TestChannelPublishRate: a channel's rate holds for all its publishers
+// together, sessions and API; another channel is not affected.
+func TestChannelPublishRate(t *testing.T) {
+	n := startNode(t, func(c *edge.Config) { c.Limits = edge.Limits{ChannelPublishRate: 2, ChannelPublishBurst: 4} })
+	a := n.dial(t, protocols.WebSocket)
+	b := n.dial(t, protocols.WebTransport)
+	ctx := ctxT(t)
+	limited := 0
+	for i := range 10 {
+		c := []*client.Client{a, b}[i%2]
+		if _, err := c.Publish(ctx, "hot", []byte("x")); isRequestError(err, protocols.ErrCodeRateLimited) {
+			limited++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limited < 5 {
+		t.Fatalf("%d of 10 publishes on one channel limited, want those over its burst of 4", limited)
+	}
+	if code, body := n.apiPublish(t, testAPIKey, `{"channel":"hot","data":"y"}`); code != 429 || body["error"] != "rate_limited" {
+		t.Fatalf("API publish over the channel's rate: %d %v", code, body)
+	}
+	if _, err := a.Publish(ctx, "cold", []byte("z")); err != nil {
+		t.Fatalf("another channel: %v", err)
+	}
+}

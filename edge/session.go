@@ -234,6 +234,9 @@ func (c *client) publish(id uint32, p *protocols.Publish) error {
 	if why := c.overRate(); why != "" {
 		return c.fail(id, protocols.ErrCodeRateLimited, why)
 	}
+	if !c.node.limits.channelAllows(p.Channel) {
+		return c.fail(id, protocols.ErrCodeRateLimited, fmt.Sprintf("over %g publishes a second on %.64q", c.node.cfg.Limits.ChannelPublishRate, p.Channel))
+	}
 	if limit := c.node.maxPayload(p.Channel); len(p.Data) > limit {
 		return c.fail(id, protocols.ErrCodePayloadTooLarge, fmt.Sprintf("payload is %d bytes, limit %d", len(p.Data), limit))
 	}

@@ -108,6 +108,7 @@ func limitsOf(o options) edge.Limits {
 	l.ConnectRate, l.ConnectBurst = float64(o.connectRate), o.connectBurst
 	l.PublishRate, l.PublishBurst = float64(o.publishRate), o.publishBurst
 	l.UserPublishRate, l.UserPublishBurst = float64(o.userPubRate), o.userPubBurst
+	l.ChannelPublishRate, l.ChannelPublishBurst = float64(o.chanPubRate), o.chanPubBurst
 	return l
 }
 

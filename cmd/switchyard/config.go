@@ -17,50 +17,53 @@ import (
 
 // options are the resolved settings of one run, filled from optionTable.
 type options struct {
-	listen         string
-	http           string
-	cert, key      string
-	apiKey         string
-	apiKeyDefault  bool // set by run: apiKey was made up
-	allowedOrigins []string
-	publicURLs     []string
-	volatile       []string
-	presence       []string
-	history        []edge.HistoryRule
-	replicas       int
-	batchUDP       bool
-	node, region   string
-	logLevel       string
-	maxFrameSize   int
-	meshBind       string
-	meshForward    string
-	join           []string
-	meshKey        string
-	meshTLS        string
-	meshProfile    string
-	meshLANBind    string
-	pingInterval   time.Duration
-	pongTimeout    time.Duration
-	iceServers     []signaling.ICEServer
-	turnSecret     string
-	turnTTL        time.Duration
-	turnListen     string
-	turnRelayIP    string
-	roomSize       int
-	signalGrace    time.Duration
-	logFormat      string
-	drainWindow    time.Duration
-	metricsKey     string
-	apiKeys        []string
-	auth           authOptions
-	limits         edge.Limits
-	httpConnsPerIP int
-	connectRate    int // limits, as whole numbers (edge.Limits takes floats)
-	connectBurst   int
-	publishRate    int
-	publishBurst   int
-	userPubRate    int
-	userPubBurst   int
+	listen           string
+	http             string
+	cert, key        string
+	apiKey           string
+	apiKeyDefault    bool // set by run: apiKey was made up
+	allowedOrigins   []string
+	publicURLs       []string
+	volatile         []string
+	presence         []string
+	history          []edge.HistoryRule
+	replicas         int
+	batchUDP         bool
+	node, region     string
+	logLevel         string
+	maxFrameSize     int
+	meshBind         string
+	meshForward      string
+	join             []string
+	meshKey          string
+	meshTLS          string
+	meshProfile      string
+	meshLANBind      string
+	pingInterval     time.Duration
+	pongTimeout      time.Duration
+	iceServers       []signaling.ICEServer
+	turnSecret       string
+	turnTTL          time.Duration
+	turnListen       string
+	turnRelayIP      string
+	roomSize         int
+	signalGrace      time.Duration
+	logFormat        string
+	drainWindow      time.Duration
+	metricsKey       string
+	apiKeys          []string
+	auth             authOptions
+	limits           edge.Limits
+	httpConnsPerIP   int
+	connectRate      int // limits, as whole numbers (edge.Limits takes floats)
+	connectBurst     int
+	publishRate      int
+	publishBurst     int
+	userPubRate      int
+	userPubBurst     int
+	chanPubRate      int
+	chanPubBurst     int
+	maxSubscriptions int
 }
 
 // authOptions configure token checks (auth.Config).
@@ -189,6 +192,12 @@ var optionTable = optionSet{
 		Help: "publishes one session may send at once above its rate (0: twice the rate)"},
 	{Key: "limits.user_publish_rate", Value: bind(intKind, 0, func(o *options) *int { return &o.userPubRate }, notNegative),
 		Help: "publishes a second of all the sessions of one user together (0: no limit)"},
+	{Key: "limits.channel_publish_rate", Value: bind(intKind, 0, func(o *options) *int { return &o.chanPubRate }, notNegative),
+		Help: "publishes a second one channel may take in on this node, from every publisher (error 111, HTTP 429 over it; 0: no limit)"},
+	{Key: "limits.channel_publish_burst", Value: bind(intKind, 0, func(o *options) *int { return &o.chanPubBurst }, notNegative),
+		Help: "the same at once above the rate (0: twice the rate)"},
+	{Key: "limits.subscriptions", Value: bind(intKind, 128, func(o *options) *int { return &o.maxSubscriptions }, positive),
+		Help: "subscriptions one session may hold (error 103 over it)"},
 	{Key: "limits.user_publish_burst", Value: bind(intKind, 0, func(o *options) *int { return &o.userPubBurst }, notNegative),
 		Help: "the same at once above the rate (0: twice the rate)"},
 	{Key: "max_frame_size", Value: bind(intKind, sessionDefaults.MaxFrameSize, func(o *options) *int { return &o.maxFrameSize }, frameSize),

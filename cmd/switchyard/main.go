@@ -136,6 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		APIKey:            o.apiKey,
 		APIKeys:           apiKeys,
 		Limits:            limitsOf(o),
+		MaxSubscriptions:  o.maxSubscriptions,
 		MaxHTTPConnsPerIP: httpCap,
 		MetricsKey:        o.metricsKey,
 		DrainWindow:       o.drainWindow,
@@ -249,6 +250,7 @@ func printBanner(w io.Writer, node *edge.Node, store *certs.Store, o options, tu
 		fmt.Fprintf(w, "  Browser SDK   http://%s/switchyard.js\n", a.HTTP)
 		fmt.Fprintf(w, "  Signaling     ws://%s/signal (WebRTC rooms)\n", a.HTTP)
 		fmt.Fprintf(w, "  API           http://%s/api/publish\n", a.HTTP)
+		fmt.Fprintf(w, "  Dashboard     http://%s/admin (the API key; metrics at /metrics)\n", a.HTTP)
 		if a.TLS != nil {
 			fmt.Fprintf(w, "  Cert hash     http://%s/certhash\n", a.HTTP)
 		}
