@@ -70,9 +70,9 @@ type limiter struct {
 	connect *rate.Limiter // nil: no connect rate
 
 	mu      sync.Mutex
-	retryAt time.Time               // the next slot given to a refused session
-	perIP   map[string]int          // open sessions by client IP
-	perUser map[string]*userCounter // open sessions by user
+	retryAt time.Time                // the next slot given to a refused session
+	perIP   map[string]int           // open sessions by client IP
+	perUser map[string]*userCounter  // open sessions by user
 	perChan map[string]*rate.Limiter // publish rates by channel (ChannelPublishRate)
 }
 
