@@ -55,6 +55,10 @@ type Config struct {
 	HTTP string
 	// Certs is required when Listen is set.
 	Certs CertSource
+	// ALPN are more protocols the TCP TLS listener offers, after h2 and
+	// http/1.1: "acme-tls/1" for an ACME TLS-ALPN-01 challenge
+	// (golang.org/x/crypto/acme/autocert as Certs answers it).
+	ALPN []string
 
 	// Auth checks each session's token (Connect.token, or the WebSocket
 	// upgrade's ?token=) and its capabilities on every subscribe,
@@ -493,7 +497,7 @@ func (n *Node) Start() error {
 		}
 		if isTLS {
 			srv.TLSConfig = n.tlsConfig()
-			srv.TLSConfig.NextProtos = []string{"h2", "http/1.1"}
+			srv.TLSConfig.NextProtos = append([]string{"h2", "http/1.1"}, n.cfg.ALPN...)
 			ln = tls.NewListener(ln, srv.TLSConfig)
 		}
 		n.servers = append(n.servers, srv)

@@ -7,6 +7,9 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
+
 	"github.com/switchyard/switchyard/auth"
 	"github.com/switchyard/switchyard/edge"
 )
@@ -110,6 +113,21 @@ func limitsOf(o options) edge.Limits {
 	l.UserPublishRate, l.UserPublishBurst = float64(o.userPubRate), o.userPubBurst
 	l.ChannelPublishRate, l.ChannelPublishBurst = float64(o.chanPubRate), o.chanPubBurst
 	return l
+}
+
+// acmeManager gets and renews the certificates of acme.domains from an
+// ACME CA, keeping them in acme.cache_dir.
+func acmeManager(o options) *autocert.Manager {
+	m := &autocert.Manager{
+		Prompt:     autocert.AcceptTOS,
+		HostPolicy: autocert.HostWhitelist(o.acmeDomains...),
+		Cache:      autocert.DirCache(o.acmeCacheDir),
+		Email:      o.acmeEmail,
+	}
+	if o.acmeDirectory != "" {
+		m.Client = &acme.Client{DirectoryURL: o.acmeDirectory}
+	}
+	return m
 }
 
 // randomSecret is an HMAC secret nobody knows: no token verifies with it.

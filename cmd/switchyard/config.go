@@ -64,6 +64,10 @@ type options struct {
 	chanPubRate      int
 	chanPubBurst     int
 	maxSubscriptions int
+	acmeDomains      []string
+	acmeCacheDir     string
+	acmeEmail        string
+	acmeDirectory    string
 }
 
 // authOptions configure token checks (auth.Config).
@@ -119,6 +123,15 @@ var optionTable = optionSet{
 		Help: "TLS certificate `file` (PEM), re-read when it changes; without it a self-signed dev certificate is generated and rotated"},
 	{Key: "key", Value: bind(strKind, "", func(o *options) *string { return &o.key }),
 		Help: "TLS key `file` (PEM), with cert"},
+	{Key: "acme.domains", Value: bind(listKind, nil, func(o *options) *[]string { return &o.acmeDomains }),
+		DefaultDoc: "none",
+		Help:       "DNS `names` to get certificates for from an ACME CA (Let's Encrypt), instead of cert and key; the TLS listener must be reachable on port 443 of those names (TLS-ALPN-01)"},
+	{Key: "acme.cache_dir", Value: bind(strKind, "switchyard-acme", func(o *options) *string { return &o.acmeCacheDir }),
+		Help: "`directory` where ACME keys and certificates are kept across restarts"},
+	{Key: "acme.email", Value: bind(strKind, "", func(o *options) *string { return &o.acmeEmail }),
+		Help: "contact `address` given to the ACME CA (expiry notices)"},
+	{Key: "acme.directory_url", Value: bind(strKind, "", func(o *options) *string { return &o.acmeDirectory }),
+		DefaultDoc: "Let's Encrypt", Help: "ACME directory `URL` (e.g. a CA's staging one)"},
 	{Key: "api_key", Value: bind(strKind, "", func(o *options) *string { return &o.apiKey }), Secret: true,
 		DefaultDoc: "`" + devAPIKey + "` on loopback, else random",
 		Help:       "`key` for the server API (X-API-Key); printed at start when defaulted"},
@@ -293,6 +306,14 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 func crossCheck(o *options, r *report) {
 	if o.listen == "" && o.http == "" {
 		r.add("http", "empty, and so is %s: nothing to serve", "listen")
+	}
+	if len(o.acmeDomains) > 0 {
+		if o.cert != "" {
+			r.add("acme.domains", "set together with %s: take certificates from files or from ACME, not both", "cert")
+		}
+		if o.listen == "" {
+			r.add("acme.domains", "needs %s, the TLS address", "listen")
+		}
 	}
 	switch {
 	case o.cert != "" && o.key == "":

@@ -408,7 +408,7 @@ func TestConfigDefaults(t *testing.T) {
 		replicas: 2, logLevel: "info", meshProfile: "lan",
 		maxFrameSize: 64 << 10, pingInterval: 25 * time.Second, pongTimeout: 10 * time.Second, // the protocol's defaults
 		turnTTL: 24 * time.Hour, roomSize: 50, signalGrace: 10 * time.Second,
-		logFormat: "text", drainWindow: time.Second, connectRate: 2000, connectBurst: 1000, httpConnsPerIP: 256, maxSubscriptions: 128,
+		logFormat: "text", drainWindow: time.Second, connectRate: 2000, connectBurst: 1000, httpConnsPerIP: 256, maxSubscriptions: 128, acmeCacheDir: "switchyard-acme",
 		auth: authOptions{jwksRefresh: 5 * time.Minute, leeway: 5 * time.Second},
 	}
 	if !reflect.DeepEqual(o, want) {

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/switchyard/switchyard/certs"
 	"github.com/switchyard/switchyard/client/js"
@@ -87,7 +89,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var store *certs.Store
-	if o.listen != "" {
+	var acmeCerts *autocert.Manager
+	if o.listen != "" && len(o.acmeDomains) > 0 {
+		acmeCerts = acmeManager(o)
+	} else if o.listen != "" {
 		if o.cert != "" {
 			store, err = certs.LoadFiles(o.cert, o.key, logger)
 		} else {
@@ -160,6 +165,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if store != nil {
 		cfg.Certs = store
+	}
+	if acmeCerts != nil {
+		cfg.Certs = acmeCerts
+		cfg.ALPN = []string{acme.ALPNProto} // TLS-ALPN-01 challenges on the TLS listener
 	}
 	if verifier != nil {
 		cfg.Auth = verifier
