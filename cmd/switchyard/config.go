@@ -187,8 +187,8 @@ var optionTable = optionSet{
 	{Key: "auth.leeway", Value: bind(durationKind, 5*time.Second, func(o *options) *time.Duration { return &o.auth.leeway }, notNegative),
 		Help: "clock skew allowed when checking exp and nbf"},
 	{Key: "auth.anonymous", Value: bind(strKind, "", func(o *options) *string { return &o.auth.anonymous }, anonymousCaps),
-		DefaultDoc: "everything when no token key is set (the dev node), else nothing",
-		Help:       "what a client without a token may do: `caps` as in a token ([{\"channels\":[\"public:*\"],\"allow\":[\"subscribe\"]}]), or none"},
+		DefaultDoc: "on loopback with no token key: all (the dev node); else none",
+		Help:       "what a client without a token may do: `caps` as in a token ([{\"channels\":[\"public:*\"],\"allow\":[\"subscribe\"]}]), all, or none. A node on a public address needs a token key or this"},
 	{Key: "limits.connect_rate", Value: bind(intKind, 2000, func(o *options) *int { return &o.connectRate }, notNegative),
 		Help: "new sessions a second the node admits; over it a client is told to come back later (3006) at a slot of its own; 0: no limit"},
 	{Key: "limits.connect_burst", Value: bind(intKind, 1000, func(o *options) *int { return &o.connectBurst }, notNegative),
@@ -285,9 +285,9 @@ func apiKeyList(keys []string) error {
 	return nil
 }
 
-// anonymousCaps checks auth.anonymous: empty, "none", or grants.
+// anonymousCaps checks auth.anonymous: empty, "none", "all", or grants.
 func anonymousCaps(s string) error {
-	if s == "" || s == "none" {
+	if s == "" || s == "none" || s == "all" {
 		return nil
 	}
 	if _, err := auth.ParseGrants([]byte(s)); err != nil {
@@ -306,6 +306,9 @@ func parseOptions(args []string, usage io.Writer) (options, error) {
 func crossCheck(o *options, r *report) {
 	if o.listen == "" && o.http == "" {
 		r.add("http", "empty, and so is %s: nothing to serve", "listen")
+	}
+	if !o.loopback() && !o.auth.tokenKeys() && o.auth.anonymous == "" {
+		r.add("auth.anonymous", "unset while the node listens beyond loopback and has no token key: set %s (or auth.public_keys, auth.jwks_url, auth.jwks_file), or auth.anonymous all to let anyone do anything", "auth.hmac_secrets")
 	}
 	if len(o.acmeDomains) > 0 {
 		if o.cert != "" {

@@ -180,6 +180,15 @@ mesh_bind: 10.0.0.1:7946
 mesh_tls: /etc/switchyard/mesh
 mesh_key: "@/etc/switchyard/mesh/gossip.key"
 join: 10.0.0.2:7946, 10.0.0.3:7946
+auth:
+  jwks_url: https://id.example.com/.well-known/jwks.json
+  audience: switchyard
+  issuer: https://id.example.com
+api_keys: ["backend:@/etc/switchyard/api.key:publish+history"]
+limits:
+  connect_rate: 1000
+  sessions_per_ip: 200
+  publish_rate: 50
 `
 
 // configDoc is docs/config.md.
