@@ -337,6 +337,10 @@ func errorCodeLabel(c protocols.ErrorCode) string {
 		return "internal"
 	case protocols.ErrCodeNotConnected:
 		return "not_connected"
+	case protocols.ErrCodeUnauthorized:
+		return "unauthorized"
+	case protocols.ErrCodeRateLimited:
+		return "rate_limited"
 	}
 	if c >= 100 && c < 200 {
 		return strconv.Itoa(int(c)) // a code added since: still one of few

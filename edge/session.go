@@ -360,14 +360,16 @@ func (c *client) reply(frame []byte) error {
 // overRate takes a publish from the session's and its user's rates; it
 // says why when one of them is spent.
 func (c *client) overRate() string {
-	c.mu.Lock()
-	if c.pubLimit == nil {
-		c.pubLimit = c.node.limits.publishLimiter()
-	}
-	lim := c.pubLimit
-	c.mu.Unlock()
-	if lim != nil && !lim.Allow() {
-		return fmt.Sprintf("over %g publishes a second for this session", float64(lim.Limit()))
+	if c.node.cfg.Limits.PublishRate > 0 {
+		c.mu.Lock()
+		if c.pubLimit == nil {
+			c.pubLimit = c.node.limits.publishLimiter()
+		}
+		lim := c.pubLimit
+		c.mu.Unlock()
+		if !lim.Allow() {
+			return fmt.Sprintf("over %g publishes a second for this session", float64(lim.Limit()))
+		}
 	}
 	if c.user != nil && c.user.publish != nil && !c.user.publish.Allow() {
 		return fmt.Sprintf("over %g publishes a second for user %.64q", float64(c.user.publish.Limit()), c.userName)
