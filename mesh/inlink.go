@@ -176,6 +176,11 @@ func (c *Cluster) handle(peer string, m message) {
 	case msgDeliver:
 		c.metrics.received.Add(1)
 		c.local.Deliver(m.channel, m.epoch, m.offset, m.rest)
+		if m.sent != 0 {
+			// From the owner's send to queued for the subscribers here
+			// (two clocks: skew shows as a shift; a negative one as 0).
+			c.metrics.deliverDelay.observe(max(time.Since(time.Unix(0, m.sent)), 0))
+		}
 	case msgPublish:
 		reply := func(epoch string, offset uint64, dup bool, err error) {
 			errText := ""

@@ -141,11 +141,13 @@ const (
 	deliverEpoch   protowire.Number = 2
 	deliverOffset  protowire.Number = 3
 	deliverFrame   protowire.Number = 4
+	deliverSent    protowire.Number = 5
 
 	deliverChannelTag = byte(deliverChannel)<<3 | byte(protowire.BytesType)
 	deliverEpochTag   = byte(deliverEpoch)<<3 | byte(protowire.BytesType)
 	deliverOffsetTag  = byte(deliverOffset)<<3 | byte(protowire.VarintType)
 	deliverFrameTag   = byte(deliverFrame)<<3 | byte(protowire.BytesType)
+	deliverSentTag    = byte(deliverSent)<<3 | byte(protowire.Fixed64Type)
 )
 
 // publicationOverhead bounds what a Publication adds to its frame in a
@@ -209,8 +211,17 @@ func helloMsg(name string) item {
 // encoding of Deliver{channel, epoch, offset, frame} (fields with zero
 // values left out, as generated code does).
 func deliverHeader(channel, epoch string, offset uint64, frameLen int) []byte {
+	return deliverHeaderAt(channel, epoch, offset, frameLen, 0)
+}
+
+// deliverHeaderAt is deliverHeader with the time the owner sends it
+// (Deliver.sent_unix_nano; 0: none), written before the frame.
+func deliverHeaderAt(channel, epoch string, offset uint64, frameLen int, sent int64) []byte {
 	channel, epoch = validUTF8(channel), validUTF8(epoch)
 	f := 0
+	if sent != 0 {
+		f += 1 + 8
+	}
 	if channel != "" {
 		f += 1 + protowire.SizeBytes(len(channel))
 	}
@@ -233,6 +244,9 @@ func deliverHeader(channel, epoch string, offset uint64, frameLen int) []byte {
 	}
 	if offset != 0 {
 		b = protowire.AppendVarint(append(b, deliverOffsetTag), offset)
+	}
+	if sent != 0 {
+		b = protowire.AppendFixed64(append(b, deliverSentTag), uint64(sent))
 	}
 	if frameLen > 0 {
 		b = protowire.AppendVarint(append(b, deliverFrameTag), uint64(frameLen))
@@ -311,6 +325,7 @@ type message struct {
 	key     string                  // publish: idempotency key
 	dup     bool                    // publish reply: a duplicate
 	rest    []byte                  // deliver: frame; publish: data; signal, 11–18: the payload
+	sent    int64                   // deliver: when the owner sent it (unix nanoseconds); 0: not told
 	history []protocols.Publication // register and history replies
 }
 
@@ -399,6 +414,10 @@ func decodeDeliver(p []byte, m *message) error {
 			m.offset, n = protowire.ConsumeVarint(p)
 		case uint64(deliverFrameTag):
 			m.rest, n = protowire.ConsumeBytes(p)
+		case uint64(deliverSentTag):
+			var v uint64
+			v, n = protowire.ConsumeFixed64(p)
+			m.sent = int64(v)
 		default:
 			n = protowire.ConsumeFieldValue(protowire.Number(num), wt, p)
 		}

@@ -46,6 +46,10 @@ type Stats struct {
 	// ProbeRTT is the round trip of memberlist's probes (UDP) of other
 	// nodes: the network between them.
 	ProbeRTT Histogram
+	// DeliverDelay is, for publications other nodes own, the time from the
+	// owner sending one on its link to its being queued for this node's
+	// subscribers (the clocks of two nodes: their skew shifts it).
+	DeliverDelay Histogram
 }
 
 // MemberStats is a member as Stats reports it.
@@ -107,6 +111,7 @@ type meshStats struct {
 	received          atomic.Uint64
 	requestRTT        histogram
 	probeRTT          histogram
+	deliverDelay      histogram
 }
 
 // Stats returns a snapshot of the cluster's state and counters. It takes
@@ -126,6 +131,7 @@ func (c *Cluster) Stats() Stats {
 		Received:          c.metrics.received.Load(),
 		RequestRTT:        c.metrics.requestRTT.snapshot(),
 		ProbeRTT:          c.metrics.probeRTT.snapshot(),
+		DeliverDelay:      c.metrics.deliverDelay.snapshot(),
 	}
 	st.DatagramsDropped, st.DatagramsOnLink = c.dgStats()
 

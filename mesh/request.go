@@ -241,7 +241,7 @@ func (c *Cluster) Forward(channel string, epoch string, offset uint64, frame []b
 	if len(links) == 0 {
 		return
 	}
-	it := item{hdr: deliverHeader(channel, epoch, offset, len(frame)), body: frame}
+	it := item{hdr: deliverHeaderAt(channel, epoch, offset, len(frame), time.Now().UnixNano()), body: frame}
 	for _, l := range links {
 		l.enqueue(it)
 	}

@@ -269,6 +269,20 @@ func TestDeliverIsProtobuf(t *testing.T) {
 			t.Fatalf("%q %q %d: header and frame % x, want the Deliver % x", c.channel, c.epoch, c.offset, got[:min(len(got), 64)], want[:min(len(want), 64)])
 		}
 	}
+	// With the send time, written before the frame: the generated
+	// Unmarshal reads the same message.
+	frame := protocols.EncodeMessage("room", "ep", 42, []byte("payload"))
+	at := append(deliverHeaderAt("room", "ep", 42, len(frame), 1_700_000_000_123456789), frame...)
+	size, n := protowire.ConsumeVarint(at[1:])
+	payload := at[1+n:]
+	var pb wirepb.Deliver
+	if err := proto.Unmarshal(payload, &pb); err != nil || at[0] != msgDeliver || int(size) != len(payload) ||
+		pb.SentUnixNano != 1_700_000_000_123456789 || !bytes.Equal(pb.Frame, frame) || pb.Offset != 42 {
+		t.Fatalf("with a send time: %v, %+v", err, &pb)
+	}
+	if m, err := decodeMessage(msgDeliver, payload); err != nil || m.sent != 1_700_000_000_123456789 || !bytes.Equal(m.rest, frame) {
+		t.Fatalf("decoded with a send time: %+v, %v", m, err)
+	}
 	// Fields out of order, repeated, of another wire type and unknown: as
 	// the generated Unmarshal reads them.
 	var p []byte

@@ -62,12 +62,15 @@ var (
 		nil, nil)
 	descProbeRTT = prometheus.NewDesc("switchyard_mesh_probe_rtt_seconds",
 		"Round trip of memberlist's probes (UDP) of other nodes: the network between them.", nil, nil)
+	descDeliverDelay = prometheus.NewDesc("switchyard_mesh_deliver_delay_seconds",
+		"For publications another node owns: from the owner sending one on its link to its being queued for this node's subscribers (two nodes' clocks). With switchyard_publish_delivery_seconds at the owner, the publish→deliver latency of subscribers on other nodes.",
+		nil, nil)
 )
 
 func (meshCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMembers, descHealth, descLinks, descLinkQueue, descLinkQueueBytes,
 		descLinkSent, descLinkSentBytes, descOverflows, descLinkDropped, descLinkErrors, descRejected, descForwarded,
-		descReceived, descDgDropped, descDgOnLink, descDeltas, descRegistrations, descRequestRTT, descProbeRTT} {
+		descReceived, descDgDropped, descDgOnLink, descDeltas, descRegistrations, descRequestRTT, descProbeRTT, descDeliverDelay} {
 		ch <- d
 	}
 }
@@ -109,6 +112,7 @@ func (mc meshCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRegistrations, st.Registrations)
 	ch <- histogram(descRequestRTT, st.RequestRTT)
 	ch <- histogram(descProbeRTT, st.ProbeRTT)
+	ch <- histogram(descDeliverDelay, st.DeliverDelay)
 }
 
 // histogram turns a mesh histogram (counts per bucket) into Prometheus's

@@ -265,6 +265,9 @@ func TestMeshMetrics(t *testing.T) {
 	if v := value(m, "switchyard_deliveries_total", "transport=websocket"); v < pubs {
 		t.Errorf("subscriber's node delivered %v, want at least %d", v, pubs)
 	}
+	if v := value(m, "switchyard_mesh_deliver_delay_seconds"); v < pubs {
+		t.Errorf("subscriber's node timed %v deliveries from the owner, want at least %d", v, pubs)
+	}
 	m = scrape(t, publisher.http)
 	if v := value(m, "switchyard_mesh_request_duration_seconds"); v < pubs {
 		t.Errorf("publisher's node timed %v requests, want at least %d (its publishes)", v, pubs)

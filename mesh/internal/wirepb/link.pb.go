@@ -866,11 +866,15 @@ func (x *Hello) GetName() string {
 // shares between all peers (mesh/link.go, deliverHeader), so frame must
 // stay the last field.
 type Deliver struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
-	Epoch         string                 `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	Frame         []byte                 `protobuf:"bytes,4,opt,name=frame,proto3" json:"frame,omitempty"` // the Message frame as the owner encoded it
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Epoch   string                 `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset  uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Frame   []byte                 `protobuf:"bytes,4,opt,name=frame,proto3" json:"frame,omitempty"` // the Message frame as the owner encoded it
+	// sent_unix_nano is when the owner queued it on the link (its clock),
+	// for the receiving node's delivery-delay histogram; 0: not told. The
+	// owner writes it before frame, so that frame stays the message's end.
+	SentUnixNano  uint64 `protobuf:"fixed64,5,opt,name=sent_unix_nano,json=sentUnixNano,proto3" json:"sent_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -931,6 +935,13 @@ func (x *Deliver) GetFrame() []byte {
 		return x.Frame
 	}
 	return nil
+}
+
+func (x *Deliver) GetSentUnixNano() uint64 {
+	if x != nil {
+		return x.SentUnixNano
+	}
+	return 0
 }
 
 // Link message 3: a publication for the channel's owner to sequence; the
@@ -1397,12 +1408,13 @@ const file_link_proto_rawDesc = "" +
 	"\x05error\x18\a \x01(\tR\x05error\"5\n" +
 	"\x05Hello\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"g\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x8d\x01\n" +
 	"\aDeliver\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x14\n" +
-	"\x05frame\x18\x04 \x01(\fR\x05frame\"Y\n" +
+	"\x05frame\x18\x04 \x01(\fR\x05frame\x12$\n" +
+	"\x0esent_unix_nano\x18\x05 \x01(\x06R\fsentUnixNano\"Y\n" +
 	"\aPublish\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12\x10\n" +
