@@ -22,7 +22,12 @@ type canary struct {
 // newCanary connects a subscriber over transport to a channel of its own.
 func newCanary(t *testing.T, n *testNode, transport string) *canary {
 	t.Helper()
-	c := n.dial(t, transport)
+	return newCanaryOn(t, n, n.dial(t, transport), transport)
+}
+
+// newCanaryOn is newCanary with a client of the caller's (a token's).
+func newCanaryOn(t *testing.T, n *testNode, c *client.Client, transport string) *canary {
+	t.Helper()
 	ch := fmt.Sprintf("canary-%s-%d", transport, time.Now().UnixNano())
 	sub, err := c.Subscribe(ctxT(t), ch)
 	if err != nil {
