@@ -24,6 +24,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./auth/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerifyClaims$$' -fuzztime=$(FUZZTIME) ./auth/
 	$(GO) test -run='^$$' -fuzz='^FuzzGrants$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseCentrifugo$$' -fuzztime=$(FUZZTIME) ./bench/loadgen/
 
 lint:
 	$(GO) vet ./...

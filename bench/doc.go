@@ -4,18 +4,22 @@
 // The pieces live in sub-directories:
 //
 //   - loadgen: the load generator. It opens many subscriber WebSocket
-//     connections and one publisher against a running server, publishes
-//     at a fixed rate or as fast as the server keeps up, and reports
-//     deliveries per second, deliveries per server core-second (from
-//     /proc/PID/stat), server RSS and end-to-end latency. It also checks
-//     that every subscriber got every publication, in order.
+//     connections and one publisher against a running server (a node, the
+//     naive server or Centrifugo), publishes at a fixed rate or as fast as
+//     the server keeps up, and reports deliveries per second, deliveries
+//     per server core-second (from /proc/PID/stat), server RSS (per idle
+//     subscriber too) and end-to-end latency, to the first subscribers and
+//     to the last one. It also checks that every subscriber got every
+//     publication, in order.
 //   - naive: the baseline server, a gorilla/websocket broadcast loop with
 //     one write per delivery (its code is in internal/naive, so that the
 //     load generator's tests can run it in-process).
 //   - run.sh: builds cmd/switchyard, naive and loadgen, runs the same load
 //     against each server in its own process on loopback, and prints
 //     Markdown tables. RESULTS.md records its runs; README.md explains
-//     the numbers.
+//     the numbers. With centrifugo in TARGETS it also runs Centrifugo,
+//     which centrifugo.sh installs into a cache (never into go.mod) and
+//     centrifugo.json configures.
 //   - datagrams.sh: the datagram fan-out of issue 8 (loadgen -scenario
 //     datagrams): Go SDK clients on WebTransport subscribed to a volatile
 //     channel, datagrams at a fixed rate, loss, latency, deliveries per

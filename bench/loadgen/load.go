@@ -22,24 +22,35 @@ import (
 const (
 	targetSwitchyard = "switchyard"
 	targetNaive      = "naive"
+	targetCentrifugo = "centrifugo"
 )
 
 // Config describes one load run. Zero values take the defaults given.
 type Config struct {
-	// Target is "switchyard" or "naive".
+	// Target is "switchyard", "naive" or "centrifugo".
 	Target string
-	// URL is the subscribers' WebSocket URL (ws://host:port/ws).
+	// URL is the subscribers' WebSocket URL (ws://host:port/ws;
+	// centrifugo: ws://host:port/connection/websocket).
 	URL string
-	// PubURL is the publisher's WebSocket URL. Zero: URL for switchyard,
-	// URL with the path /pub for naive.
+	// PubURL is where the publisher publishes. Zero: URL for switchyard,
+	// URL with the path /pub for naive, and for centrifugo the HTTP API's
+	// publish endpoint: URL with the scheme http (https for wss) and the
+	// path /api/publish.
 	PubURL string
-	// Channel is the switchyard channel. Zero: "bench".
+	// APIKey is the key of the server's HTTP API (centrifugo only, sent as
+	// X-API-Key). Zero: none.
+	APIKey string
+	// Channel is the channel subscribed and published to. Zero: "bench".
 	Channel string
 	// Subs is the number of subscriber connections. Zero: 1000.
 	Subs int
 	// Payload is the payload size in bytes; at least 16 (a send timestamp
-	// and a sequence number lead every payload). Zero: 64.
+	// and a sequence number lead every payload), for centrifugo at least
+	// 24 (the payload is a JSON string there, see centrifugo.go). Zero: 64.
 	Payload int
+	// Settle is how long the subscribers sit subscribed and idle before the
+	// server's RSS is read for IdleSessionKiB. Zero: no wait.
+	Settle time.Duration
 	// Warmup runs the load before the measurement window opens. Zero: none.
 	Warmup time.Duration
 	// Duration is the measurement window. Zero: 10 s.
@@ -97,9 +108,14 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PubURL == "" && c.URL != "" {
 		c.PubURL = c.URL
-		if c.Target == targetNaive {
-			if u, err := url.Parse(c.URL); err == nil {
+		if u, err := url.Parse(c.URL); err == nil {
+			switch c.Target {
+			case targetNaive:
 				u.Path = "/pub"
+				c.PubURL = u.String()
+			case targetCentrifugo:
+				u.Scheme = map[string]string{"ws": "http", "wss": "https"}[u.Scheme]
+				u.Path = "/api/publish"
 				c.PubURL = u.String()
 			}
 		}
@@ -109,8 +125,8 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	var errs []error
-	if c.Target != targetSwitchyard && c.Target != targetNaive {
-		errs = append(errs, fmt.Errorf("target %q: want %s or %s", c.Target, targetSwitchyard, targetNaive))
+	if c.Target != targetSwitchyard && c.Target != targetNaive && c.Target != targetCentrifugo {
+		errs = append(errs, fmt.Errorf("target %q: want %s, %s or %s", c.Target, targetSwitchyard, targetNaive, targetCentrifugo))
 	}
 	if c.URL == "" {
 		errs = append(errs, errors.New("url is required"))
@@ -120,8 +136,15 @@ func (c Config) validate() error {
 	}
 	if c.Payload < payloadHeader {
 		errs = append(errs, fmt.Errorf("payload %d: want at least %d bytes (timestamp and sequence number)", c.Payload, payloadHeader))
+	} else if c.Target == targetCentrifugo && c.Payload < cfMinPayload {
+		errs = append(errs, fmt.Errorf("payload %d: centrifugo wants at least %d bytes (a JSON string holding the timestamp and sequence number in base64)", c.Payload, cfMinPayload))
 	}
-	if c.Duration < 0 || c.Warmup < 0 || c.Drain < 0 || c.Rate < 0 || c.Window < 0 {
+	if c.Target == targetCentrifugo && c.PubURL != "" {
+		if u, err := url.Parse(c.PubURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			errs = append(errs, fmt.Errorf("pub-url %q: centrifugo publishes through its HTTP API, want http:// or https://", c.PubURL))
+		}
+	}
+	if c.Duration < 0 || c.Warmup < 0 || c.Drain < 0 || c.Rate < 0 || c.Window < 0 || c.Settle < 0 {
 		errs = append(errs, errors.New("durations, rate and window must not be negative"))
 	}
 	return errors.Join(errs...)
@@ -151,13 +174,29 @@ type Result struct {
 	ServerCPU            float64 `json:"server_cpu_s"`
 	ServerCores          float64 `json:"server_cores"` // ServerCPU / Seconds
 	DeliveriesPerCoreSec float64 `json:"deliveries_per_server_core_s"`
-	ServerRSSMiB         float64 `json:"server_rss_mib"`
+	ServerRSSMiB         float64 `json:"server_rss_mib"` // at the end of the window
 	LoadgenCPU           float64 `json:"loadgen_cpu_s"`
+	// Server RSS before the subscribers connect and with all of them
+	// subscribed and idle for Settle (before anything is published), and
+	// the growth per subscriber.
+	BaseRSSMiB     float64 `json:"base_rss_mib"`
+	IdleRSSMiB     float64 `json:"idle_rss_mib"`
+	IdleSessionKiB float64 `json:"idle_session_kib"`
 
+	// Publish → deliver latency of every delivery to the first
+	// LatencySubs subscribers in the window.
 	LatencySamples int     `json:"latency_samples"`
 	LatencyP50Ms   float64 `json:"latency_p50_ms"`
+	LatencyP95Ms   float64 `json:"latency_p95_ms"`
 	LatencyP99Ms   float64 `json:"latency_p99_ms"`
 	LatencyMaxMs   float64 `json:"latency_max_ms"`
+	// Publish → delivery to the last of all Subs subscribers, per
+	// publication whose last delivery fell in the window.
+	LastSamples int     `json:"last_sub_samples"`
+	LastP50Ms   float64 `json:"last_sub_p50_ms"`
+	LastP95Ms   float64 `json:"last_sub_p95_ms"`
+	LastP99Ms   float64 `json:"last_sub_p99_ms"`
+	LastMaxMs   float64 `json:"last_sub_max_ms"`
 
 	// Lost counts publications some subscriber had not received when the
 	// drain ended; OutOfOrder those that arrived with an unexpected
@@ -184,6 +223,7 @@ type load struct {
 
 	measuring atomic.Bool // subscribers record latency while set
 	closing   atomic.Bool // the run is ending; conn errors are expected
+	slots     []fanSlot   // indexed by sequence number modulo its length
 	published atomic.Uint64
 	acked     atomic.Uint64
 	errs      atomic.Uint64
@@ -214,6 +254,36 @@ type protocol interface {
 	acks() bool
 }
 
+// apiPublisher is a protocol whose publisher calls the server's HTTP API
+// instead of writing to a WebSocket connection: the publisher then has no
+// connection, and connectPublisher and handlePublisher are not called.
+type apiPublisher interface {
+	// startAPI prepares the HTTP client and checks that the API answers.
+	startAPI(ctx context.Context) error
+	// stopAPI cancels a call in flight and closes idle connections. It is
+	// safe to call more than once.
+	stopAPI()
+}
+
+// fanSlot counts the subscribers that got one publication, so that the
+// last of them can time it. The publisher resets a slot before it
+// publishes the sequence number that reuses it; by then every live
+// subscriber is done with the slot's previous publication (the ring is
+// longer than the window, and a subscriber counts itself in the slot before
+// it raises its own count, which the window looks at).
+type fanSlot struct {
+	seq atomic.Uint64
+	got atomic.Int64
+	_   [48]byte // one slot per cache line
+}
+
+// lastDelivery counts a delivery of publication seq and reports whether it
+// was the last of the Subs subscribers to get it.
+func (l *load) lastDelivery(seq uint64) bool {
+	slot := &l.slots[seq%uint64(len(l.slots))]
+	return slot.seq.Load() == seq && slot.got.Add(1) == int64(l.cfg.Subs)
+}
+
 func (l *load) fail(format string, args ...any) {
 	l.errs.Add(1)
 	l.mu.Lock()
@@ -238,6 +308,7 @@ type subscriber struct {
 	// owned by the read loop
 	readyOnce sync.Once
 	lat       []int64 // nanoseconds
+	last      []int64 // nanoseconds, of the publications this subscriber got last
 	bad       uint64  // out-of-order deliveries
 	endErr    error   // why the read loop ended early; read after ended
 
@@ -247,14 +318,24 @@ type subscriber struct {
 
 // deliver accounts for one delivered payload.
 func (s *subscriber) deliver(payload []byte) {
-	n := s.count.Add(1)
-	if len(payload) < payloadHeader || binary.BigEndian.Uint64(payload[8:]) != n {
+	n := s.count.Load() + 1 // only this read loop writes count
+	inOrder := len(payload) >= payloadHeader && binary.BigEndian.Uint64(payload[8:]) == n
+	if !inOrder {
 		s.bad++
 	}
-	if s.sample && s.l.measuring.Load() && len(payload) >= payloadHeader {
-		sent := int64(binary.BigEndian.Uint64(payload))
-		s.lat = append(s.lat, time.Now().UnixNano()-sent)
+	// Count this delivery in its slot before raising count: the publisher
+	// reuses the slot once count shows that every subscriber is past it.
+	last := inOrder && s.l.lastDelivery(n)
+	if s.l.measuring.Load() && len(payload) >= payloadHeader && (s.sample || last) {
+		lat := time.Now().UnixNano() - int64(binary.BigEndian.Uint64(payload))
+		if s.sample {
+			s.lat = append(s.lat, lat)
+		}
+		if last {
+			s.last = append(s.last, lat)
+		}
 	}
+	s.count.Store(n)
 }
 
 func (s *subscriber) markReady() { s.readyOnce.Do(func() { close(s.ready) }) }
@@ -263,7 +344,7 @@ func (s *subscriber) markReady() { s.readyOnce.Do(func() { close(s.ready) }) }
 type publisher struct {
 	// immutable after dial
 	l *load
-	c *websocket.Conn
+	c *websocket.Conn // nil for an apiPublisher
 
 	wmu sync.Mutex // serializes writes to c
 	id  uint32     // last request id; owned by the publish loop
@@ -281,12 +362,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	l := &load{cfg: cfg}
+	l := &load{cfg: cfg, slots: make([]fanSlot, 2*cfg.Window)}
 	switch cfg.Target {
 	case targetSwitchyard:
 		l.proto = newSwitchyard(cfg.Channel)
 	case targetNaive:
 		l.proto = naiveProto{}
+	case targetCentrifugo:
+		l.proto = newCentrifugo(cfg)
+	}
+	baseRSS, err := procRSS(cfg.ServerPID)
+	if err != nil {
+		return nil, fmt.Errorf("sample server %d: %w", cfg.ServerPID, err)
 	}
 	start := time.Now()
 	cfg.Logf("dialing %d subscribers at %s", cfg.Subs, cfg.URL)
@@ -294,7 +381,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		l.shutdown()
 		return nil, err
 	}
-	cfg.Logf("%d subscribers ready in %v", cfg.Subs, time.Since(start).Round(time.Millisecond))
+	cfg.Logf("%d subscribers ready in %v; idle for %v", cfg.Subs, time.Since(start).Round(time.Millisecond), cfg.Settle)
+	if err := sleepCtx(ctx, cfg.Settle); err != nil {
+		l.shutdown()
+		return nil, err
+	}
+	idleRSS, err := procRSS(cfg.ServerPID)
+	if err != nil {
+		l.shutdown()
+		return nil, fmt.Errorf("sample server %d: %w", cfg.ServerPID, err)
+	}
 	if err := l.dialPublisher(ctx); err != nil {
 		l.shutdown()
 		return nil, err
@@ -312,8 +408,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil
 	}
 	defer func() {
-		l.shutdown() // first: unblocks a publisher stuck in a write
+		l.shutdown() // first: unblocks a publisher stuck in a write or an API call
 		_ = stopPublisher()
+		if a, ok := l.proto.(apiPublisher); ok {
+			a.stopAPI() // again: the last call may have put its connection back
+		}
 	}()
 
 	wait := func(d time.Duration) error {
@@ -383,8 +482,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.DeliveriesPerCoreSec = float64(r.Deliveries) / r.ServerCPU
 		}
 		r.ServerRSSMiB = float64(rss) / (1 << 20)
+		r.BaseRSSMiB = float64(baseRSS) / (1 << 20)
+		r.IdleRSSMiB = float64(idleRSS) / (1 << 20)
+		r.IdleSessionKiB = float64(idleRSS-baseRSS) / 1024 / float64(cfg.Subs)
 	}
-	var lat []int64
+	var lat, last []int64
 	for _, s := range l.subs {
 		n := s.count.Load()
 		r.PerSub = append(r.PerSub, n)
@@ -393,6 +495,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		r.OutOfOrder += s.bad
 		lat = append(lat, s.lat...)
+		last = append(last, s.last...)
 		if s.endErr != nil {
 			r.Disconnects++
 			if r.FirstError == "" {
@@ -402,14 +505,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	slices.Sort(lat)
 	r.LatencySamples = len(lat)
-	if len(lat) > 0 {
-		pct := func(p float64) float64 {
-			i := min(len(lat)-1, int(math.Ceil(p*float64(len(lat))))-1)
-			return float64(lat[max(i, 0)]) / 1e6
-		}
-		r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs = pct(0.50), pct(0.99), pct(1)
-	}
+	r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyMaxMs = percentileMs(lat, 0.50), percentileMs(lat, 0.95), percentileMs(lat, 0.99), percentileMs(lat, 1)
+	slices.Sort(last)
+	r.LastSamples = len(last)
+	r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastMaxMs = percentileMs(last, 0.50), percentileMs(last, 0.95), percentileMs(last, 0.99), percentileMs(last, 1)
 	return r, nil
+}
+
+// percentileMs returns the p-th quantile (nearest rank) of the sorted
+// nanoseconds in ms, or 0 for none.
+func percentileMs(sorted []int64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(len(sorted)-1, int(math.Ceil(p*float64(len(sorted))))-1)
+	return float64(sorted[max(i, 0)]) / 1e6
 }
 
 // snapshot is the state at one edge of the measurement window.
@@ -557,6 +667,13 @@ func readAll(r io.Reader, b []byte) ([]byte, error) {
 }
 
 func (l *load) dialPublisher(ctx context.Context) error {
+	if a, ok := l.proto.(apiPublisher); ok {
+		if err := a.startAPI(ctx); err != nil {
+			return fmt.Errorf("publisher: %w", err)
+		}
+		l.pub = &publisher{l: l}
+		return nil
+	}
 	c, _, err := dialer.DialContext(ctx, l.cfg.PubURL, nil)
 	if err != nil {
 		return fmt.Errorf("publisher: dial %s: %w", l.cfg.PubURL, err)
@@ -635,6 +752,9 @@ func (l *load) publishLoop(stop <-chan struct{}) error {
 				return nil
 			}
 		}
+		slot := &l.slots[n%uint64(len(l.slots))]
+		slot.got.Store(0)
+		slot.seq.Store(n)
 		binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
 		binary.BigEndian.PutUint64(payload[8:], n)
 		if err := l.proto.publish(l.pub, payload); err != nil {
@@ -700,7 +820,10 @@ func (l *load) shutdown() {
 		_ = c.WriteControl(websocket.CloseMessage, closeMsg, deadline)
 		c.Close()
 	}
-	if l.pub != nil {
+	if a, ok := l.proto.(apiPublisher); ok {
+		a.stopAPI()
+	}
+	if l.pub != nil && l.pub.c != nil {
 		wg.Go(func() { closeConn(l.pub.c) })
 	}
 	for chunk := range slices.Chunk(l.subs, 64) {

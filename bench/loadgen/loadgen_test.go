@@ -339,6 +339,7 @@ func TestRunDatagramsBadConfig(t *testing.T) {
 func TestTable(t *testing.T) {
 	name := t.TempDir() + "/runs.jsonl"
 	lines := `{"target":"switchyard","subs":1000,"deliveries_per_s":5}
+{"target":"centrifugo","subs":1000,"latency_p95_ms":2.5,"last_sub_p50_ms":3.25,"last_sub_p95_ms":4,"last_sub_p99_ms":5,"idle_session_kib":42.25,"base_rss_mib":60,"idle_rss_mib":101.3,"out_of_order":1}
 not json: skipped
 {"scenario":"datagrams","subs":1000,"loss_pct":1.5,"idle_session_kib":146.5}
 `
@@ -350,7 +351,7 @@ not json: skipped
 		t.Fatal(err)
 	}
 	got := out.String()
-	for _, want := range []string{"| target | subs |", "| switchyard | 1000 |", "| subs | payload B | datagrams/s |", "| 1000 | 0 | 0 | 0 | 1.500 |", "| 146.5 (0.0) |"} {
+	for _, want := range []string{"| target | subs |", "| switchyard | 1000 |", "| centrifugo | 1000 |", "| 0.00 / 2.50 / 0.00 | 3.25 / 4.00 / 5.00 | 42.2 (60.0 → 101.3) |", "| 0 / 1 / 0 |", "| subs | payload B | datagrams/s |", "| 1000 | 0 | 0 | 0 | 1.500 |", "| 146.5 (0.0) |"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}

@@ -1,10 +1,12 @@
-// Command loadgen drives a Switchyard node, or the naive baseline server in
-// bench/naive, with many subscribers on real WebSocket connections and one
-// publisher, and reports deliveries per second, deliveries per server
-// core-second, server RSS and end-to-end latency.
+// Command loadgen drives a Switchyard node, the naive baseline server in
+// bench/naive, or a Centrifugo server, with many subscribers on real
+// WebSocket connections and one publisher, and reports deliveries per
+// second, deliveries per server core-second, server RSS (per idle
+// subscriber too) and end-to-end latency.
 //
 //	loadgen -target switchyard -url ws://127.0.0.1:8080/ws -server-pid 1234
 //	loadgen -target naive -url ws://127.0.0.1:9000/ws -server-pid 1235 -json
+//	loadgen -target centrifugo -url ws://127.0.0.1:8000/connection/websocket -api-key KEY -server-pid 1236
 //	loadgen -table results.jsonl   # Markdown table of -json lines
 //
 // The datagrams scenario instead connects Go SDK clients over WebTransport
@@ -54,11 +56,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg Config
 	scenario := fs.String("scenario", scenarioFanout, "`scenario`: fanout (WebSocket, -target), datagrams (WebTransport datagrams on a volatile channel) or signal (WebRTC signaling at /signal)")
 	certHash := fs.String("cert-hash", "", "datagrams: base64 SHA-256 of the node's certificate (the node prints it as cert sha-256)")
-	settle := fs.Duration("settle", 2*time.Second, "datagrams: idle time before each RSS reading of idle sessions; signal capacity: before the RSS reading (3s unless set)")
-	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard or naive")
-	fs.StringVar(&cfg.URL, "url", "", "subscribers' WebSocket `URL`, e.g. ws://127.0.0.1:8080/ws; datagrams: the node's WebTransport URL, https://127.0.0.1:4433")
-	fs.StringVar(&cfg.PubURL, "pub-url", "", "publisher's WebSocket `URL` (default: -url for switchyard, its /pub for naive)")
-	fs.StringVar(&cfg.Channel, "channel", "bench", "switchyard `channel` (datagrams: game:bench)")
+	settle := fs.Duration("settle", 2*time.Second, "idle time of the sessions before each RSS reading of idle sessions (fanout, datagrams); signal capacity: before the RSS reading (3s unless set)")
+	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard, naive or centrifugo")
+	fs.StringVar(&cfg.URL, "url", "", "subscribers' WebSocket `URL`, e.g. ws://127.0.0.1:8080/ws (centrifugo: ws://HOST:PORT/connection/websocket); datagrams: the node's WebTransport URL, https://127.0.0.1:4433")
+	fs.StringVar(&cfg.PubURL, "pub-url", "", "where to publish: `URL` of a WebSocket, or of centrifugo's HTTP API (default: -url for switchyard, its /pub for naive, http://HOST:PORT/api/publish of -url for centrifugo)")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "centrifugo: `key` of its HTTP API (http_api.key)")
+	fs.StringVar(&cfg.Channel, "channel", "bench", "`channel` subscribed and published to (datagrams: game:bench)")
 	fs.IntVar(&cfg.Subs, "subs", 1000, "subscriber `connections`")
 	fs.IntVar(&cfg.Payload, "payload", 64, "payload `bytes` (at least 16)")
 	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "load before the measurement window")
@@ -98,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch *scenario {
 	case scenarioFanout:
+		cfg.Settle = *settle
 	case scenarioDatagrams:
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -195,10 +199,12 @@ func printText(w io.Writer, r *Result) {
 	if r.ServerCPU > 0 {
 		fmt.Fprintf(w, "server CPU          %.2f s (%.2f cores)\n", r.ServerCPU, r.ServerCores)
 		fmt.Fprintf(w, "per server core-s   %.0f deliveries\n", r.DeliveriesPerCoreSec)
-		fmt.Fprintf(w, "server RSS          %.1f MiB\n", r.ServerRSSMiB)
+		fmt.Fprintf(w, "server RSS          %.1f MiB at the end; %.1f MiB before the subscribers, %.1f MiB with them idle\n", r.ServerRSSMiB, r.BaseRSSMiB, r.IdleRSSMiB)
+		fmt.Fprintf(w, "idle subscriber     %.1f KiB of server RSS\n", r.IdleSessionKiB)
 	}
 	fmt.Fprintf(w, "loadgen CPU         %.2f s\n", r.LoadgenCPU)
-	fmt.Fprintf(w, "latency             p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)\n", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs, r.LatencySamples)
+	fmt.Fprintf(w, "latency             p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)\n", r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyMaxMs, r.LatencySamples)
+	fmt.Fprintf(w, "last subscriber     p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms (%d publications)\n", r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastMaxMs, r.LastSamples)
 	fmt.Fprintf(w, "lost/out of order   %d / %d; disconnects %d; error frames %d\n", r.Lost, r.OutOfOrder, r.Disconnects, r.Errors)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error         %s\n", r.FirstError)
