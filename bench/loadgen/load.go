@@ -597,7 +597,7 @@ func (l *load) dialSubscribers(ctx context.Context) error {
 }
 
 func (l *load) dialSubscriber(ctx context.Context, s *subscriber) error {
-	c, resp, err := dialer.DialContext(ctx, l.cfg.URL, nil)
+	c, resp, err := dialerFrom(dialer, l.cfg.URL, s.i).DialContext(ctx, l.cfg.URL, nil)
 	if err != nil {
 		if resp != nil {
 			return fmt.Errorf("dial %s: %w (HTTP %s)", l.cfg.URL, err, resp.Status)

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
+	idleMax := fs.Float64("idle-max", 0.15, "before the run, wait (up to 30 s) until the machine's CPU is at most this busy (0 to 1; 0 skips the check); a warning says when it stays busier")
 	scenario := fs.String("scenario", scenarioFanout, "`scenario`: fanout (WebSocket, -target), datagrams (WebTransport datagrams on a volatile channel) or signal (WebRTC signaling at /signal)")
 	certHash := fs.String("cert-hash", "", "datagrams: base64 SHA-256 of the node's certificate (the node prints it as cert sha-256)")
 	settle := fs.Duration("settle", 2*time.Second, "idle time of the sessions before each RSS reading of idle sessions (fanout, datagrams); signal capacity: before the RSS reading (3s unless set)")
@@ -97,6 +98,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !*quiet {
 		cfg.Logf = func(format string, args ...any) {
 			fmt.Fprintf(stderr, "loadgen %s: %s\n", name, fmt.Sprintf(format, args...))
+		}
+	}
+	if *idleMax > 0 {
+		logf := cfg.Logf
+		if logf == nil {
+			logf = func(string, ...any) {}
+		}
+		// The server was just started: let it settle, then check that
+		// nothing else keeps the machine busy (it would skew the figures).
+		if busy, ok := waitIdle(ctx, *idleMax, 30*time.Second, logf); !ok {
+			fmt.Fprintf(stderr, "loadgen %s: warning: the machine stayed %.0f %% busy before the run (over -idle-max %.0f %%); the figures may be off\n", name, 100*busy, 100**idleMax)
 		}
 	}
 	switch *scenario {
