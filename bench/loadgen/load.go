@@ -182,6 +182,11 @@ type Result struct {
 	BaseRSSMiB     float64 `json:"base_rss_mib"`
 	IdleRSSMiB     float64 `json:"idle_rss_mib"`
 	IdleSessionKiB float64 `json:"idle_session_kib"`
+	// The subscribers' connects (upgrade, connect, subscribe): how long
+	// they took with DialConcurrency at a time, and how many the server
+	// took per second of its CPU (its CPU over the dial phase).
+	ConnectSeconds     float64 `json:"connect_s"`
+	ConnectsPerCoreSec float64 `json:"connects_per_server_core_s"`
 
 	// Publish → deliver latency of every delivery to the first
 	// LatencySubs subscribers in the window.
@@ -376,11 +381,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("sample server %d: %w", cfg.ServerPID, err)
 	}
 	start := time.Now()
+	cpu0, _ := procCPU(cfg.ServerPID)
 	cfg.Logf("dialing %d subscribers at %s", cfg.Subs, cfg.URL)
 	if err := l.dialSubscribers(ctx); err != nil {
 		l.shutdown()
 		return nil, err
 	}
+	cpu1, _ := procCPU(cfg.ServerPID)
+	connectSecs := time.Since(start).Seconds()
 	cfg.Logf("%d subscribers ready in %v; idle for %v", cfg.Subs, time.Since(start).Round(time.Millisecond), cfg.Settle)
 	if err := sleepCtx(ctx, cfg.Settle); err != nil {
 		l.shutdown()
@@ -485,6 +493,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.BaseRSSMiB = float64(baseRSS) / (1 << 20)
 		r.IdleRSSMiB = float64(idleRSS) / (1 << 20)
 		r.IdleSessionKiB = float64(idleRSS-baseRSS) / 1024 / float64(cfg.Subs)
+	}
+	r.ConnectSeconds = connectSecs
+	if cpu1 > cpu0 {
+		r.ConnectsPerCoreSec = float64(cfg.Subs) / (cpu1 - cpu0)
 	}
 	var lat, last []int64
 	for _, s := range l.subs {

@@ -66,17 +66,17 @@ func printTable(w io.Writer, files []string) error {
 }
 
 func printFanoutTable(w io.Writer, rs []Result) {
-	fmt.Fprintln(w, "| target | subs | payload B | publishes/s (asked) | deliveries/s | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | latency p50 / p95 / p99 ms | last subscriber p50 / p95 / p99 ms | idle subscriber KiB (server RSS MiB: before → idle) | server RSS MiB | lost / out of order / disconnects |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| target | subs | payload B | publishes/s (asked) | deliveries/s | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | latency p50 / p95 / p99 ms | last subscriber p50 / p95 / p99 ms | idle subscriber KiB (server RSS MiB: before → idle) | connects per server core-s | server RSS MiB | lost / out of order / disconnects |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rs {
 		asked := "saturate"
 		if r.Rate > 0 {
 			asked = fmt.Sprintf("%g", r.Rate)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %.0f (%s) | %.0f | %.0f | %.2f (%.2f) | %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.1f (%.1f → %.1f) | %.1f | %d / %d / %d |\n",
+		fmt.Fprintf(w, "| %s | %d | %d | %.0f (%s) | %.0f | %.0f | %.2f (%.2f) | %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.1f (%.1f → %.1f) | %.0f | %.1f | %d / %d / %d |\n",
 			r.Target, r.Subs, r.Payload, r.PublishesPerSec, asked, r.DeliveriesPerSec, r.DeliveriesPerCoreSec,
 			r.ServerCPU, r.ServerCores, r.LoadgenCPU, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms,
-			r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.IdleSessionKiB, r.BaseRSSMiB, r.IdleRSSMiB, r.ServerRSSMiB,
+			r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.IdleSessionKiB, r.BaseRSSMiB, r.IdleRSSMiB, r.ConnectsPerCoreSec, r.ServerRSSMiB,
 			r.Lost, r.OutOfOrder, r.Disconnects)
 	}
 }
