@@ -20,6 +20,7 @@
 # The load generator and the servers share this machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 SUBS=${SUBS:-1000}
 PAYLOAD=${PAYLOAD:-64}
@@ -166,4 +167,13 @@ if [[ $LAT_RATE != 0 ]]; then
   echo
   "$tmp/loadgen" -table "$tmp/rate.jsonl"
 fi
+# Charts: the latency CDF of every target, at saturation and at the fixed
+# rate, as SVG in $CHARTS (default bench/charts/fanout-SUBS-*.svg).
+charts=${CHARTS:-$root/bench/charts/fanout-$SUBS}
+mkdir -p "$(dirname "$charts")"
+files=("$tmp/saturate.jsonl")
+[[ -f $tmp/rate.jsonl ]] && files+=("$tmp/rate.jsonl")
+"$tmp/loadgen" -table -cdf "$charts" "${files[@]}" >/dev/null
+echo
+echo "Latency CDFs: \`${charts#"$root"/}-saturation.svg\`$([[ -f $tmp/rate.jsonl ]] && echo ", \`${charts#"$root"/}-fixed-rate.svg\`")."
 exit $status

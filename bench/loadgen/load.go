@@ -193,8 +193,10 @@ type Result struct {
 	LatencySamples int     `json:"latency_samples"`
 	LatencyP50Ms   float64 `json:"latency_p50_ms"`
 	LatencyP95Ms   float64 `json:"latency_p95_ms"`
-	LatencyP99Ms   float64 `json:"latency_p99_ms"`
-	LatencyMaxMs   float64 `json:"latency_max_ms"`
+	// LatencyCDFMs is the latency at each of cdfQuantiles, for charts.
+	LatencyCDFMs []float64 `json:"latency_cdf_ms,omitempty"`
+	LatencyP99Ms float64   `json:"latency_p99_ms"`
+	LatencyMaxMs float64   `json:"latency_max_ms"`
 	// Publish → delivery to the last of all Subs subscribers, per
 	// publication whose last delivery fell in the window.
 	LastSamples int     `json:"last_sub_samples"`
@@ -518,6 +520,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	slices.Sort(lat)
 	r.LatencySamples = len(lat)
 	r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyMaxMs = percentileMs(lat, 0.50), percentileMs(lat, 0.95), percentileMs(lat, 0.99), percentileMs(lat, 1)
+	for _, q := range cdfQuantiles {
+		r.LatencyCDFMs = append(r.LatencyCDFMs, percentileMs(lat, q))
+	}
 	slices.Sort(last)
 	r.LastSamples = len(last)
 	r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastMaxMs = percentileMs(last, 0.50), percentileMs(last, 0.95), percentileMs(last, 0.99), percentileMs(last, 1)

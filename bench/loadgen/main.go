@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as one JSON line")
 	table := fs.Bool("table", false, "print a Markdown table of the -json result lines in the files named as arguments, then exit")
 	quiet := fs.Bool("q", false, "no progress on stderr")
+	cdf := fs.String("cdf", "", "with -table: also draw the fan-out runs' latency CDFs as SVG files `PREFIX`-saturation.svg and PREFIX-fixed-rate.svg")
 	sc := signalFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -85,6 +86,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *table {
 		if *scenario == scenarioSignal {
 			return printSignalTable(stdout, fs.Args())
+		}
+		if *cdf != "" {
+			written, err := writeCDFs(*cdf, fs.Args())
+			if err != nil {
+				return err
+			}
+			for _, p := range written {
+				fmt.Fprintf(stderr, "loadgen: wrote %s\n", p)
+			}
 		}
 		return printTable(stdout, fs.Args())
 	}
