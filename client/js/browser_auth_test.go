@@ -10,7 +10,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchyard/switchyard/auth"
-	"github.com/switchyard/switchyard/certs"
 	"github.com/switchyard/switchyard/edge"
 	"github.com/switchyard/switchyard/protocols"
 )
@@ -53,38 +52,21 @@ type authNode struct {
 // startAuthNode is startNode with Config.Auth set and the /token route.
 func startAuthNode(t *testing.T) *authNode {
 	t.Helper()
-	store, err := certs.NewDev(certs.DevConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	v, err := auth.New(auth.Config{HMACSecrets: [][]byte{authSecret}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
 	an := &authNode{}
-	cfg := nodeConfig("127.0.0.1:0", "127.0.0.1:0", store)
-	cfg.Auth = v
-	cfg.Extra["/token"] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		an.minted.Add(1)
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Write([]byte(mintToken(t, "ada", tokenTTL)))
+	an.testNode = startNodeWith(t, "127.0.0.1:0", "127.0.0.1:0", func(cfg *edge.Config) {
+		cfg.Auth = v
+		cfg.Extra["/token"] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			an.minted.Add(1)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Write([]byte(mintToken(t, "ada", tokenTTL)))
+		})
 	})
-	n, err := edge.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tn := &testNode{Node: n, store: store, cfg: cfg}
-	a := n.Addrs()
-	tn.wt = "https://" + a.QUIC.String()
-	tn.ws = "ws://" + a.HTTP.String() + "/ws"
-	tn.http = "http://" + a.HTTP.String()
-	t.Cleanup(func() { tn.stop(t) })
-	an.testNode = tn
 	return an
 }
 

@@ -150,11 +150,20 @@ func htmlPage(html string) http.Handler {
 
 func startNode(t *testing.T, listen, plain string) *testNode {
 	t.Helper()
+	return startNodeWith(t, listen, plain, nil)
+}
+
+// startNodeWith is startNode with mutate applied to the config first.
+func startNodeWith(t *testing.T, listen, plain string, mutate func(*edge.Config)) *testNode {
+	t.Helper()
 	store, err := certs.NewDev(certs.DevConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := nodeConfig(listen, plain, store)
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	n, err := edge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
