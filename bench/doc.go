@@ -20,6 +20,9 @@
 //     the numbers. With centrifugo in TARGETS it also runs Centrifugo,
 //     which centrifugo.sh installs into a cache (never into go.mod) and
 //     centrifugo.json configures.
+//   - scenario.sh: the scenarios of issue 12, one command each (idle,
+//     connect, fanout, datagrams, mesh, churn), medians of RUNS runs,
+//     charts in charts/; lib.sh holds what the scripts share.
 //   - datagrams.sh: the datagram fan-out of issue 8 (loadgen -scenario
 //     datagrams): Go SDK clients on WebTransport subscribed to a volatile
 //     channel, datagrams at a fixed rate, loss, latency, deliveries per

@@ -378,6 +378,8 @@ var (
 		"Bytes of the deliveries waiting in the sessions' send queues now, summed, by transport.", []string{"transport"}, nil)
 	descQueueMax = prometheus.NewDesc("switchyard_send_queue_max_frames",
 		"Deliveries waiting in the deepest send queue now.", nil, nil)
+	descDirect = prometheus.NewDesc("switchyard_direct_writes_total",
+		"WebSocket writes by the fan-out workers (process-wide), by result: written (whole, without blocking), partial (the session's writer wrote the rest), busy (a control frame held the socket: the writer wrote it), handed (a close, the heartbeat or a long queue went to the writer).", []string{"result"}, nil)
 	descChannels = prometheus.NewDesc("switchyard_channels",
 		"Channels the node holds now (with subscribers, or positions it keeps).", nil, nil)
 	descResyncs = prometheus.NewDesc("switchyard_resyncs_total",
@@ -396,7 +398,7 @@ var (
 
 func (nc nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descSessions, descFramesIn, descBytesIn, descFramesOut, descBytesOut,
-		descDeliveries, descDatagramsIn, descDatagramsOut, descDropped, descQueueFrames, descQueueBytes, descQueueMax,
+		descDeliveries, descDatagramsIn, descDatagramsOut, descDropped, descQueueFrames, descQueueBytes, descQueueMax, descDirect,
 		descChannels, descResyncs, descReplicated, descUnreplicated, descSeeds, descTakeOvers, descNewEpochs} {
 		ch <- d
 	}
@@ -450,6 +452,11 @@ func (nc nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descQueueBytes, float64(queuedBytes[i]), tr)
 	}
 	gauge(descQueueMax, float64(maxQueued))
+	ds := protocols.DirectWriteStats()
+	counter(descDirect, ds.Written, "written")
+	counter(descDirect, ds.Partial, "partial")
+	counter(descDirect, ds.Busy, "busy")
+	counter(descDirect, ds.Handed, "handed")
 	h := n.hub
 	gauge(descChannels, float64(h.ChannelCount()))
 	counter(descResyncs, h.stats.resynced.Load())

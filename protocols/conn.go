@@ -133,8 +133,10 @@ type conn struct {
 	done     chan struct{} // closed when the writer has finished for good
 	pingT    *time.Timer   // nil without heartbeats
 	pongT    *time.Timer
-	dw       DatagramWire // nil: no datagrams (volatile publications conflate in q)
-	sw       StreamWire   // nil: no streams (deliveries go in q)
+	dw       DatagramWire  // nil: no datagrams (volatile publications conflate in q)
+	sw       StreamWire    // nil: no streams (deliveries go in q)
+	direct   DirectWire    // nil: the wire cannot write without blocking
+	worker   *directWorker // with direct: the fan-out worker that writes for it
 
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[CloseError] // set by the first Close
@@ -169,6 +171,8 @@ type conn struct {
 	outstanding int64 // when the unanswered ping was sent; 0: none
 
 	traffic traffic // counters for Stats (conn_metrics.go)
+
+	pr atomic.Pointer[pollReader] // reads woken by readiness (polled.go); nil: readLoop
 }
 
 // batches recycles the writers' batch slices: an idle session keeps none.
@@ -184,6 +188,12 @@ var (
 // then reads frames and hands them to the Handler. It returns how the
 // session ended.
 func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionConfig) *CloseError {
+	return serve(w, nil, protocol, r, acc, cfg)
+}
+
+// serve is Serve; with pw (w itself) the reads are woken by readiness
+// (ServePolled) and it returns nil once they are armed.
+func serve(w Wire, pw PolledWire, protocol string, r *http.Request, acc Acceptor, cfg SessionConfig) *CloseError {
 	cfg = cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
@@ -199,6 +209,9 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 	}
 	c.dw, _ = w.(DatagramWire)
 	c.sw, _ = w.(StreamWire)
+	if d, ok := w.(DirectWire); ok && d.Direct() {
+		c.direct, c.worker = d, pickWorker()
+	}
 	c.lastSeen.Store(time.Now().UnixNano())
 	if cfg.PingInterval > 0 {
 		c.pingT = time.AfterFunc(cfg.PingInterval, func() { c.pingDue.Store(true); c.kick() })
@@ -214,6 +227,10 @@ func Serve(w Wire, protocol string, r *http.Request, acc Acceptor, cfg SessionCo
 	c.mu.Lock()
 	c.dh, _ = h.(DatagramHandler)
 	c.mu.Unlock()
+	if pw != nil {
+		c.startPolled(pw, h)
+		return nil
+	}
 	end := c.readLoop(h)
 	if h != nil {
 		h.Closed(end)
@@ -238,8 +255,11 @@ func (c *conn) Send(frame []byte) error {
 		return err
 	}
 	c.q.push(item{b: frame, kind: delivery})
+	start := c.startWriterLocked()
 	c.mu.Unlock()
-	c.kick()
+	if start {
+		c.startWriter()
+	}
 	return nil
 }
 
@@ -272,8 +292,11 @@ func (c *conn) Reply(frame []byte) error {
 	}
 	c.q.push(item{b: frame, kind: reply})
 	c.replies++
+	start := c.startWriterLocked()
 	c.mu.Unlock()
-	c.kick()
+	if start {
+		c.startWriter()
+	}
 	return nil
 }
 
@@ -307,8 +330,19 @@ func (c *conn) kick() {
 	start := c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.startWriter()
 	}
+}
+
+// startWriter runs the writer whose place the caller claimed: a fan-out
+// worker's turn when the wire can write without blocking, else a
+// goroutine of the session's own.
+func (c *conn) startWriter() {
+	if c.worker != nil {
+		c.worker.schedule(c)
+		return
+	}
+	go c.writeLoop()
 }
 
 // startWriterLocked claims the writer's place; the caller starts
@@ -325,6 +359,9 @@ func (c *conn) signalRoom() {
 	select {
 	case c.room <- struct{}{}:
 	default:
+	}
+	if p := c.pr.Load(); p != nil {
+		p.resume() // a polled read step parked for reply room (polled.go)
 	}
 }
 
@@ -418,10 +455,24 @@ func (c *conn) take(batch [][]byte) [][]byte {
 // timers and the close, and returns once nothing is left to do; the next
 // Send, timer or close starts it again (kick). So an idle session has no
 // writer goroutine, and never more than one writes.
-func (c *conn) writeLoop() {
+func (c *conn) writeLoop() { c.writeLoopFrom(nil) }
+
+// writeLoopFrom is writeLoop that first writes held, frames already taken
+// from the queue (a fan-out worker's batch the wire could not take).
+func (c *conn) writeLoopFrom(held [][]byte) {
 	bp := batches.Get().(*[][]byte)
 	defer batches.Put(bp)
 	batch := (*bp)[:0]
+	if len(held) > 0 {
+		err := c.wire.WriteFrames(held, time.Now().Add(c.cfg.WriteTimeout))
+		c.traffic.wrote(held, err)
+		if err != nil {
+			c.cfg.Logger.Debug("session write failed", "session", c.id, "err", err)
+			c.wire.Abort()
+			c.end()
+			return
+		}
+	}
 	for {
 		if c.readEnded.Load() {
 			if c.closeErr.Load() != nil {
@@ -488,6 +539,7 @@ func (c *conn) end() {
 		c.pongT.Stop()
 	}
 	close(c.done)
+	c.signalRoom() // a read waiting for reply room learns that none will come
 }
 
 // flush writes everything queued, in batches.
@@ -551,58 +603,83 @@ func (c *conn) finish(batch [][]byte) {
 func (c *conn) readLoop(h Handler) *CloseError {
 	var remote *CloseError
 	var pings bucket
-read:
 	for {
 		body, err := c.wire.ReadFrame()
 		if err != nil {
-			switch {
-			case errors.Is(err, ErrFrameTooLarge):
-				c.Close(CodeFrameTooLarge, err.Error())
-			case errors.Is(err, ErrMalformed):
-				c.Close(CodeBadFrame, err.Error())
-			default:
-				if ce := (*CloseError)(nil); errors.As(err, &ce) {
-					remote = ce
-				}
-			}
-			break read
+			remote = c.readFailed(err)
+			break
 		}
-		now := time.Now()
-		c.lastSeen.Store(now.UnixNano())
-		c.traffic.read(body)
-		if c.closeErr.Load() != nil {
-			continue // closing: drain until the peer answers or grace ends
-		}
-		f, err := DecodeFrame(body)
-		if err != nil && !errors.Is(err, ErrUnknownKind) {
-			c.Close(CodeBadFrame, err.Error())
+		f, ok := c.inbound(body, &pings)
+		if !ok || h == nil || !c.waitReplyRoom() {
 			continue
 		}
-		// A frame of an unknown kind (a newer client's) goes to the handler
-		// with a nil Kind: it knows whether the session has connected.
-		switch f.Kind.(type) {
-		case *Frame_Ping:
-			if c.cfg.PingRate > 0 && !pings.take(now, c.cfg.PingRate, c.cfg.PingBurst) {
-				c.Close(CodePolicyViolation, fmt.Sprintf("ping flood: over %d pings at once or %v per second", c.cfg.PingBurst, c.cfg.PingRate))
-				continue
-			}
-			c.owePong(f.Id)
-		case *Frame_Pong:
-		default:
-			if h == nil || !c.waitReplyRoom() {
-				continue
-			}
-			if err := h.HandleFrame(f); err != nil {
-				ce := asCloseError(err)
-				if ce.Code == CodeInternalError {
-					c.cfg.Logger.Warn("session handler failed", "session", c.id, "err", err)
-				}
-				c.Close(ce.Code, ce.Reason)
-			}
+		c.handle(h, f)
+	}
+	return c.endRead(remote)
+}
+
+// readFailed acts on the error that ended reading, returning the peer's
+// close if that is what it was.
+func (c *conn) readFailed(err error) (remote *CloseError) {
+	switch {
+	case errors.Is(err, ErrFrameTooLarge):
+		c.Close(CodeFrameTooLarge, err.Error())
+	case errors.Is(err, ErrMalformed):
+		c.Close(CodeBadFrame, err.Error())
+	default:
+		if ce := (*CloseError)(nil); errors.As(err, &ce) {
+			remote = ce
 		}
 	}
-	// The reader is done: stop the writer (it may still be finishing a
-	// close), then release the transport.
+	return remote
+}
+
+// inbound takes in one frame read from the peer: it notes that the peer is
+// alive, answers pings (within the flood bucket), and returns the frame
+// when it is for the Handler. Once the session is closing it only drains.
+func (c *conn) inbound(body []byte, pings *bucket) (*Frame, bool) {
+	now := time.Now()
+	c.lastSeen.Store(now.UnixNano())
+	c.traffic.read(body)
+	if c.closeErr.Load() != nil {
+		return nil, false // closing: drain until the peer answers or grace ends
+	}
+	f, err := DecodeFrame(body)
+	if err != nil && !errors.Is(err, ErrUnknownKind) {
+		c.Close(CodeBadFrame, err.Error())
+		return nil, false
+	}
+	// A frame of an unknown kind (a newer client's) goes to the handler
+	// with a nil Kind: it knows whether the session has connected.
+	switch f.Kind.(type) {
+	case *Frame_Ping:
+		if c.cfg.PingRate > 0 && !pings.take(now, c.cfg.PingRate, c.cfg.PingBurst) {
+			c.Close(CodePolicyViolation, fmt.Sprintf("ping flood: over %d pings at once or %v per second", c.cfg.PingBurst, c.cfg.PingRate))
+			return nil, false
+		}
+		c.owePong(f.Id)
+		return nil, false
+	case *Frame_Pong:
+		return nil, false
+	}
+	return f, true
+}
+
+// handle hands f to the Handler; an error from it closes the session.
+func (c *conn) handle(h Handler, f *Frame) {
+	if err := h.HandleFrame(f); err != nil {
+		ce := asCloseError(err)
+		if ce.Code == CodeInternalError {
+			c.cfg.Logger.Warn("session handler failed", "session", c.id, "err", err)
+		}
+		c.Close(ce.Code, ce.Reason)
+	}
+}
+
+// endRead is the end of reading: it stops the writer (it may still be
+// finishing a close), releases the transport, and returns how the session
+// ended. remote is the peer's close, if it sent one.
+func (c *conn) endRead(remote *CloseError) *CloseError {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()

@@ -29,8 +29,11 @@ func (c *conn) Deliver(alias uint32, frame []byte) error {
 	}
 	if !c.streams {
 		c.q.push(item{b: frame, kind: delivery})
+		start := c.startWriterLocked()
 		c.mu.Unlock()
-		c.kick()
+		if start {
+			c.startWriter()
+		}
 		return nil
 	}
 	o := c.outs[alias]

@@ -84,8 +84,10 @@ type Volatile struct {
 	Frame []byte // the same publication as a Message frame (epoch "", offset Seq)
 }
 
-// Handler receives the frames of one session, on the session's read loop:
-// calls for one session never overlap. Ping and Pong frames are answered by
+// Handler receives the frames of one session, on the session's read loop
+// (with ServePolled, its read steps, which may run on different goroutines
+// one after another): calls for one session never overlap, and each
+// happens after the one before. Ping and Pong frames are answered by
 // the session itself and never reach the Handler.
 type Handler interface {
 	// HandleFrame processes one frame. A well-formed frame of a kind this

@@ -156,6 +156,7 @@ type fakeCentrifugo struct {
 	pubs  uint64
 
 	pongs, batched atomic.Int64
+	multi          atomic.Int64 // /api/batch calls with more than one publication
 }
 
 type fakeCfConn struct {
@@ -168,23 +169,42 @@ func (f *fakeCentrifugo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/connection/websocket":
 		f.serveWS(w, r)
-	case "/api/info", "/api/publish":
+	case "/api/info", "/api/batch":
 		if r.Header.Get("X-API-Key") != f.key {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		if r.URL.Path == "/api/publish" {
-			var req struct {
-				Channel string          `json:"channel"`
-				Data    json.RawMessage `json:"data"`
-			}
-			if err := json.NewDecoder(r.Body).Decode(&req); err != nil || !json.Valid(req.Data) {
-				fmt.Fprintf(w, `{"error":{"code":107,"message":"bad request"}}`)
-				return
-			}
-			f.publish(req.Channel, req.Data)
+		if r.URL.Path == "/api/info" {
+			fmt.Fprint(w, `{"result":{}}`)
+			return
 		}
-		fmt.Fprint(w, `{"result":{}}`)
+		// As Centrifugo v6.9.1 answers (checked against the binary): a
+		// reply per command, in order, an error in place of a result.
+		var req struct {
+			Commands []struct {
+				Publish *struct {
+					Channel string          `json:"channel"`
+					Data    json.RawMessage `json:"data"`
+				} `json:"publish"`
+			} `json:"commands"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, `{"error":{"code":107,"message":"bad request"}}`, http.StatusBadRequest)
+			return
+		}
+		if len(req.Commands) > 1 {
+			f.multi.Add(1)
+		}
+		replies := make([]string, len(req.Commands))
+		for i, c := range req.Commands {
+			if c.Publish == nil || c.Publish.Channel == "" || !json.Valid(c.Publish.Data) {
+				replies[i] = `{"error":{"code":107,"message":"bad request"}}`
+				continue
+			}
+			f.publish(c.Publish.Channel, c.Publish.Data)
+			replies[i] = `{"publish":{}}`
+		}
+		fmt.Fprintf(w, `{"replies":[%s]}`, strings.Join(replies, ","))
 	default:
 		http.NotFound(w, r)
 	}
@@ -335,6 +355,9 @@ func TestRunCentrifugoProtocol(t *testing.T) {
 	}
 	if f.pongs.Load() == 0 || f.batched.Load() == 0 {
 		t.Errorf("%d pongs, %d batched messages: the test did not exercise both", f.pongs.Load(), f.batched.Load())
+	}
+	if f.multi.Load() == 0 {
+		t.Error("no /api/batch call carried more than one publication: the publisher does not pipeline")
 	}
 
 	cfg.APIKey = "wrong"

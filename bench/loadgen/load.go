@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,6 +33,10 @@ type Config struct {
 	// URL is the subscribers' WebSocket URL (ws://host:port/ws;
 	// centrifugo: ws://host:port/connection/websocket).
 	URL string
+	// SubURLs, when set, are the subscribers' URLs instead of URL:
+	// subscriber i connects to SubURLs[i % len(SubURLs)] (the mesh
+	// scenario: subscribers on two nodes, the publisher on a third).
+	SubURLs []string
 	// PubURL is where the publisher publishes. Zero: URL for switchyard,
 	// URL with the path /pub for naive, and for centrifugo the HTTP API's
 	// publish endpoint: URL with the scheme http (https for wss) and the
@@ -68,6 +73,16 @@ type Config struct {
 	// ServerPID is the server process whose CPU time and RSS are sampled
 	// from /proc. Zero: not sampled.
 	ServerPID int
+	// MorePIDs are more server processes (the other nodes of a mesh)
+	// whose CPU time counts with ServerPID's.
+	MorePIDs []int
+	// Insecure skips the verification of the server's certificate for
+	// wss:// URLs (the benchmark's servers use self-signed ones).
+	Insecure bool
+	// TimelineStep is how often the deliveries are counted for the
+	// throughput-over-time chart, from the start of the warmup to the end
+	// of the window. Zero: 100 ms.
+	TimelineStep time.Duration
 	// DialConcurrency bounds simultaneous handshakes. Zero: 32.
 	DialConcurrency int
 	// Drain is how long to wait, after the publisher stops, for every
@@ -102,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Drain == 0 {
 		c.Drain = 10 * time.Second
+	}
+	if c.TimelineStep == 0 {
+		c.TimelineStep = 100 * time.Millisecond
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -194,16 +212,24 @@ type Result struct {
 	LatencyP50Ms   float64 `json:"latency_p50_ms"`
 	LatencyP95Ms   float64 `json:"latency_p95_ms"`
 	// LatencyCDFMs is the latency at each of cdfQuantiles, for charts.
-	LatencyCDFMs []float64 `json:"latency_cdf_ms,omitempty"`
-	LatencyP99Ms float64   `json:"latency_p99_ms"`
-	LatencyMaxMs float64   `json:"latency_max_ms"`
+	LatencyCDFMs  []float64 `json:"latency_cdf_ms,omitempty"`
+	LatencyP99Ms  float64   `json:"latency_p99_ms"`
+	LatencyP999Ms float64   `json:"latency_p999_ms"`
+	LatencyMaxMs  float64   `json:"latency_max_ms"`
 	// Publish → delivery to the last of all Subs subscribers, per
 	// publication whose last delivery fell in the window.
 	LastSamples int     `json:"last_sub_samples"`
 	LastP50Ms   float64 `json:"last_sub_p50_ms"`
 	LastP95Ms   float64 `json:"last_sub_p95_ms"`
 	LastP99Ms   float64 `json:"last_sub_p99_ms"`
+	LastP999Ms  float64 `json:"last_sub_p999_ms"`
 	LastMaxMs   float64 `json:"last_sub_max_ms"`
+
+	// Throughput over time: deliveries/s in each TimelineStepMs from the
+	// start of the warmup (the window opens at TimelineWindowS seconds).
+	TimelineStepMs  float64   `json:"timeline_step_ms,omitempty"`
+	TimelineWindowS float64   `json:"timeline_window_s,omitempty"`
+	Timeline        []float64 `json:"timeline_deliveries_per_s,omitempty"`
 
 	// Lost counts publications some subscriber had not received when the
 	// drain ended; OutOfOrder those that arrived with an unexpected
@@ -363,12 +389,9 @@ func (p *publisher) write(msg []byte) error {
 	return p.c.WriteMessage(websocket.BinaryMessage, msg)
 }
 
-// Run performs one load run against a live server.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
+// newLoad is the state of a run of cfg (with its defaults), before any
+// connection.
+func newLoad(cfg Config) *load {
 	l := &load{cfg: cfg, slots: make([]fanSlot, 2*cfg.Window)}
 	switch cfg.Target {
 	case targetSwitchyard:
@@ -378,18 +401,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case targetCentrifugo:
 		l.proto = newCentrifugo(cfg)
 	}
+	return l
+}
+
+// Run performs one load run against a live server.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	l := newLoad(cfg)
 	baseRSS, err := procRSS(cfg.ServerPID)
 	if err != nil {
 		return nil, fmt.Errorf("sample server %d: %w", cfg.ServerPID, err)
 	}
 	start := time.Now()
-	cpu0, _ := procCPU(cfg.ServerPID)
+	cpu0, _ := serverCPU(cfg.ServerPID, cfg.MorePIDs)
 	cfg.Logf("dialing %d subscribers at %s", cfg.Subs, cfg.URL)
 	if err := l.dialSubscribers(ctx); err != nil {
 		l.shutdown()
 		return nil, err
 	}
-	cpu1, _ := procCPU(cfg.ServerPID)
+	cpu1, _ := serverCPU(cfg.ServerPID, cfg.MorePIDs)
 	connectSecs := time.Since(start).Seconds()
 	cfg.Logf("%d subscribers ready in %v; idle for %v", cfg.Subs, time.Since(start).Round(time.Millisecond), cfg.Settle)
 	if err := sleepCtx(ctx, cfg.Settle); err != nil {
@@ -408,6 +441,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	stop := make(chan struct{})
 	pubDone := make(chan error, 1)
+	tl := startTimeline(l.delivered, cfg.TimelineStep)
+	defer tl.stop()
 	go func() { pubDone <- l.publishLoop(stop) }()
 	stopPublisher := func() error {
 		if stop != nil {
@@ -455,6 +490,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	l.measuring.Store(false)
 	s1 := l.snapshot()
+	timeline := tl.stop()
 	rss, rssErr := procRSS(cfg.ServerPID)
 	if err := stopPublisher(); err != nil {
 		return nil, fmt.Errorf("publisher: %w", err)
@@ -519,13 +555,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	slices.Sort(lat)
 	r.LatencySamples = len(lat)
-	r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyMaxMs = percentileMs(lat, 0.50), percentileMs(lat, 0.95), percentileMs(lat, 0.99), percentileMs(lat, 1)
+	r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyMaxMs = percentileMs(lat, 0.50), percentileMs(lat, 0.95), percentileMs(lat, 0.99), percentileMs(lat, 0.999), percentileMs(lat, 1)
 	for _, q := range cdfQuantiles {
 		r.LatencyCDFMs = append(r.LatencyCDFMs, percentileMs(lat, q))
 	}
 	slices.Sort(last)
 	r.LastSamples = len(last)
-	r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastMaxMs = percentileMs(last, 0.50), percentileMs(last, 0.95), percentileMs(last, 0.99), percentileMs(last, 1)
+	r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastP999Ms, r.LastMaxMs = percentileMs(last, 0.50), percentileMs(last, 0.95), percentileMs(last, 0.99), percentileMs(last, 0.999), percentileMs(last, 1)
+	r.TimelineStepMs = float64(cfg.TimelineStep) / float64(time.Millisecond)
+	r.TimelineWindowS = cfg.Warmup.Seconds()
+	r.Timeline = timeline
 	return r, nil
 }
 
@@ -547,13 +586,30 @@ type snapshot struct {
 	serverErr            error
 }
 
-func (l *load) snapshot() snapshot {
-	s := snapshot{at: time.Now(), published: l.published.Load()}
+// delivered is the deliveries to all subscribers so far.
+func (l *load) delivered() uint64 {
+	var n uint64
 	for _, sub := range l.subs {
-		s.delivered += sub.count.Load()
+		n += sub.count.Load()
 	}
+	return n
+}
+
+// serverCPU is the CPU time of pid and more together, in seconds.
+func serverCPU(pid int, more []int) (float64, error) {
+	total, err := procCPU(pid)
+	for _, p := range more {
+		v, perr := procCPU(p)
+		total += v
+		err = errors.Join(err, perr)
+	}
+	return total, err
+}
+
+func (l *load) snapshot() snapshot {
+	s := snapshot{at: time.Now(), published: l.published.Load(), delivered: l.delivered()}
 	if l.cfg.ServerPID != 0 {
-		s.serverCPU, s.serverErr = procCPU(l.cfg.ServerPID)
+		s.serverCPU, s.serverErr = serverCPU(l.cfg.ServerPID, l.cfg.MorePIDs)
 	}
 	s.selfCPU, _ = procCPU(os.Getpid())
 	return s
@@ -563,6 +619,25 @@ var dialer = websocket.Dialer{
 	HandshakeTimeout: 10 * time.Second,
 	ReadBufferSize:   16 << 10,
 	WriteBufferSize:  4 << 10,
+}
+
+// baseDialer is dialer, with certificate verification off when Insecure
+// is set. Every connection makes a full TLS handshake: there is no
+// session cache.
+func (c Config) baseDialer() websocket.Dialer {
+	d := dialer
+	if c.Insecure {
+		d.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	return d
+}
+
+// subURL is the URL subscriber i connects to.
+func (c Config) subURL(i int) string {
+	if len(c.SubURLs) > 0 {
+		return c.SubURLs[i%len(c.SubURLs)]
+	}
+	return c.URL
 }
 
 // dialSubscribers connects every subscriber and waits until each one's
@@ -614,12 +689,13 @@ func (l *load) dialSubscribers(ctx context.Context) error {
 }
 
 func (l *load) dialSubscriber(ctx context.Context, s *subscriber) error {
-	c, resp, err := dialerFrom(dialer, l.cfg.URL, s.i).DialContext(ctx, l.cfg.URL, nil)
+	u := l.cfg.subURL(s.i)
+	c, resp, err := dialerFrom(l.cfg.baseDialer(), u, s.i).DialContext(ctx, u, nil)
 	if err != nil {
 		if resp != nil {
-			return fmt.Errorf("dial %s: %w (HTTP %s)", l.cfg.URL, err, resp.Status)
+			return fmt.Errorf("dial %s: %w (HTTP %s)", u, err, resp.Status)
 		}
-		return fmt.Errorf("dial %s: %w", l.cfg.URL, err)
+		return fmt.Errorf("dial %s: %w", u, err)
 	}
 	c.SetReadLimit(16 << 20)
 	s.c = c
@@ -691,7 +767,8 @@ func (l *load) dialPublisher(ctx context.Context) error {
 		l.pub = &publisher{l: l}
 		return nil
 	}
-	c, _, err := dialer.DialContext(ctx, l.cfg.PubURL, nil)
+	d := l.cfg.baseDialer()
+	c, _, err := d.DialContext(ctx, l.cfg.PubURL, nil)
 	if err != nil {
 		return fmt.Errorf("publisher: dial %s: %w", l.cfg.PubURL, err)
 	}

@@ -31,11 +31,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -55,7 +58,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg Config
 	idleMax := fs.Float64("idle-max", 0.15, "before the run, wait (up to 30 s) until the machine's CPU is at most this busy (0 to 1; 0 skips the check); a warning says when it stays busier")
-	scenario := fs.String("scenario", scenarioFanout, "`scenario`: fanout (WebSocket, -target), datagrams (WebTransport datagrams on a volatile channel) or signal (WebRTC signaling at /signal)")
+	scenario := fs.String("scenario", scenarioFanout, "`scenario`: fanout (WebSocket, -target), idle (memory of idle sessions, -subs), connect (session handshakes per server core-second, -subs), churn (-cycles connect/disconnect cycles, -subs at a time), datagrams (WebTransport datagrams on a volatile channel) or signal (WebRTC signaling at /signal)")
+	subURLs := fs.String("sub-urls", "", "comma-separated subscriber `URLs`, subscriber i on the (i mod n)-th, instead of -url (the publisher stays on -pub-url, default -url)")
+	morePIDs := fs.String("server-pids", "", "comma-separated more server `PIDs` (other mesh nodes) whose CPU time counts with -server-pid's")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "wss://: do not verify the server's certificate (the benchmark's servers are self-signed)")
+	fs.IntVar(&cfg.DialConcurrency, "concurrency", 32, "connections dialed at once")
+	cycles := fs.Int("cycles", 10000, "churn: connect/disconnect cycles")
+	metricsURL := fs.String("metrics-url", "", "churn: the server's Prometheus `URL` (for go_goroutines and go_memstats_heap_inuse_bytes)")
+	owner := fs.String("owner", "", "print the node of -nodes that owns `channel` in a mesh (rendezvous hashing, as mesh/owner.go), then exit")
+	gcURL := fs.String("gc-url", "", "churn: a `URL` that makes the server collect garbage (/debug/pprof/heap?gc=1), fetched before the baseline and the after readings")
+	gcKey := fs.String("gc-key", "", "churn: X-API-Key for -gc-url")
+	median := fs.Bool("median", false, "with -table: one row per target and setting, each figure the median of its runs")
 	certHash := fs.String("cert-hash", "", "datagrams: base64 SHA-256 of the node's certificate (the node prints it as cert sha-256)")
 	settle := fs.Duration("settle", 2*time.Second, "idle time of the sessions before each RSS reading of idle sessions (fanout, datagrams); signal capacity: before the RSS reading (3s unless set)")
 	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard, naive or centrifugo")
@@ -75,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the result as one JSON line")
 	table := fs.Bool("table", false, "print a Markdown table of the -json result lines in the files named as arguments, then exit")
 	quiet := fs.Bool("q", false, "no progress on stderr")
-	cdf := fs.String("cdf", "", "with -table: also draw the fan-out runs' latency CDFs as SVG files `PREFIX`-saturation.svg and PREFIX-fixed-rate.svg")
+	cdf := fs.String("cdf", "", "with -table: also draw the fan-out runs' latency CDFs as SVG files `PREFIX`-saturation.svg and PREFIX-fixed-rate.svg, and their throughput over time as PREFIX-throughput-saturation.svg and PREFIX-throughput-fixed-rate.svg")
 	sc := signalFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -83,12 +96,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	if *owner != "" {
+		if len(sc.Nodes) == 0 {
+			return errors.New("-owner needs -nodes")
+		}
+		fmt.Fprintln(stdout, keyOwner(*owner, sc.Nodes))
+		return nil
+	}
 	if *table {
 		if *scenario == scenarioSignal {
 			return printSignalTable(stdout, fs.Args())
 		}
+		files := fs.Args()
+		if *median {
+			tmp, err := os.CreateTemp("", "loadgen-median-*.jsonl")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			n, err := writeMedians(tmp, files)
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			if n > 1 {
+				fmt.Fprintf(stdout, "Median of %d runs per row.\n\n", n)
+			}
+			files = []string{tmp.Name()}
+		}
 		if *cdf != "" {
-			written, err := writeCDFs(*cdf, fs.Args())
+			written, err := writeCDFs(*cdf, files)
 			if err != nil {
 				return err
 			}
@@ -96,7 +135,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				fmt.Fprintf(stderr, "loadgen: wrote %s\n", p)
 			}
 		}
-		return printTable(stdout, fs.Args())
+		return printTable(stdout, files)
+	}
+	if *subURLs != "" {
+		cfg.SubURLs = strings.Split(*subURLs, ",")
+	}
+	if *morePIDs != "" {
+		for _, f := range strings.Split(*morePIDs, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("server-pids: %w", err)
+			}
+			cfg.MorePIDs = append(cfg.MorePIDs, pid)
+		}
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -124,6 +175,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch *scenario {
 	case scenarioFanout:
 		cfg.Settle = *settle
+	case scenarioIdle:
+		cfg.Settle = *settle
+		r, err := RunIdle(ctx, cfg)
+		return report(stdout, *asJSON, r, err, printIdleText)
+	case scenarioConnect:
+		r, err := RunConnect(ctx, cfg)
+		return report(stdout, *asJSON, r, err, printConnectText)
+	case scenarioChurn:
+		cfg.Settle = *settle
+		r, err := RunChurn(ctx, cfg, *cycles, *metricsURL, *gcURL, *gcKey)
+		return report(stdout, *asJSON, r, err, printChurnText)
 	case scenarioDatagrams:
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -159,6 +221,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %d lost, %d out of order, %d disconnects (%s)", r.Target, r.Lost, r.OutOfOrder, r.Disconnects, r.FirstError)
 	}
 	return nil
+}
+
+// report prints r as JSON or text; a run that failed after measuring
+// something prints it too.
+func report[T any](stdout io.Writer, asJSON bool, r *T, err error, text func(io.Writer, *T)) error {
+	if r == nil {
+		return err
+	}
+	if asJSON {
+		b, jerr := json.Marshal(r)
+		if jerr != nil {
+			return jerr
+		}
+		fmt.Fprintln(stdout, string(b))
+	} else {
+		text(stdout, r)
+	}
+	return err
+}
+
+func printIdleText(w io.Writer, r *IdleResult) {
+	fmt.Fprintf(w, "scenario            idle (%s, %d subscribed sessions, idle %.1f s)\n", r.Target, r.Sessions, r.SettleS)
+	fmt.Fprintf(w, "server RSS          %.1f MiB before, %.1f MiB with the sessions idle; %d threads\n", r.BaseRSSMiB, r.IdleRSSMiB, r.ServerThreads)
+	fmt.Fprintf(w, "idle session        %.1f KiB of server RSS\n", r.IdleSessionKiB)
+	fmt.Fprintf(w, "kernel per socket   %.2f KiB: structures %.2f (%s bytes) + buffers %.2f (ss, %d server sockets)\n", r.KernelKiBPerSocket, r.StructKiBPerSocket, r.StructCaches, r.BufKiBPerSocket, r.ServerSockets)
+	fmt.Fprintf(w, "slab growth         %.2f KiB per socket, both ends (%s, whole machine); most: %s\n", r.SlabGrowthKiBPerSocket, r.SlabSource, r.SlabTop)
+}
+
+func printConnectText(w io.Writer, r *ConnectResult) {
+	scheme := "ws"
+	if r.TLS {
+		scheme = "wss"
+	}
+	fmt.Fprintf(w, "scenario            connect (%s over %s://, %d sessions, %d at a time)\n", r.Target, scheme, r.Sessions, r.Concurrency)
+	fmt.Fprintf(w, "time                %.2f s (%.0f connects/s); load generator and server share %d CPUs\n", r.Seconds, r.ConnectsPerSec, r.CPUs)
+	fmt.Fprintf(w, "server CPU          %.2f s: %.0f connects per server core-s\n", r.ServerCPU, r.ConnectsPerCoreSec)
+	fmt.Fprintf(w, "loadgen CPU         %.2f s\n", r.LoadgenCPU)
+	fmt.Fprintf(w, "handshake           p50 %.2f ms, p99 %.2f ms\n", r.HandshakeP50Ms, r.HandshakeP99Ms)
+}
+
+func printChurnText(w io.Writer, r *ChurnResult) {
+	fmt.Fprintf(w, "scenario            churn (%s, %d cycles, %d sessions at a time, settle %.0f s)\n", r.Target, r.Cycles, r.Open, r.SettleS)
+	fmt.Fprintf(w, "time                %.2f s (%.0f cycles/s), server CPU %.2f s (%.0f cycles per core-s)\n", r.Seconds, r.CyclesPerSec, r.ServerCPU, r.CyclesPerCoreSec)
+	fmt.Fprintf(w, "server RSS MiB      %.1f before, %.1f peak, %.1f after\n", r.BaseRSSMiB, r.PeakRSSMiB, r.AfterRSSMiB)
+	fmt.Fprintf(w, "goroutines          %d before, %d peak, %d after\n", r.BaseGoroutines, r.PeakGoroutines, r.AfterGoroutines)
+	fmt.Fprintf(w, "Go heap in use MiB  %.1f before, %.1f peak, %.1f after\n", r.BaseHeapMiB, r.PeakHeapMiB, r.AfterHeapMiB)
+	fmt.Fprintf(w, "open files          %d before, %d peak, %d after\n", r.BaseFDs, r.PeakFDs, r.AfterFDs)
+	fmt.Fprintf(w, "forced GC           %v (before the before and after readings)\n", r.GC)
 }
 
 func runDatagrams(ctx context.Context, cfg DatagramConfig, asJSON bool, stdout io.Writer) error {
@@ -225,8 +335,8 @@ func printText(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "idle subscriber     %.1f KiB of server RSS\n", r.IdleSessionKiB)
 	}
 	fmt.Fprintf(w, "loadgen CPU         %.2f s\n", r.LoadgenCPU)
-	fmt.Fprintf(w, "latency             p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)\n", r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyMaxMs, r.LatencySamples)
-	fmt.Fprintf(w, "last subscriber     p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms (%d publications)\n", r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastMaxMs, r.LastSamples)
+	fmt.Fprintf(w, "latency             p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples)\n", r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyMaxMs, r.LatencySamples)
+	fmt.Fprintf(w, "last subscriber     p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d publications)\n", r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastP999Ms, r.LastMaxMs, r.LastSamples)
 	fmt.Fprintf(w, "lost/out of order   %d / %d; disconnects %d; error frames %d\n", r.Lost, r.OutOfOrder, r.Disconnects, r.Errors)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error         %s\n", r.FirstError)

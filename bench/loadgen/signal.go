@@ -1159,7 +1159,11 @@ func sockstatTCP() (inuse, memKiB int) {
 // score = mix64(fnv1a(key) ^ fnv1a(node)), the highest wins, ties to the
 // larger name). A copy; TestRoomOwnerMatchesMesh checks it against a real
 // two-node mesh.
-func roomOwner(room string, nodes []string) string {
+func roomOwner(room string, nodes []string) string { return keyOwner("signal/"+room, nodes) }
+
+// keyOwner is the node that owns key (a channel's name, or signal/ROOM)
+// among nodes, as the mesh computes it.
+func keyOwner(key string, nodes []string) string {
 	fnv1a := func(s string) uint64 {
 		h := uint64(14695981039346656037)
 		for i := 0; i < len(s); i++ {
@@ -1176,7 +1180,7 @@ func roomOwner(room string, nodes []string) string {
 		h ^= h >> 33
 		return h
 	}
-	hc := fnv1a("signal/" + room)
+	hc := fnv1a(key)
 	best, bestScore := "", uint64(0)
 	for _, n := range nodes {
 		s := mix64(hc ^ fnv1a(n))

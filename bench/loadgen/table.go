@@ -13,8 +13,11 @@ import (
 // one for the fan-out runs, one for the datagram runs.
 func printTable(w io.Writer, files []string) error {
 	var (
-		rs []Result
-		ds []DatagramResult
+		rs  []Result
+		ds  []DatagramResult
+		is  []IdleResult
+		cs  []ConnectResult
+		chs []ChurnResult
 	)
 	for _, name := range files {
 		f, err := os.Open(name)
@@ -31,15 +34,18 @@ func printTable(w io.Writer, files []string) error {
 				Scenario string `json:"scenario"`
 			}
 			err = json.Unmarshal(line, &kind)
-			if err == nil && kind.Scenario == scenarioDatagrams {
-				var d DatagramResult
-				if err = json.Unmarshal(line, &d); err == nil {
-					ds = append(ds, d)
-				}
-			} else if err == nil {
-				var r Result
-				if err = json.Unmarshal(line, &r); err == nil {
-					rs = append(rs, r)
+			if err == nil {
+				switch kind.Scenario {
+				case scenarioDatagrams:
+					ds, err = appendJSON(ds, line)
+				case scenarioIdle:
+					is, err = appendJSON(is, line)
+				case scenarioConnect:
+					cs, err = appendJSON(cs, line)
+				case scenarioChurn:
+					chs, err = appendJSON(chs, line)
+				default:
+					rs, err = appendJSON(rs, line)
 				}
 			}
 			if err != nil {
@@ -53,30 +59,103 @@ func printTable(w io.Writer, files []string) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	sep := func() {}
+	next := func() { sep = func() { fmt.Fprintln(w) } }
 	if len(rs) > 0 {
 		printFanoutTable(w, rs)
+		next()
 	}
 	if len(ds) > 0 {
-		if len(rs) > 0 {
-			fmt.Fprintln(w)
-		}
+		sep()
 		printDatagramTable(w, ds)
+		next()
+	}
+	if len(is) > 0 {
+		sep()
+		printIdleTable(w, is)
+		next()
+	}
+	if len(cs) > 0 {
+		sep()
+		printConnectTable(w, cs)
+		next()
+	}
+	if len(chs) > 0 {
+		sep()
+		printChurnTable(w, chs)
 	}
 	return nil
 }
 
+// appendJSON decodes line as a T and appends it.
+func appendJSON[T any](ts []T, line []byte) ([]T, error) {
+	var t T
+	if err := json.Unmarshal(line, &t); err != nil {
+		return ts, err
+	}
+	return append(ts, t), nil
+}
+
+func printIdleTable(w io.Writer, is []IdleResult) {
+	fmt.Fprintln(w, "| target | sessions | idle session KiB of server RSS (MiB: before → idle) | kernel KiB per server socket = structures + buffers | slab growth KiB per socket, both ends (whole machine) | caches that grew most, KiB per socket | server threads |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|")
+	for _, r := range is {
+		fmt.Fprintf(w, "| %s | %d | %.1f (%.1f → %.1f) | %.2f = %.2f + %.2f | %.2f | %s | %d |\n",
+			r.Target, r.Sessions, r.IdleSessionKiB, r.BaseRSSMiB, r.IdleRSSMiB, r.KernelKiBPerSocket, r.StructKiBPerSocket, r.BufKiBPerSocket,
+			r.SlabGrowthKiBPerSocket, r.SlabTop, r.ServerThreads)
+	}
+}
+
+func printConnectTable(w io.Writer, cs []ConnectResult) {
+	fmt.Fprintln(w, "| target | TLS | sessions (at a time) | connects per server core-s | connects/s | server CPU s | loadgen CPU s | handshake p50 / p99 ms | server RSS MiB |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range cs {
+		tls := "ws://"
+		if r.TLS {
+			tls = "wss://"
+		}
+		fmt.Fprintf(w, "| %s | %s | %d (%d) | %.0f | %.0f | %.2f | %.2f | %.2f / %.2f | %.1f |\n",
+			r.Target, tls, r.Sessions, r.Concurrency, r.ConnectsPerCoreSec, r.ConnectsPerSec, r.ServerCPU, r.LoadgenCPU,
+			r.HandshakeP50Ms, r.HandshakeP99Ms, r.ServerRSSMiB)
+	}
+}
+
+func printChurnTable(w io.Writer, chs []ChurnResult) {
+	fmt.Fprintln(w, "| target | cycles (at a time) | cycles/s | cycles per server core-s | server RSS MiB before / peak / after | goroutines before / peak / after | Go heap in use MiB before / peak / after | open files before / peak / after | GC forced |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, r := range chs {
+		gc := "no"
+		if r.GC {
+			gc = "yes"
+		}
+		fmt.Fprintf(w, "| %s | %d (%d) | %.0f | %.0f | %.1f / %.1f / %.1f | %s / %s / %s | %s / %s / %s | %d / %d / %d | %s |\n",
+			r.Target, r.Cycles, r.Open, r.CyclesPerSec, r.CyclesPerCoreSec, r.BaseRSSMiB, r.PeakRSSMiB, r.AfterRSSMiB,
+			orNA(float64(r.BaseGoroutines), "%.0f"), orNA(float64(r.PeakGoroutines), "%.0f"), orNA(float64(r.AfterGoroutines), "%.0f"),
+			orNA(r.BaseHeapMiB, "%.1f"), orNA(r.PeakHeapMiB, "%.1f"), orNA(r.AfterHeapMiB, "%.1f"),
+			r.BaseFDs, r.PeakFDs, r.AfterFDs, gc)
+	}
+}
+
+// orNA formats v, or "n/a" for a figure the server does not expose (-1).
+func orNA(v float64, format string) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, v)
+}
+
 func printFanoutTable(w io.Writer, rs []Result) {
-	fmt.Fprintln(w, "| target | subs | payload B | publishes/s (asked) | deliveries/s | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | latency p50 / p95 / p99 ms | last subscriber p50 / p95 / p99 ms | idle subscriber KiB (server RSS MiB: before → idle) | connects per server core-s | server RSS MiB | lost / out of order / disconnects |")
+	fmt.Fprintln(w, "| target | subs | payload B | publishes/s (asked) | deliveries/s | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | latency p50 / p95 / p99 / p99.9 ms | last subscriber p50 / p95 / p99 / p99.9 ms | idle subscriber KiB (server RSS MiB: before → idle) | connects per server core-s | server RSS MiB | lost / out of order / disconnects |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rs {
 		asked := "saturate"
 		if r.Rate > 0 {
 			asked = fmt.Sprintf("%g", r.Rate)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %.0f (%s) | %.0f | %.0f | %.2f (%.2f) | %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.1f (%.1f → %.1f) | %.0f | %.1f | %d / %d / %d |\n",
+		fmt.Fprintf(w, "| %s | %d | %d | %.0f (%s) | %.0f | %.0f | %.2f (%.2f) | %.2f | %.2f / %.2f / %.2f / %.2f | %.2f / %.2f / %.2f / %.2f | %.1f (%.1f → %.1f) | %.0f | %.1f | %d / %d / %d |\n",
 			r.Target, r.Subs, r.Payload, r.PublishesPerSec, asked, r.DeliveriesPerSec, r.DeliveriesPerCoreSec,
-			r.ServerCPU, r.ServerCores, r.LoadgenCPU, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms,
-			r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.IdleSessionKiB, r.BaseRSSMiB, r.IdleRSSMiB, r.ConnectsPerCoreSec, r.ServerRSSMiB,
+			r.ServerCPU, r.ServerCores, r.LoadgenCPU, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyP999Ms,
+			r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastP999Ms, r.IdleSessionKiB, r.BaseRSSMiB, r.IdleRSSMiB, r.ConnectsPerCoreSec, r.ServerRSSMiB,
 			r.Lost, r.OutOfOrder, r.Disconnects)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -44,13 +45,13 @@ func NewServer(acc protocols.Acceptor, cfg Config) *Server {
 		session: cfg.Session.WithDefaults(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.HandshakeTimeout,
-			// A read buffer of its own, 1 KiB: the HTTP server's 4 KiB one
-			// would be 4 KiB of every idle session (a payload larger than
-			// the buffer is read straight into the message, so large
-			// publishes take no more system calls). The write buffer comes
-			// from a pool for the time of one message, so idle sessions hold
-			// none; 16 KiB carries ~200 small frames in one syscall.
-			ReadBufferSize:  1 << 10,
+			// Zero: gorilla reads through the buffer the hijack hands it,
+			// the session's own 1 KiB one (hijack.go), not the HTTP
+			// server's 4 KiB one, which would be 4 KiB of every idle
+			// session. The write buffer comes from a pool for the time of
+			// one message, so idle sessions hold none; 16 KiB carries ~200
+			// small frames in one syscall.
+			ReadBufferSize:  0,
 			WriteBufferSize: 16 << 10,
 			WriteBufferPool: &sync.Pool{},
 			CheckOrigin:     func(*http.Request) bool { return true },
@@ -62,7 +63,8 @@ func NewServer(acc protocols.Acceptor, cfg Config) *Server {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c, err := s.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	c, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		return // the upgrader has answered with a JSON error
 	}
@@ -70,21 +72,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// net/http then lets go of the connection's state (its 4 KiB write
 	// buffer, the parsed request), which a handler that kept running
 	// would hold for the session's lifetime (≈ 6 KiB of an idle session).
-	go protocols.Serve(newWire(c, s.session.MaxFrameSize), protocols.WebSocket, r, s.acc, s.session)
+	// Where it can, that goroutine only admits the session: its reads are
+	// then woken by readiness (poll_linux.go).
+	s.serve(newWire(c, s.session.MaxFrameSize), hj.br, r)
 }
 
 type wire struct {
 	c  *websocket.Conn
 	fr *FrameReader // owned by the read loop
 
+	raw syscall.RawConn // nil: no direct writes (TLS); see direct.go
+
 	// owned by the writer
 	deadline protocols.Deadline
+
+	wmu     sync.Mutex // held for every write to the connection
+	pending []byte     // under wmu: the tail of a direct write, written before anything else
+	dirty   bool       // under wmu: a blocking write may have left a deadline on the socket
 
 	abortOnce sync.Once
 }
 
 func newWire(c *websocket.Conn, maxFrame int) *wire {
-	return &wire{c: c, fr: NewFrameReader(c, maxFrame, protocols.MaxMessageSize(maxFrame), 64<<10)}
+	w := &wire{c: c, fr: NewFrameReader(c, maxFrame, protocols.MaxMessageSize(maxFrame), 64<<10)}
+	w.setDirect()
+	return w
 }
 
 func (w *wire) ReadFrame() ([]byte, error) { return w.fr.Next() }
@@ -175,6 +187,12 @@ func (r *FrameReader) readMessage() error {
 
 // WriteFrames packs the batch into one binary message.
 func (w *wire) WriteFrames(frames [][]byte, deadline time.Time) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := w.flushPending(deadline); err != nil {
+		return err
+	}
+	w.dirty = true
 	if err := w.deadline.Set(w.c.SetWriteDeadline, deadline); err != nil {
 		return err
 	}
@@ -191,6 +209,12 @@ func (w *wire) WriteFrames(frames [][]byte, deadline time.Time) error {
 }
 
 func (w *wire) CloseWrite(code protocols.CloseCode, reason string, deadline time.Time) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := w.flushPending(deadline); err != nil {
+		return err
+	}
+	w.dirty = true
 	return w.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(int(code), reason), deadline)
 }
 
