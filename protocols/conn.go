@@ -514,19 +514,24 @@ func (c *conn) writeLoopFrom(held [][]byte) {
 			c.end()
 			return
 		}
-		// Stop when there is nothing left, deciding under mu: whoever
-		// queues or flags after this starts a new writer.
-		c.mu.Lock()
-		idle := c.q.n == 0 && !c.pongOwed && !c.pingDue.Load() && !c.pongDue.Load() &&
-			c.closeErr.Load() == nil && !c.readEnded.Load()
-		if idle {
-			c.writing = false
-		}
-		c.mu.Unlock()
-		if idle {
+		if c.release() {
 			return
 		}
 	}
+}
+
+// release gives up the writer's place when nothing is left to do,
+// deciding under mu: whoever queues or flags after this starts a new
+// writer. It reports whether it did.
+func (c *conn) release() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	idle := c.q.n == 0 && !c.pongOwed && !c.pingDue.Load() && !c.pongDue.Load() &&
+		c.closeErr.Load() == nil && !c.readEnded.Load()
+	if idle {
+		c.writing = false
+	}
+	return idle
 }
 
 // end marks the writer finished for good.

@@ -171,14 +171,7 @@ func (c *conn) writeDirect(w *directWorker, batch [][]byte) [][]byte {
 		}
 		batch = c.take(batch[:0])
 		if len(batch) == 0 {
-			c.mu.Lock()
-			idle := c.q.n == 0 && !c.pongOwed && !c.pingDue.Load() && !c.pongDue.Load() &&
-				c.closeErr.Load() == nil && !c.readEnded.Load()
-			if idle {
-				c.writing = false
-			}
-			c.mu.Unlock()
-			if idle {
+			if c.release() {
 				return batch
 			}
 			continue
