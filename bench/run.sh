@@ -20,6 +20,9 @@
 #                   every figure of the tables is the median of the runs
 #   IDLE_MAX [0.15] loadgen -idle-max: how busy the machine may be before
 #                   each run (it waits up to 30 s, then warns)
+#   READERS [empty] loadgen -readers: goroutine (a goroutine per subscriber)
+#                   or epoll (experimental: a few goroutines read all the
+#                   subscribers' sockets with epoll); empty passes no flag
 #   KEEP [empty]    set to keep the temporary directory (JSON, server logs)
 #   CENTRIFUGO_BIN, CENTRIFUGO_VERSION, BENCH_BIN   see bench/centrifugo.sh
 # The load generator and the servers share this machine's cores.
@@ -37,6 +40,7 @@ LAT_RATE=${LAT_RATE:-50}
 TARGETS=${TARGETS:-switchyard naive}
 RUNS=${RUNS:-1}
 IDLE_MAX=${IDLE_MAX:-0.15}
+READERS=${READERS:-}
 
 source "$(dirname "$0")/lib.sh"
 raise_open_files run.sh $((SUBS + 100)) # a socket per session in each process
@@ -59,6 +63,7 @@ for n in $(seq "$RUNS"); do
       args=(-target "$target" -url "$server_url" -server-pid "$server_pid" -subs "$SUBS" -payload "$PAYLOAD"
         -duration "$DURATION" -warmup "$WARMUP" -window "$WINDOW" -settle "$SETTLE" -idle-max "$IDLE_MAX" -json "${server_args[@]}")
       [[ $run == rate ]] && args+=(-rate "$LAT_RATE")
+      [[ -n $READERS ]] && args+=(-readers "$READERS")
       "$tmp/loadgen" "${args[@]}" >>"$tmp/$run.jsonl" || status=1
       stop_server
       show_server_err "$target"
@@ -68,6 +73,10 @@ done
 
 if [[ -n $centrifugo ]]; then
   echo "Centrifugo: $(go version -m "$centrifugo" | awk '$1 == "mod" { print $3 }') (\`go install\`, $(go version -m "$centrifugo" | head -1 | awk '{ print $2 }')), config \`bench/centrifugo.json\`."
+  echo
+fi
+if [[ -n $READERS ]]; then
+  echo "The load generator's subscribers read with \`loadgen -readers $READERS\`."
   echo
 fi
 echo "### Saturation ($SUBS subscribers, $PAYLOAD-byte payload, $DURATION after $WARMUP warmup, window $WINDOW)"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -8,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +91,12 @@ type Config struct {
 	// Drain is how long to wait, after the publisher stops, for every
 	// subscriber to get every publication. Zero: 10 s.
 	Drain time.Duration
+	// Readers is how subscribers read: "goroutine" (a goroutine each,
+	// blocked in gorilla's read) or "epoll" (experimental, Linux, ws://
+	// only: GOMAXPROCS goroutines with an epoll instance each read all the
+	// sockets and parse the frames themselves, see epoll_linux.go).
+	// Zero: goroutine.
+	Readers string
 	// Logf reports progress. Zero: silent.
 	Logf func(format string, args ...any)
 }
@@ -123,6 +132,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
+	}
+	if c.Readers == "" {
+		c.Readers = readersGoroutine
 	}
 	if c.PubURL == "" && c.URL != "" {
 		c.PubURL = c.URL
@@ -162,11 +174,28 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("pub-url %q: centrifugo publishes through its HTTP API, want http:// or https://", c.PubURL))
 		}
 	}
+	switch c.Readers {
+	case readersGoroutine:
+	case readersEpoll:
+		for _, u := range append([]string{c.URL}, c.SubURLs...) {
+			if !strings.HasPrefix(u, "ws://") {
+				errs = append(errs, fmt.Errorf("readers epoll: subscriber URL %q: want ws:// (the reader reads the TCP socket, no TLS)", u))
+			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("readers %q: want %s or %s", c.Readers, readersGoroutine, readersEpoll))
+	}
 	if c.Duration < 0 || c.Warmup < 0 || c.Drain < 0 || c.Rate < 0 || c.Window < 0 || c.Settle < 0 {
 		errs = append(errs, errors.New("durations, rate and window must not be negative"))
 	}
 	return errors.Join(errs...)
 }
+
+// Subscriber read paths (Config.Readers).
+const (
+	readersGoroutine = "goroutine"
+	readersEpoll     = "epoll"
+)
 
 // payloadHeader leads every payload: the send time in unix nanoseconds and
 // the publication's sequence number (from 1), both big-endian.
@@ -180,7 +209,8 @@ type Result struct {
 	Payload int     `json:"payload_bytes"`
 	Rate    float64 `json:"rate"` // publishes/s asked for; 0: saturate
 	Window  int     `json:"window"`
-	CPUs    int     `json:"cpus"` // shared by the load generator and the server
+	Readers string  `json:"readers,omitempty"` // set for -readers epoll only
+	CPUs    int     `json:"cpus"`              // shared by the load generator and the server
 
 	Seconds          float64 `json:"seconds"`
 	Publishes        uint64  `json:"publishes"`
@@ -264,7 +294,8 @@ type load struct {
 	mu       sync.Mutex // guards firstErr
 	firstErr string
 
-	readers sync.WaitGroup // one per connection's read loop
+	readers sync.WaitGroup // one per connection's read loop (or epoll reader)
+	ep      *epollReaders  // -readers epoll; nil otherwise
 }
 
 // protocol is what differs between the targets.
@@ -507,6 +538,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Payload:        cfg.Payload,
 		Rate:           cfg.Rate,
 		Window:         cfg.Window,
+		Readers:        map[string]string{readersEpoll: readersEpoll}[cfg.Readers],
 		CPUs:           runtime.NumCPU(),
 		Seconds:        s1.at.Sub(s0.at).Seconds(),
 		Publishes:      s1.published - s0.published,
@@ -645,6 +677,13 @@ func (c Config) subURL(i int) string {
 func (l *load) dialSubscribers(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	if l.cfg.Readers == readersEpoll {
+		ep, err := startEpollReaders(l)
+		if err != nil {
+			return err
+		}
+		l.ep = ep
+	}
 	l.subs = make([]*subscriber, l.cfg.Subs)
 	for i := range l.subs {
 		l.subs[i] = &subscriber{l: l, i: i, sample: i < l.cfg.LatencySubs, ready: make(chan struct{}), ended: make(chan struct{})}
@@ -690,7 +729,26 @@ func (l *load) dialSubscribers(ctx context.Context) error {
 
 func (l *load) dialSubscriber(ctx context.Context, s *subscriber) error {
 	u := l.cfg.subURL(s.i)
-	c, resp, err := dialerFrom(l.cfg.baseDialer(), u, s.i).DialContext(ctx, u, nil)
+	d := dialerFrom(l.cfg.baseDialer(), u, s.i)
+	var tc *teeConn
+	if l.ep != nil {
+		// Keep a copy of what the handshake reads: gorilla's buffer may
+		// hold frames past the HTTP response, which the epoll reader must
+		// see first.
+		dial := d.NetDialContext
+		if dial == nil {
+			dial = (&net.Dialer{Timeout: d.HandshakeTimeout}).DialContext
+		}
+		d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc = &teeConn{Conn: c, on: true}
+			return tc, nil
+		}
+	}
+	c, resp, err := d.DialContext(ctx, u, nil)
 	if err != nil {
 		if resp != nil {
 			return fmt.Errorf("dial %s: %w (HTTP %s)", u, err, resp.Status)
@@ -699,13 +757,69 @@ func (l *load) dialSubscriber(ctx context.Context, s *subscriber) error {
 	}
 	c.SetReadLimit(16 << 20)
 	s.c = c
+	var rest []byte
+	if tc != nil {
+		if rest, err = tc.handshakeRest(); err != nil {
+			c.Close()
+			s.c = nil
+			return err
+		}
+	}
 	if err := l.proto.subscribe(s); err != nil {
 		c.Close()
 		s.c = nil
 		return err
 	}
+	if l.ep != nil {
+		l.ep.add(s, tc, rest)
+		return nil
+	}
 	l.readers.Go(func() { l.readSubscriber(s) })
 	return nil
+}
+
+// teeConn keeps a copy of what is read through it while on is set (the
+// dial goroutine's, during gorilla's handshake).
+type teeConn struct {
+	net.Conn
+	on  bool
+	tee []byte
+}
+
+func (c *teeConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.on {
+		c.tee = append(c.tee, p[:n]...)
+	}
+	return n, err
+}
+
+// handshakeRest stops the copy and returns what was read past the end of
+// the HTTP response: gorilla reads the response through its bufio.Reader
+// (http.ReadResponse, which stops right after the blank line that ends
+// the header, a 101 having no body), so those bytes are exactly what
+// sits unread in gorilla's buffer, the start of the server's frames.
+// Nothing reads through gorilla after this.
+func (c *teeConn) handshakeRest() ([]byte, error) {
+	c.on = false
+	tee := c.tee
+	c.tee = nil
+	i := bytes.Index(tee, []byte("\r\n\r\n"))
+	if i < 0 {
+		return nil, errors.New("readers epoll: no end of the HTTP response in what the handshake read")
+	}
+	return tee[i+4:], nil
+}
+
+// endSubscriber ends subscriber s's reading: err is why (nil: the run is
+// closing).
+func (l *load) endSubscriber(s *subscriber, err error) {
+	if err != nil && !l.closing.Load() {
+		s.endErr = err
+		s.c.Close()
+	}
+	s.done.Store(true)
+	close(s.ended)
 }
 
 // readSubscriber is the read loop of one subscriber.
@@ -930,5 +1044,8 @@ func (l *load) shutdown() {
 		})
 	}
 	wg.Wait()
+	if l.ep != nil {
+		l.ep.stop()
+	}
 	l.readers.Wait()
 }

@@ -16,7 +16,7 @@ import (
 // medianKeys are the fields that tell runs of different settings apart:
 // -json lines that agree on all of them (where present) are runs of one
 // setting, and writeMedians folds them into one.
-var medianKeys = []string{"scenario", "target", "tls", "subs", "cycles", "concurrency", "rate", "payload_bytes", "window", "mode", "room_size", "pairs", "peers"}
+var medianKeys = []string{"scenario", "target", "tls", "subs", "cycles", "concurrency", "rate", "payload_bytes", "window", "readers", "mode", "room_size", "pairs", "peers"}
 
 // writeMedians reads the -json result lines of files, groups the runs of
 // one setting (medianKeys, in the order the groups first appear) and
