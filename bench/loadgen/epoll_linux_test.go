@@ -122,19 +122,7 @@ func TestEpollConn(t *testing.T) {
 		}
 	}))
 
-	l := newLoad(Config{Target: targetNaive, URL: "ws://" + addr + "/ws", Subs: 1, Readers: readersEpoll}.withDefaults())
-	l.slots[1].seq.Store(1)
-	if err := l.dialSubscribers(context.Background()); err != nil {
-		l.shutdown()
-		t.Fatal(err)
-	}
-	s := l.subs[0]
-	select {
-	case <-s.ended:
-	case <-time.After(5 * time.Second):
-		t.Error("the subscriber did not end at the server's close")
-	}
-	l.shutdown()
+	s := runOneEpollSubscriber(t, addr, "at the server's close")
 	rep := <-reports
 	if rep.err != nil {
 		t.Fatalf("server: %v", rep.err)
@@ -254,6 +242,16 @@ func TestEpollConnEOF(t *testing.T) {
 			t.Error(err)
 		}
 	}))
+	s := runOneEpollSubscriber(t, addr, "when the server closed the connection")
+	if n := s.count.Load(); n != 1 || s.endErr == nil {
+		t.Errorf("%d deliveries, ended with %v; want 1 and an error", n, s.endErr)
+	}
+}
+
+// runOneEpollSubscriber dials one naive-target subscriber with epoll
+// reads at addr, waits (up to 5 s) for it to end, and shuts the load down.
+func runOneEpollSubscriber(t *testing.T, addr, when string) *subscriber {
+	t.Helper()
 	l := newLoad(Config{Target: targetNaive, URL: "ws://" + addr + "/ws", Subs: 1, Readers: readersEpoll}.withDefaults())
 	l.slots[1].seq.Store(1)
 	if err := l.dialSubscribers(context.Background()); err != nil {
@@ -264,10 +262,8 @@ func TestEpollConnEOF(t *testing.T) {
 	select {
 	case <-s.ended:
 	case <-time.After(5 * time.Second):
-		t.Error("the subscriber did not end when the server closed the connection")
+		t.Error("the subscriber did not end " + when)
 	}
 	l.shutdown()
-	if n := s.count.Load(); n != 1 || s.endErr == nil {
-		t.Errorf("%d deliveries, ended with %v; want 1 and an error", n, s.endErr)
-	}
+	return s
 }
