@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -52,7 +53,9 @@ const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 // keeps no goroutine.
 type poller struct {
 	ep   int
-	stop [2]int // a pipe in the epoll set (id 0): a byte tells loop to end
+	file *os.File        // ep, in the Go runtime's poller: loop parks there
+	raw  syscall.RawConn // file's
+	stop [2]int          // a pipe in the epoll set (id 0): a byte tells loop to end
 
 	watches map[uint64]*polledWire // under pollers.mu
 }
@@ -84,9 +87,24 @@ func startPoller() (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &poller{ep: ep, watches: make(map[uint64]*polledWire)}
-	if err := syscall.Pipe2(p.stop[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+	// The epoll fd is itself watched by the Go runtime's poller (an
+	// epoll fd is readable while it has events): loop parks its goroutine
+	// there instead of blocking a thread in epoll_wait, which the runtime
+	// would see as a blocking system call and hand the thread's P to
+	// another thread for, waking one on every wait.
+	if err := syscall.SetNonblock(ep, true); err != nil {
 		syscall.Close(ep)
+		return nil, err
+	}
+	p := &poller{ep: ep, file: os.NewFile(uintptr(ep), "epoll"), watches: make(map[uint64]*polledWire)}
+	raw, err := p.file.SyscallConn()
+	if err != nil {
+		p.file.Close()
+		return nil, err
+	}
+	p.raw = raw
+	if err := syscall.Pipe2(p.stop[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		p.file.Close()
 		return nil, err
 	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
@@ -99,9 +117,28 @@ func startPoller() (*poller, error) {
 }
 
 func (p *poller) close() {
-	syscall.Close(p.ep)
+	p.file.Close()
 	syscall.Close(p.stop[0])
 	syscall.Close(p.stop[1])
+}
+
+// wait returns the next events, parking in the Go runtime's poller while
+// there are none.
+func (p *poller) wait(events []syscall.EpollEvent) (int, error) {
+	var n int
+	var werr error
+	err := p.raw.Read(func(uintptr) bool {
+		for {
+			n, werr = syscall.EpollWait(p.ep, events, 0)
+			if werr != syscall.EINTR {
+				return n > 0 || werr != nil
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // remove takes a session that will never arm again out of p; after the
@@ -123,11 +160,9 @@ func (p *poller) loop() {
 	events := make([]syscall.EpollEvent, 256)
 	ready := make([]*polledWire, 0, len(events))
 	for {
-		n, err := syscall.EpollWait(p.ep, events, -1)
+		n, err := p.wait(events)
 		if err != nil {
-			if err != syscall.EINTR {
-				time.Sleep(10 * time.Millisecond) // not expected of a valid epoll fd; do not spin
-			}
+			time.Sleep(10 * time.Millisecond) // not expected of a valid epoll fd; do not spin
 			continue
 		}
 		stop := false
