@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -178,11 +177,21 @@ func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
 // connection (now a WebSocket session) stops counting, and so does a
 // closed one (Close releases it too; the count drops once).
 func releaseHandedOff(c net.Conn, s http.ConnState) {
-	if s != http.StateHijacked && s != http.StateClosed {
-		return
+	if s == http.StateHijacked || s == http.StateClosed {
+		releaseHandedOver(c)
 	}
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
+}
+
+// releaseHandedOver stops counting c, a connection that has become a
+// WebSocket session (or closed), under any wrappers (TLS, the WebSocket
+// front's replay).
+func releaseHandedOver(c net.Conn) {
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
 	}
 	if cc, ok := c.(*countedConn); ok {
 		cc.release()

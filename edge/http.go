@@ -144,6 +144,14 @@ func (n *Node) only(methods []string, h http.Handler) http.Handler {
 // unlessStopping answers 503 instead of opening a session once the node
 // is shutting down, so that reconnecting clients back off and go elsewhere
 // rather than loop on a closing node.
+// admitting reports whether the node takes new sessions (it is not
+// stopping).
+func (n *Node) admitting() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.stopping
+}
+
 func (n *Node) unlessStopping(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.mu.Lock()

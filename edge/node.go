@@ -501,6 +501,12 @@ func (n *Node) Start() error {
 		if n.conns != nil {
 			ln = n.conns.listener(ln, !isTLS)
 		}
+		if !isTLS {
+			// WebSocket upgrades to /ws skip net/http (protocols/websocket/front.go).
+			ln = n.ws.Front(ln, websocket.FrontConfig{
+				Path: "/ws", Admit: n.admitting, Upgraded: releaseHandedOver, HeaderTimeout: n.cfg.HTTPReadHeaderTimeout,
+			})
+		}
 		if isTLS {
 			srv.TLSConfig = n.tlsConfig()
 			srv.TLSConfig.NextProtos = append([]string{"h2", "http/1.1"}, n.cfg.ALPN...)

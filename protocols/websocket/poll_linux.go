@@ -236,12 +236,14 @@ func newPolledWire(w *wire, br *bufio.Reader) *polledWire {
 	return pw
 }
 
-func (s *Server) serve(w *wire, br *bufio.Reader, r *http.Request) {
+// run runs the session on the calling goroutine: with readiness-woken
+// reads it returns once the session is admitted and its reads are armed.
+func (s *Server) run(w *wire, br *bufio.Reader, r *http.Request) {
 	if pw := newPolledWire(w, br); pw != nil {
-		go protocols.ServePolled(pw, protocols.WebSocket, r, s.acc, s.session)
+		protocols.ServePolled(pw, protocols.WebSocket, r, s.acc, s.session)
 		return
 	}
-	go protocols.Serve(w, protocols.WebSocket, r, s.acc, s.session)
+	protocols.Serve(w, protocols.WebSocket, r, s.acc, s.session)
 }
 
 // Buffered implements protocols.PolledWire: frames left of the last

@@ -74,7 +74,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// would hold for the session's lifetime (≈ 6 KiB of an idle session).
 	// Where it can, that goroutine only admits the session: its reads are
 	// then woken by readiness (poll_linux.go).
-	s.serve(newWire(c, s.session.MaxFrameSize), hj.br, r)
+	go s.run(newWire(c, s.session.MaxFrameSize), hj.br, r)
 }
 
 type wire struct {
