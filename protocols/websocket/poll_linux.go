@@ -257,6 +257,12 @@ func (w *polledWire) Buffered() bool {
 	}
 	for {
 		if w.br.Buffered() == 0 {
+			if w.src.drained {
+				// The last read emptied the socket: arm without asking it
+				// again. Bytes that came since make the level-triggered
+				// arming fire at once.
+				return false
+			}
 			w.src.nonblock = true
 			_, err := w.br.Peek(1)
 			w.src.nonblock = false
@@ -347,9 +353,20 @@ type sockReader struct {
 	nc       net.Conn
 	raw      syscall.RawConn
 	nonblock bool // owned by the read step
+	// drained: the last read returned less than it asked for, so the
+	// socket had no more then (a TCP read returns short only when its
+	// receive queue is empty). Owned by the read step; Arm clears it, so
+	// that the next step asks the socket first.
+	drained bool
 }
 
 func (s *sockReader) Read(p []byte) (int, error) {
+	n, err := s.read(p)
+	s.drained = err == nil && n < len(p)
+	return n, err
+}
+
+func (s *sockReader) read(p []byte) (int, error) {
 	if !s.nonblock {
 		return s.nc.Read(p)
 	}
@@ -387,6 +404,7 @@ func (w *polledWire) Arm(wake func()) bool {
 	if !w.added {
 		op = syscall.EPOLL_CTL_ADD
 	}
+	w.src.drained = false
 	w.letGo()
 	if err := w.ctl(op); err != nil {
 		w.fetch()
