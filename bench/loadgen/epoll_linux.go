@@ -11,16 +11,20 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
 
 // epollReaders is the -readers epoll path: GOMAXPROCS goroutines, each
 // owning an epoll instance (edge-triggered) and reading the sockets of many
-// subscribers with non-blocking read(2), instead of a goroutine per
+// subscribers with non-blocking recvmsg(2), instead of a goroutine per
 // subscriber blocked in gorilla's read. Each parses the frames itself
 // (wsReader) and hands every message to the protocol's handle or
-// handleText, as readSubscriber does. Writes stay with gorilla
+// handleText, as readSubscriber does. The sockets have receive
+// timestamps on, so that every delivery also has the time its bytes
+// arrived, before the load generator got a CPU to read them
+// (subscriber.arrival, Result.Arrival*). Writes stay with gorilla
 // (s.c.WriteMessage in handle, WriteControl for pongs and closes): they
 // only write to the socket, and nothing but the reader reads from it.
 type epollReaders struct {
@@ -31,7 +35,8 @@ type epollReader struct {
 	l    *load
 	epfd int
 	f    *os.File // epfd, in Go's poller: the loop waits there
-	buf  []byte   // one read(2) at a time; parsed in place
+	buf  []byte   // one recvmsg(2) at a time; parsed in place
+	oob  []byte   // the control messages of that recvmsg: its receive timestamp
 
 	mu    sync.Mutex           // guards conns
 	conns map[int32]*epollConn // by subscriber index
@@ -47,6 +52,11 @@ type epollConn struct {
 // epollBuf is the size of a reader's read buffer: a read takes whatever
 // the socket holds, up to this.
 const epollBuf = 256 << 10
+
+// epollOOB is the size of a reader's control-message buffer: a TCP
+// recvmsg brings one SCM_TIMESTAMPNS (32 bytes on 64-bit Linux); the
+// rest is headroom, so that it is never cut short.
+const epollOOB = 128
 
 func startEpollReaders(l *load) (*epollReaders, error) {
 	e := &epollReaders{}
@@ -64,7 +74,7 @@ func startEpollReaders(l *load) (*epollReaders, error) {
 		// waiting for a socket instead of blocking a thread in
 		// epoll_wait (which would cost a thread hand-off each time).
 		f := os.NewFile(uintptr(fd), "epoll")
-		e.rs = append(e.rs, &epollReader{l: l, epfd: fd, f: f, buf: make([]byte, epollBuf), conns: map[int32]*epollConn{}})
+		e.rs = append(e.rs, &epollReader{l: l, epfd: fd, f: f, buf: make([]byte, epollBuf), oob: make([]byte, epollOOB), conns: map[int32]*epollConn{}})
 	}
 	for _, r := range e.rs {
 		l.readers.Go(r.loop)
@@ -82,10 +92,12 @@ func (e *epollReaders) stop() {
 }
 
 // add hands subscriber s to a reader once its connection is dialed and its
-// subscribe request written. rest is what the connection read past the
-// HTTP handshake (gorilla's buffer); it is handled first, here, before
-// the socket joins the epoll set, so that order holds. On an error the
-// subscriber has ended.
+// subscribe request written. It turns receive timestamps on first, so
+// that every read in the set has one. rest is what the connection read
+// past the HTTP handshake (gorilla's buffer); it is handled first, here,
+// before the socket joins the epoll set, so that order holds (it has no
+// arrival time, and holds no publication: it came before the subscribe
+// request was answered). On an error the subscriber has ended.
 func (e *epollReaders) add(s *subscriber, tc *teeConn, rest []byte) {
 	r := e.rs[s.i%len(e.rs)]
 	ec := &epollConn{s: s, fr: wsReader{max: 16 << 20}}
@@ -95,6 +107,9 @@ func (e *epollReaders) add(s *subscriber, tc *teeConn, rest []byte) {
 		err = fmt.Errorf("-readers epoll: %T has no file descriptor", tc.Conn)
 	} else {
 		ec.rc, err = sc.SyscallConn()
+	}
+	if err == nil {
+		err = enableRxTimestamps(ec.rc)
 	}
 	if err == nil && len(rest) > 0 {
 		err = ec.fr.feed(rest, ec.frame)
@@ -167,7 +182,7 @@ func (r *epollReader) loop() {
 }
 
 // read takes what one readable socket holds and handles its messages.
-// The set is edge-triggered, yet one read(2) is enough unless it fills the
+// The set is edge-triggered, yet one read is enough unless it fills the
 // buffer: a TCP read that returns less than asked has emptied the socket's
 // receive queue, and whatever arrives after it raises a new edge. (That
 // saves the read that would only say EAGAIN, and the re-check of every
@@ -185,14 +200,15 @@ func (r *epollReader) read(ec *epollConn, events uint32) {
 	}
 }
 
-// readOnce makes one read(2) of ec's socket and handles what it got; it
-// returns how much it read, and an error once the subscriber has ended.
+// readOnce makes one recvmsg(2) of ec's socket and handles what it got;
+// it returns how much it read, and an error once the subscriber has ended.
 func (r *epollReader) readOnce(ec *epollConn, events uint32) (int, error) {
 	var n int
+	var arrival int64
 	var rerr error
 	err := ec.rc.Read(func(fd uintptr) bool {
 		for {
-			n, rerr = syscall.Read(int(fd), r.buf)
+			n, arrival, rerr = recvStamped(int(fd), r.buf, r.oob)
 			if rerr != syscall.EINTR {
 				return true // never wait in Go's poller
 			}
@@ -210,6 +226,10 @@ func (r *epollReader) readOnce(ec *epollConn, events uint32) (int, error) {
 	case n == 0:
 		err = io.ErrUnexpectedEOF
 	default:
+		// Every message this read completes had its last bytes in it,
+		// so the read's arrival time (that of its last segment) is when
+		// each was complete, or later.
+		ec.s.arrival = arrival
 		err = ec.fr.feed(r.buf[:n], ec.frame)
 	}
 	if err == nil {
@@ -223,6 +243,69 @@ func (r *epollReader) readOnce(ec *epollConn, events uint32) (int, error) {
 	_ = ec.rc.Control(func(fd uintptr) { _ = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil) })
 	r.l.endSubscriber(ec.s, err)
 	return 0, err
+}
+
+// enableRxTimestamps turns on software receive timestamps on the socket
+// of rc: from then on the kernel stamps each packet as it comes in
+// (CLOCK_REALTIME, the clock of time.Now and of the send times in the
+// payloads) and recvmsg passes the stamp as an SCM_TIMESTAMPNS control
+// message. Stamping is machine-wide once any socket asks for it, so the
+// server's sockets pay the few nanoseconds of a clock read per packet too.
+func enableRxTimestamps(rc syscall.RawConn) error {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+	}); cerr != nil {
+		return fmt.Errorf("receive timestamps: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("setsockopt SO_TIMESTAMPNS: %w", err)
+	}
+	return nil
+}
+
+// recvStamped makes one recvmsg(2) of fd into buf, with oob for the control
+// messages, and returns how much it read and the kernel's receive time of
+// it (unix ns; 0 when there is none). For TCP that is the time of the last
+// segment the call took, so bytes that arrived earlier and were read with
+// it get the later time. Errors of the call itself (EAGAIN, EINTR) come
+// back as they are, for the caller to tell apart.
+func recvStamped(fd int, buf, oob []byte) (int, int64, error) {
+	n, oobn, _, _, err := syscall.Recvmsg(fd, buf, oob, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	arrival, err := rxTimestamp(oob[:oobn])
+	if err != nil {
+		return 0, 0, fmt.Errorf("recvmsg: %w", err)
+	}
+	return n, arrival, nil
+}
+
+// rxTimestamp returns the time in the SCM_TIMESTAMPNS control message
+// among oob's, in unix nanoseconds, or 0 when there is none: the kernel
+// stamps packets only once some socket has asked for it (and the first
+// time it turns stamping on from a work queue, a moment later), and
+// sends no stamp with an end of file.
+func rxTimestamp(oob []byte) (int64, error) {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, fmt.Errorf("control messages: %w", err)
+	}
+	for _, m := range msgs {
+		if m.Header.Level != syscall.SOL_SOCKET || m.Header.Type != syscall.SCM_TIMESTAMPNS {
+			continue
+		}
+		var ts syscall.Timespec
+		size := int(unsafe.Sizeof(ts))
+		if len(m.Data) < size {
+			return 0, fmt.Errorf("SCM_TIMESTAMPNS of %d bytes, want %d", len(m.Data), size)
+		}
+		// Copied, not cast: the data need not be aligned for a Timespec.
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&ts)), size), m.Data)
+		return ts.Nano(), nil
+	}
+	return 0, nil
 }
 
 // frame handles one message or control frame, as gorilla's NextReader and

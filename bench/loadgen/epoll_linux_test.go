@@ -10,11 +10,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 
@@ -159,6 +162,7 @@ func TestRunEpoll(t *testing.T) {
 		if r.LastSamples == 0 {
 			t.Error("no last-subscriber samples")
 		}
+		checkArrival(t, r)
 	}
 	t.Run("naive", func(t *testing.T) {
 		srv := naive.New()
@@ -197,6 +201,170 @@ func TestRunEpoll(t *testing.T) {
 			t.Error("no pongs: the test did not exercise them")
 		}
 	})
+}
+
+// checkArrival checks the arrival latency of an epoll run: every timed
+// delivery has one, and no arrival comes after its read.
+func checkArrival(t *testing.T, r *Result) {
+	t.Helper()
+	t.Logf("arrival p50 %.3f ms p99 %.3f ms (read %.3f / %.3f); last arrival p50 %.3f ms (read %.3f)",
+		r.ArrivalP50Ms, r.ArrivalP99Ms, r.LatencyP50Ms, r.LatencyP99Ms, r.LastArrivalP50Ms, r.LastP50Ms)
+	if r.ArrivalSamples == 0 || r.ArrivalSamples != r.LatencySamples || r.LastArrivalSamples != r.LastSamples {
+		t.Errorf("%d arrival samples of %d deliveries timed, %d last-arrival samples of %d publications: want all",
+			r.ArrivalSamples, r.LatencySamples, r.LastArrivalSamples, r.LastSamples)
+	}
+	if r.ArrivalP50Ms < 0 || r.ArrivalP99Ms < r.ArrivalP50Ms || r.ArrivalMaxMs < r.ArrivalP99Ms || r.LastArrivalP50Ms < 0 {
+		t.Errorf("arrival p50 %v ms, p99 %v ms, max %v ms, last p50 %v ms: want 0 ≤ p50 ≤ p99 ≤ max", r.ArrivalP50Ms, r.ArrivalP99Ms, r.ArrivalMaxMs, r.LastArrivalP50Ms)
+	}
+	// Each arrival is at or before its read, so every quantile is too.
+	if r.ArrivalP50Ms > r.LatencyP50Ms || r.ArrivalP99Ms > r.LatencyP99Ms || r.ArrivalMaxMs > r.LatencyMaxMs {
+		t.Errorf("arrival p50 / p99 / max %v / %v / %v ms after the read's %v / %v / %v ms",
+			r.ArrivalP50Ms, r.ArrivalP99Ms, r.ArrivalMaxMs, r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs)
+	}
+	if r.LastArrivalP50Ms > r.LastP50Ms || r.LastArrivalMaxMs > r.LastMaxMs {
+		t.Errorf("last arrival p50 / max %v / %v ms after the last read's %v / %v ms", r.LastArrivalP50Ms, r.LastArrivalMaxMs, r.LastP50Ms, r.LastMaxMs)
+	}
+}
+
+// TestRxTimestamp reads a loopback TCP socket the way the epoll readers
+// do: the kernel's receive timestamp comes with the data, on the clock of
+// time.Now, and two writes read together carry the later one's time.
+func TestRxTimestamp(t *testing.T) {
+	client, server := tcpPair(t)
+	rc, err := client.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enableRxTimestamps(rc); err != nil {
+		t.Fatal(err)
+	}
+	buf, oob := make([]byte, 64), make([]byte, epollOOB)
+	recv := func() (int, int64) {
+		t.Helper()
+		var n int
+		var arrival int64
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, arrival, rerr = recvStamped(int(fd), buf, oob)
+			return rerr != syscall.EAGAIN
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		return n, arrival
+	}
+	write := func(p string) {
+		t.Helper()
+		if _, err := server.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The first socket on the machine to ask for timestamps has the
+	// kernel turn stamping on from a work queue: a packet right after may
+	// come without one. Wait for a stamped one.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		before := time.Now().UnixNano()
+		write("x")
+		n, arrival := recv()
+		after := time.Now().UnixNano()
+		if n != 1 {
+			t.Fatalf("read %d bytes, want 1", n)
+		}
+		if arrival != 0 {
+			if arrival < before || arrival > after {
+				t.Errorf("arrival %d outside write %d .. read %d", arrival, before, after)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no receive timestamp on loopback TCP in 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	write("a")
+	time.Sleep(20 * time.Millisecond)
+	between := time.Now().UnixNano()
+	write("b")
+	time.Sleep(20 * time.Millisecond) // both queued before the read
+	n, arrival := recv()
+	if n != 2 {
+		t.Fatalf("read %d bytes, want both writes", n)
+	}
+	if arrival < between {
+		t.Errorf("arrival %d before the second write (%d): want the last segment's time", arrival, between)
+	}
+
+	// The end of the stream carries no timestamp.
+	server.Close()
+	if n, arrival := recv(); n != 0 || arrival != 0 {
+		t.Errorf("at the end: %d bytes, arrival %d; want 0, 0", n, arrival)
+	}
+}
+
+// tcpPair is a connected loopback TCP pair, closed when the test ends.
+func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sc := <-accepted
+	if sc == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { sc.Close() })
+	return c.(*net.TCPConn), sc.(*net.TCPConn)
+}
+
+// TestRxTimestampControlMessages: no timestamp among other control
+// messages is none, and a malformed message is an error, not a panic.
+func TestRxTimestampControlMessages(t *testing.T) {
+	cmsg := func(typ int32, data []byte, hdrLen int) []byte {
+		b := make([]byte, syscall.CmsgSpace(len(data)))
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = syscall.SOL_SOCKET, typ
+		h.SetLen(hdrLen)
+		copy(b[syscall.CmsgLen(0):], data)
+		return b
+	}
+	var ts syscall.Timespec
+	ts.Sec, ts.Nsec = 1700000000, 123456789
+	tsBytes := unsafe.Slice((*byte)(unsafe.Pointer(&ts)), unsafe.Sizeof(ts))
+	for _, tc := range []struct {
+		name string
+		oob  []byte
+		want int64
+		err  bool
+	}{
+		{"none", nil, 0, false},
+		{"other", cmsg(syscall.SCM_RIGHTS, make([]byte, 4), syscall.CmsgLen(4)), 0, false},
+		{"stamp", cmsg(syscall.SCM_TIMESTAMPNS, tsBytes, syscall.CmsgLen(len(tsBytes))), 1700000000123456789, false},
+		{"after another", append(cmsg(syscall.SCM_RIGHTS, make([]byte, 4), syscall.CmsgLen(4)), cmsg(syscall.SCM_TIMESTAMPNS, tsBytes, syscall.CmsgLen(len(tsBytes)))...), 1700000000123456789, false},
+		{"short stamp", cmsg(syscall.SCM_TIMESTAMPNS, make([]byte, 4), syscall.CmsgLen(4)), 0, true},
+		{"length past the end", cmsg(syscall.SCM_TIMESTAMPNS, tsBytes, 1000), 0, true},
+		{"length under the header", cmsg(syscall.SCM_TIMESTAMPNS, tsBytes, 3), 0, true},
+	} {
+		got, err := rxTimestamp(tc.oob)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("%s: %d, %v; want %d, error %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
 }
 
 func TestReadersConfig(t *testing.T) {

@@ -255,6 +255,31 @@ type Result struct {
 	LastP999Ms  float64 `json:"last_sub_p999_ms"`
 	LastMaxMs   float64 `json:"last_sub_max_ms"`
 
+	// Arrival latency: the same deliveries timed at the kernel's receive
+	// timestamp of their bytes in the subscriber's socket instead of at
+	// the load generator's read, so that the time the load generator
+	// waits for a CPU (it shares the cores with the server) is left out.
+	// Only -readers epoll reads with recvmsg and gets the timestamps: the
+	// fields are zero, and absent from the JSON, otherwise. TCP reports
+	// the timestamp of the last segment a read took, so messages that
+	// arrive together share the later time: arrival latency errs high,
+	// never low.
+	ArrivalSamples int     `json:"arrival_samples,omitempty"`
+	ArrivalP50Ms   float64 `json:"arrival_p50_ms,omitempty"`
+	ArrivalP95Ms   float64 `json:"arrival_p95_ms,omitempty"`
+	ArrivalP99Ms   float64 `json:"arrival_p99_ms,omitempty"`
+	ArrivalP999Ms  float64 `json:"arrival_p999_ms,omitempty"`
+	ArrivalMaxMs   float64 `json:"arrival_max_ms,omitempty"`
+	// Publish → the latest arrival at any of the Subs subscribers, for
+	// the publications of LastSamples whose every delivery had a
+	// timestamp.
+	LastArrivalSamples int     `json:"last_sub_arrival_samples,omitempty"`
+	LastArrivalP50Ms   float64 `json:"last_sub_arrival_p50_ms,omitempty"`
+	LastArrivalP95Ms   float64 `json:"last_sub_arrival_p95_ms,omitempty"`
+	LastArrivalP99Ms   float64 `json:"last_sub_arrival_p99_ms,omitempty"`
+	LastArrivalP999Ms  float64 `json:"last_sub_arrival_p999_ms,omitempty"`
+	LastArrivalMaxMs   float64 `json:"last_sub_arrival_max_ms,omitempty"`
+
 	// Throughput over time: deliveries/s in each TimelineStepMs from the
 	// start of the warmup (the window opens at TimelineWindowS seconds).
 	TimelineStepMs  float64   `json:"timeline_step_ms,omitempty"`
@@ -284,6 +309,7 @@ type load struct {
 	subs  []*subscriber
 	pub   *publisher
 
+	arrivals  bool        // deliveries carry their arrival time (-readers epoll)
 	measuring atomic.Bool // subscribers record latency while set
 	closing   atomic.Bool // the run is ending; conn errors are expected
 	slots     []fanSlot   // indexed by sequence number modulo its length
@@ -330,22 +356,64 @@ type apiPublisher interface {
 }
 
 // fanSlot counts the subscribers that got one publication, so that the
-// last of them can time it. The publisher resets a slot before it
-// publishes the sequence number that reuses it; by then every live
-// subscriber is done with the slot's previous publication (the ring is
-// longer than the window, and a subscriber counts itself in the slot before
-// it raises its own count, which the window looks at).
+// last of them can time it, and keeps the latest arrival time among them
+// (with -readers epoll). The publisher resets a slot before it publishes
+// the sequence number that reuses it; by then every live subscriber is
+// done with the slot's previous publication (the ring is longer than the
+// window, and a subscriber counts itself in the slot before it raises its
+// own count, which the window looks at).
 type fanSlot struct {
-	seq atomic.Uint64
-	got atomic.Int64
-	_   [48]byte // one slot per cache line
+	seq     atomic.Uint64
+	got     atomic.Int64
+	arrival atomic.Int64 // unix ns; 0: none yet; arrivalUnknown: some delivery had none
+	_       [40]byte     // one slot per cache line
 }
 
-// lastDelivery counts a delivery of publication seq and reports whether it
-// was the last of the Subs subscribers to get it.
-func (l *load) lastDelivery(seq uint64) bool {
+// arrivalUnknown marks a slot one of whose deliveries came without an
+// arrival time: the publication's last arrival cannot be known then. It
+// is above every real time, so that noteArrival keeps it.
+const arrivalUnknown = math.MaxInt64
+
+// noteArrival raises the slot's latest arrival to a (unix ns; 0: unknown).
+func (f *fanSlot) noteArrival(a int64) {
+	if a == 0 {
+		a = arrivalUnknown
+	}
+	for {
+		old := f.arrival.Load()
+		if old >= a || f.arrival.CompareAndSwap(old, a) {
+			return
+		}
+	}
+}
+
+// lastDelivery counts a delivery of publication seq that arrived at
+// arrival (unix ns; 0: unknown) and reports whether it was the last of
+// the Subs subscribers to get it. The last one also gets the latest
+// arrival among all of them (with -readers epoll; 0 when some delivery
+// had none, or otherwise): the subscriber that reads a publication last
+// need not be the one whose bytes arrived last. Each delivery notes its
+// arrival before it counts itself, so the one that completes the count
+// sees every arrival.
+func (l *load) lastDelivery(seq uint64, arrival int64) (bool, int64) {
 	slot := &l.slots[seq%uint64(len(l.slots))]
-	return slot.seq.Load() == seq && slot.got.Add(1) == int64(l.cfg.Subs)
+	if slot.seq.Load() != seq {
+		return false, 0
+	}
+	if l.arrivals {
+		slot.noteArrival(arrival)
+	}
+	if slot.got.Add(1) != int64(l.cfg.Subs) {
+		return false, 0
+	}
+	if !l.arrivals {
+		return true, 0
+	}
+	latest := slot.arrival.Load()
+	if latest == arrivalUnknown {
+		latest = 0
+	}
+	return true, latest
 }
 
 func (l *load) fail(format string, args ...any) {
@@ -376,6 +444,15 @@ type subscriber struct {
 	bad       uint64  // out-of-order deliveries
 	endErr    error   // why the read loop ended early; read after ended
 
+	// arrival is the kernel's receive time (unix ns) of the bytes being
+	// handled: the epoll reader sets it before it parses what one
+	// recvmsg returned, and deliver reads it; 0 when unknown (always
+	// with -readers goroutine, which reads through gorilla). Also owned
+	// by the read loop.
+	arrival     int64
+	arrivalLat  []int64 // nanoseconds, arrival − send of the deliveries in lat that had an arrival time
+	arrivalLast []int64 // nanoseconds, latest arrival − send of the publications in last whose every delivery had an arrival time
+
 	done  atomic.Bool   // set when the read loop has ended
 	ended chan struct{} // closed when the read loop has ended
 }
@@ -389,14 +466,25 @@ func (s *subscriber) deliver(payload []byte) {
 	}
 	// Count this delivery in its slot before raising count: the publisher
 	// reuses the slot once count shows that every subscriber is past it.
-	last := inOrder && s.l.lastDelivery(n)
+	var last bool
+	var lastArrival int64
+	if inOrder {
+		last, lastArrival = s.l.lastDelivery(n, s.arrival)
+	}
 	if s.l.measuring.Load() && len(payload) >= payloadHeader && (s.sample || last) {
-		lat := time.Now().UnixNano() - int64(binary.BigEndian.Uint64(payload))
+		sent := int64(binary.BigEndian.Uint64(payload))
+		lat := time.Now().UnixNano() - sent
 		if s.sample {
 			s.lat = append(s.lat, lat)
+			if s.arrival != 0 {
+				s.arrivalLat = append(s.arrivalLat, s.arrival-sent)
+			}
 		}
 		if last {
 			s.last = append(s.last, lat)
+			if lastArrival != 0 {
+				s.arrivalLast = append(s.arrivalLast, lastArrival-sent)
+			}
 		}
 	}
 	s.count.Store(n)
@@ -423,7 +511,7 @@ func (p *publisher) write(msg []byte) error {
 // newLoad is the state of a run of cfg (with its defaults), before any
 // connection.
 func newLoad(cfg Config) *load {
-	l := &load{cfg: cfg, slots: make([]fanSlot, 2*cfg.Window)}
+	l := &load{cfg: cfg, slots: make([]fanSlot, 2*cfg.Window), arrivals: cfg.Readers == readersEpoll}
 	switch cfg.Target {
 	case targetSwitchyard:
 		l.proto = newSwitchyard(cfg.Channel)
@@ -568,7 +656,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cpu1 > cpu0 {
 		r.ConnectsPerCoreSec = float64(cfg.Subs) / (cpu1 - cpu0)
 	}
-	var lat, last []int64
+	var lat, last, arrival, arrivalLast []int64
 	for _, s := range l.subs {
 		n := s.count.Load()
 		r.PerSub = append(r.PerSub, n)
@@ -578,6 +666,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.OutOfOrder += s.bad
 		lat = append(lat, s.lat...)
 		last = append(last, s.last...)
+		arrival = append(arrival, s.arrivalLat...)
+		arrivalLast = append(arrivalLast, s.arrivalLast...)
 		if s.endErr != nil {
 			r.Disconnects++
 			if r.FirstError == "" {
@@ -594,6 +684,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	slices.Sort(last)
 	r.LastSamples = len(last)
 	r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastP999Ms, r.LastMaxMs = percentileMs(last, 0.50), percentileMs(last, 0.95), percentileMs(last, 0.99), percentileMs(last, 0.999), percentileMs(last, 1)
+	slices.Sort(arrival)
+	r.ArrivalSamples = len(arrival)
+	r.ArrivalP50Ms, r.ArrivalP95Ms, r.ArrivalP99Ms, r.ArrivalP999Ms, r.ArrivalMaxMs = percentileMs(arrival, 0.50), percentileMs(arrival, 0.95), percentileMs(arrival, 0.99), percentileMs(arrival, 0.999), percentileMs(arrival, 1)
+	slices.Sort(arrivalLast)
+	r.LastArrivalSamples = len(arrivalLast)
+	r.LastArrivalP50Ms, r.LastArrivalP95Ms, r.LastArrivalP99Ms, r.LastArrivalP999Ms, r.LastArrivalMaxMs = percentileMs(arrivalLast, 0.50), percentileMs(arrivalLast, 0.95), percentileMs(arrivalLast, 0.99), percentileMs(arrivalLast, 0.999), percentileMs(arrivalLast, 1)
 	r.TimelineStepMs = float64(cfg.TimelineStep) / float64(time.Millisecond)
 	r.TimelineWindowS = cfg.Warmup.Seconds()
 	r.Timeline = timeline
@@ -962,6 +1058,7 @@ func (l *load) publishLoop(stop <-chan struct{}) error {
 		}
 		slot := &l.slots[n%uint64(len(l.slots))]
 		slot.got.Store(0)
+		slot.arrival.Store(0)
 		slot.seq.Store(n)
 		binary.BigEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
 		binary.BigEndian.PutUint64(payload[8:], n)

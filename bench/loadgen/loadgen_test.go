@@ -78,6 +78,9 @@ func checkResult(t *testing.T, r *Result, subs int) {
 	if r.LatencySamples == 0 || r.LatencyP50Ms <= 0 || r.LatencyP99Ms < r.LatencyP50Ms {
 		t.Errorf("latency: %d samples, p50 %v ms, p99 %v ms", r.LatencySamples, r.LatencyP50Ms, r.LatencyP99Ms)
 	}
+	if r.Readers != readersEpoll && (r.ArrivalSamples != 0 || r.LastArrivalSamples != 0) {
+		t.Errorf("%d arrival and %d last-arrival samples without -readers epoll", r.ArrivalSamples, r.LastArrivalSamples)
+	}
 }
 
 func TestRunNaive(t *testing.T) {
@@ -351,6 +354,9 @@ not json: skipped
 		t.Fatal(err)
 	}
 	got := out.String()
+	if strings.Contains(got, "arrival") {
+		t.Errorf("arrival columns without arrival samples:\n%s", got)
+	}
 	for _, want := range []string{"| target | subs |", "| switchyard | 1000 |", "| centrifugo | 1000 |", "| 0.00 / 2.50 / 0.00 / 0.00 | 3.25 / 4.00 / 5.00 / 0.00 | 42.2 (60.0 → 101.3) |", "| 0 / 1 / 0 |", "| subs | payload B | datagrams/s |", "| 1000 | 0 | 0 | 0 | 1.500 |", "| 146.5 (0.0) |"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)

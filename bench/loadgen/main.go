@@ -337,7 +337,13 @@ func printText(w io.Writer, r *Result) {
 	}
 	fmt.Fprintf(w, "loadgen CPU         %.2f s\n", r.LoadgenCPU)
 	fmt.Fprintf(w, "latency             p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples)\n", r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyP999Ms, r.LatencyMaxMs, r.LatencySamples)
+	if r.ArrivalSamples > 0 {
+		fmt.Fprintf(w, "arrival latency     p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d samples; at the kernel's receive timestamp, not the read)\n", r.ArrivalP50Ms, r.ArrivalP95Ms, r.ArrivalP99Ms, r.ArrivalP999Ms, r.ArrivalMaxMs, r.ArrivalSamples)
+	}
 	fmt.Fprintf(w, "last subscriber     p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d publications)\n", r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastP999Ms, r.LastMaxMs, r.LastSamples)
+	if r.LastArrivalSamples > 0 {
+		fmt.Fprintf(w, "last arrival        p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms (%d publications)\n", r.LastArrivalP50Ms, r.LastArrivalP95Ms, r.LastArrivalP99Ms, r.LastArrivalP999Ms, r.LastArrivalMaxMs, r.LastArrivalSamples)
+	}
 	fmt.Fprintf(w, "lost/out of order   %d / %d; disconnects %d; error frames %d\n", r.Lost, r.OutOfOrder, r.Disconnects, r.Errors)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error         %s\n", r.FirstError)

@@ -21,10 +21,12 @@ var medianKeys = []string{"scenario", "target", "tls", "subs", "cycles", "concur
 // writeMedians reads the -json result lines of files, groups the runs of
 // one setting (medianKeys, in the order the groups first appear) and
 // writes one line per group: every number the median of the group's
-// (the mean of the middle two for an even count, rounded where all were
-// integers), every list of numbers the median element by element, the
-// rest from the first run, and "runs" the group's size. It returns the
-// largest group's size.
+// runs that have it (the mean of the middle two for an even count,
+// rounded where all were integers), every list of numbers the median
+// element by element, the rest from the first run, and "runs" the
+// group's size. It returns the largest group's size. A number missing
+// from the first run still counts: fields such as the arrival latency
+// are left out of a run that measured none.
 func writeMedians(w io.Writer, files []string) (int, error) {
 	type group struct {
 		key  string
@@ -76,7 +78,7 @@ func writeMedians(w io.Writer, files []string) (int, error) {
 	for _, g := range groups {
 		most = max(most, len(g.runs))
 		out := map[string]any{}
-		for k, v := range g.runs[0] {
+		for k, v := range groupFields(g.runs) {
 			switch v.(type) {
 			case json.Number:
 				var vs []json.Number
@@ -108,6 +110,29 @@ func writeMedians(w io.Writer, files []string) (int, error) {
 		}
 	}
 	return most, nil
+}
+
+// groupFields is every field of runs with a sample value: the first
+// run's fields, and the numbers and lists of numbers of the others that
+// it lacks.
+func groupFields(runs []map[string]any) map[string]any {
+	fields := map[string]any{}
+	for i, r := range runs {
+		for k, v := range r {
+			if _, ok := fields[k]; ok {
+				continue
+			}
+			switch v.(type) {
+			case json.Number, []any:
+				fields[k] = v
+			default:
+				if i == 0 {
+					fields[k] = v
+				}
+			}
+		}
+	}
+	return fields
 }
 
 // medianNumber is the median of vs, an integer when all of them are.

@@ -421,3 +421,69 @@ func TestTableScenarios(t *testing.T) {
 		t.Errorf("%d tables, want 4", n)
 	}
 }
+
+// An epoll run's arrival latency gets its own columns and text lines;
+// other runs in the same table show n/a there.
+func TestArrivalOutput(t *testing.T) {
+	epoll := Result{Target: "switchyard", Subs: 10, Readers: readersEpoll, LatencyP50Ms: 1, ArrivalSamples: 100, ArrivalP50Ms: 0.4,
+		ArrivalP99Ms: 0.9, ArrivalP999Ms: 1.2, LastArrivalSamples: 10, LastArrivalP99Ms: 2.5}
+	plain := Result{Target: "naive", Subs: 10}
+	in := filepath.Join(t.TempDir(), "runs.jsonl")
+	var lines []string
+	for _, r := range []Result{epoll, plain} {
+		b, _ := json.Marshal(r)
+		lines = append(lines, string(b))
+	}
+	if strings.Contains(lines[1], "arrival") {
+		t.Errorf("arrival fields in the JSON of a run without them: %s", lines[1])
+	}
+	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := printTable(&out, []string{in}); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{"| arrival p50 / p99 / p99.9 ms | last arrival p99 ms |", "\n|---|" + strings.Repeat("---:|", 15) + "\n",
+		"| 0.40 / 0.90 / 1.20 | 2.50 |", "| 0.00 / 0.00 / 0.00 / 0.00 | n/a | n/a |"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("no %q in\n%s", want, s)
+		}
+	}
+
+	out.Reset()
+	printText(&out, &epoll)
+	if s := out.String(); !strings.Contains(s, "arrival latency     p50 0.40 ms") || !strings.Contains(s, "last arrival        p50 0.00 ms, p95 0.00 ms, p99 2.50 ms") {
+		t.Errorf("text lacks the arrival lines:\n%s", s)
+	}
+	out.Reset()
+	printText(&out, &plain)
+	if s := out.String(); strings.Contains(s, "arrival") {
+		t.Errorf("arrival lines without arrival samples:\n%s", s)
+	}
+}
+
+// A number missing from a group's first run (an epoll run that timed no
+// arrival) is the median of the runs that have it.
+func TestWriteMediansFieldMissingFromFirstRun(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "runs.jsonl")
+	lines := `{"target":"switchyard","readers":"epoll","latency_p50_ms":1,"first_error":"x"}
+{"target":"switchyard","readers":"epoll","latency_p50_ms":3,"arrival_p50_ms":0.5,"first_error":"y"}
+{"target":"switchyard","readers":"epoll","latency_p50_ms":2,"arrival_p50_ms":1.5}
+`
+	if err := os.WriteFile(in, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := writeMedians(&out, []string{in}); err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if r.LatencyP50Ms != 2 || r.ArrivalP50Ms != 1 || r.FirstError != "x" {
+		t.Errorf("latency p50 %v, arrival p50 %v, first error %q; want 2, 1 and the first run's x", r.LatencyP50Ms, r.ArrivalP50Ms, r.FirstError)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -145,19 +146,49 @@ func orNA(v float64, format string) string {
 }
 
 func printFanoutTable(w io.Writer, rs []Result) {
-	fmt.Fprintln(w, "| target | subs | payload B | publishes/s (asked) | deliveries/s | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | latency p50 / p95 / p99 / p99.9 ms | last subscriber p50 / p95 / p99 / p99.9 ms | idle subscriber KiB (server RSS MiB: before → idle) | connects per server core-s | server RSS MiB | lost / out of order / disconnects |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	// The arrival columns only when some run has arrival times (-readers
+	// epoll), so that other tables look as they always did.
+	arrival := slices.ContainsFunc(rs, func(r Result) bool { return r.ArrivalSamples > 0 || r.LastArrivalSamples > 0 })
+	arrivalHead, arrivalAlign := "", ""
+	if arrival {
+		arrivalHead, arrivalAlign = " arrival p50 / p99 / p99.9 ms | last arrival p99 ms |", "---:|---:|"
+	}
+	fmt.Fprintln(w, "| target | subs | payload B | publishes/s (asked) | deliveries/s | deliveries per server core-s | server CPU s (cores) | loadgen CPU s | latency p50 / p95 / p99 / p99.9 ms | last subscriber p50 / p95 / p99 / p99.9 ms |"+arrivalHead+" idle subscriber KiB (server RSS MiB: before → idle) | connects per server core-s | server RSS MiB | lost / out of order / disconnects |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"+arrivalAlign+"---:|---:|---:|---:|")
 	for _, r := range rs {
 		asked := "saturate"
 		if r.Rate > 0 {
 			asked = fmt.Sprintf("%g", r.Rate)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %.0f (%s) | %.0f | %.0f | %.2f (%.2f) | %.2f | %.2f / %.2f / %.2f / %.2f | %.2f / %.2f / %.2f / %.2f | %.1f (%.1f → %.1f) | %.0f | %.1f | %d / %d / %d |\n",
+		fmt.Fprintf(w, "| %s | %d | %d | %.0f (%s) | %.0f | %.0f | %.2f (%.2f) | %.2f | %.2f / %.2f / %.2f / %.2f | %.2f / %.2f / %.2f / %.2f |",
 			r.Target, r.Subs, r.Payload, r.PublishesPerSec, asked, r.DeliveriesPerSec, r.DeliveriesPerCoreSec,
 			r.ServerCPU, r.ServerCores, r.LoadgenCPU, r.LatencyP50Ms, r.LatencyP95Ms, r.LatencyP99Ms, r.LatencyP999Ms,
-			r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastP999Ms, r.IdleSessionKiB, r.BaseRSSMiB, r.IdleRSSMiB, r.ConnectsPerCoreSec, r.ServerRSSMiB,
+			r.LastP50Ms, r.LastP95Ms, r.LastP99Ms, r.LastP999Ms)
+		if arrival {
+			fmt.Fprintf(w, " %s | %s |", arrivalCells(r), orNA(lastArrivalP99(r), "%.2f"))
+		}
+		fmt.Fprintf(w, " %.1f (%.1f → %.1f) | %.0f | %.1f | %d / %d / %d |\n",
+			r.IdleSessionKiB, r.BaseRSSMiB, r.IdleRSSMiB, r.ConnectsPerCoreSec, r.ServerRSSMiB,
 			r.Lost, r.OutOfOrder, r.Disconnects)
 	}
+}
+
+// arrivalCells is a run's arrival p50 / p99 / p99.9 ms, or n/a for a run
+// without arrival times (-readers goroutine).
+func arrivalCells(r Result) string {
+	if r.ArrivalSamples == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f / %.2f / %.2f", r.ArrivalP50Ms, r.ArrivalP99Ms, r.ArrivalP999Ms)
+}
+
+// lastArrivalP99 is a run's last-arrival p99 in ms, or -1 (n/a) for a
+// run without arrival times.
+func lastArrivalP99(r Result) float64 {
+	if r.LastArrivalSamples == 0 {
+		return -1
+	}
+	return r.LastArrivalP99Ms
 }
 
 func printDatagramTable(w io.Writer, ds []DatagramResult) {
