@@ -36,14 +36,15 @@ bench_cleanup() {
 }
 
 # The servers the benchmark compares, started the same way by run.sh and
-# scenario.sh. bench_build TARGETS builds cmd/switchyard, bench/naive and
-# bench/loadgen into $tmp and, when TARGETS names centrifugo, finds or
+# scenario.sh. bench_build TARGETS builds cmd/switchyard, bench/naive,
+# bench/floor and bench/loadgen into $tmp and, when TARGETS names centrifugo, finds or
 # installs Centrifugo (bench/centrifugo.sh): sets $centrifugo and $api_key
 # (new for every run of the script).
 bench_build() {
   echo "$bench_name: building into $tmp" >&2
   go build -o "$tmp/switchyard" ./cmd/switchyard
   go build -o "$tmp/naive" ./bench/naive
+  go build -o "$tmp/floor" ./bench/floor
   go build -o "$tmp/loadgen" ./bench/loadgen
   centrifugo=
   api_key=
@@ -112,6 +113,13 @@ start_server() {
           "$tmp/naive" -listen 127.0.0.1:0 >"$out" 2>"$tmp/$target.err" &
         fi
         ;;
+      floor)
+        if [[ -n $tls ]]; then
+          echo "$bench_name: floor serves no TLS" >&2
+          return 1
+        fi
+        "$tmp/floor" -listen 127.0.0.1:0 >"$out" 2>"$tmp/$target.err" &
+        ;;
       centrifugo)
         # bench/centrifugo.json with the port and the API key from the
         # environment (Centrifugo reads CENTRIFUGO_<SECTION>_<KEY>).
@@ -137,7 +145,7 @@ start_server() {
     for _ in $(seq 200); do
       case $target in
         switchyard) addr=$(sed -n "s#^ *WebSocket *$scheme://\([^/ ]*\)/ws.*#\1#p" "$out") ;;
-        naive) addr=$(sed -n 's#^listening on \(.*\)$#\1#p' "$out") ;;
+        naive | floor) addr=$(sed -n 's#^listening on \(.*\)$#\1#p' "$out") ;;
         centrifugo) (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null && kill -0 "$server_pid" 2>/dev/null && addr=127.0.0.1:$port ;;
       esac
       [[ -n $addr ]] && break
@@ -170,7 +178,7 @@ start_server() {
       ;;
     *)
       server_url=$scheme://$addr/ws
-      if [[ -z $tls ]]; then
+      if [[ -z $tls && $target != floor ]]; then
         server_metrics=http://$addr/metrics
         server_gc=(-gc-url "http://$addr/debug/pprof/heap?gc=1")
         # The node's API key on loopback when none is set (admin scope).

@@ -14,7 +14,8 @@
 #                   RSS is read for the idle-subscriber figure
 #   LAT_RATE [50]   publishes/s of the second, unsaturated run per target
 #                   that measures latency; 0 skips it
-#   TARGETS ["switchyard naive"]   the order of the targets; centrifugo too
+#   TARGETS ["switchyard naive"]   the order of the targets; centrifugo and
+#                   floor (bench/floor: the least cost, plain ws:// only) too
 #   RUNS [1]        runs of every target and kind, each against a fresh
 #                   server (the targets take turns); with more than one,
 #                   every figure of the tables is the median of the runs

@@ -15,9 +15,11 @@
 # Usage: bench/scenario.sh NAME...
 #        RUNS=1 SUBS=1000 bench/scenario.sh idle      # quicker
 # Environment (defaults in brackets; each scenario's own below):
-#   TARGETS ["switchyard naive centrifugo"]   the servers compared (mesh and
-#             datagrams: switchyard only); centrifugo is installed on first
-#             use (bench/centrifugo.sh)
+#   TARGETS ["switchyard naive floor centrifugo"]   the servers compared
+#             (mesh and datagrams: switchyard only; floor, bench/floor, the
+#             least a server can spend, in plain idle, connect and fanout
+#             runs only); centrifugo is installed on first use
+#             (bench/centrifugo.sh)
 #   RUNS [3]  runs per figure, each against a fresh server, the targets
 #             taking turns; the tables give the median of the runs
 #   IDLE_MAX [0.15]  before each run loadgen waits (up to 30 s) until the
@@ -27,7 +29,8 @@
 #   idle      SUBS [10000]  SETTLE [3s]
 #   connect   SUBS [10000]  CONCURRENCY [32]  MODES ["plain tls"]
 #   fanout    SIZES ["1000 10000"]  LAT_RATE [100000 / size: 100/s at
-#             1,000, 10/s at 10,000]  DURATION [10s]  and run.sh's knobs
+#             1,000, 10/s at 10,000]  DURATION [10s]  READERS [epoll: the
+#             subscribers' arrival latency too]  and run.sh's knobs
 #   datagrams SUBS [1000]  RATE [60]  DURATION [10s]  (datagrams.sh's knobs)
 #   mesh      SUBS [1000]  MESH_RATE [100]  DURATION [10s]  OWNERS ["a b"]
 #             (the node owning the channel: a is the publisher's, b one of
@@ -56,7 +59,7 @@ for name in "${names[@]}"; do
   esac
 done
 
-TARGETS=${TARGETS:-switchyard naive centrifugo}
+TARGETS=${TARGETS:-switchyard naive floor centrifugo}
 RUNS=${RUNS:-3}
 IDLE_MAX=${IDLE_MAX:-0.15}
 export RUNS IDLE_MAX TARGETS
@@ -104,6 +107,7 @@ scenario_connect() {
       tls=
       [[ $mode == tls ]] && tls=1
       for target in $TARGETS; do
+        [[ $target == floor && -n $tls ]] && continue # it serves no TLS
         start_server "$target" $tls
         echo "scenario.sh: connect run $n/$RUNS: $target $mode (pid $server_pid) at $server_url" >&2
         loadgen -scenario connect -target "$target" -url "$server_url" -server-pid "$server_pid" -subs "$subs" \
@@ -119,7 +123,7 @@ scenario_connect() {
   echo
   "$tmp/loadgen" -table -median "$tmp/connect.jsonl"
   echo
-  echo "A connect is TCP (+ a full TLS 1.3 handshake for wss://, no session resumption), the WebSocket upgrade and the protocol's connect: Connect → Connected on switchyard, \`{\"connect\":{}}\` → its reply on centrifugo, the server's ready message on naive. The sessions stay open until the last is up. Server CPU over that phase (utime + stime); all targets serve the same ECDSA P-256 certificate."
+  echo "A connect is TCP (+ a full TLS 1.3 handshake for wss://, no session resumption), the WebSocket upgrade and the protocol's connect: Connect → Connected on switchyard, \`{\"connect\":{}}\` → its reply on centrifugo, the server's ready message on naive and floor (floor writes the 101 answer and it in one write). The sessions stay open until the last is up. Server CPU over that phase (utime + stime); all targets serve the same ECDSA P-256 certificate."
 }
 
 scenario_fanout() {
@@ -130,7 +134,7 @@ scenario_fanout() {
     echo
     machine
     echo
-    SUBS=$size LAT_RATE=$rate bench/run.sh || status=1
+    SUBS=$size LAT_RATE=$rate READERS=${READERS:-epoll} bench/run.sh || status=1
     echo
   done
 }
@@ -242,6 +246,7 @@ scenario_churn() {
   : >"$tmp/churn.jsonl"
   for n in $(seq "$RUNS"); do
     for target in $TARGETS; do
+      [[ $target == floor ]] && continue # it has no /metrics
       CENTRIFUGO_PROMETHEUS_ENABLED=true CENTRIFUGO_DEBUG_ENABLED=true start_server "$target"
       echo "scenario.sh: churn run $n/$RUNS: $target (pid $server_pid)" >&2
       loadgen -scenario churn -target "$target" -url "$server_url" -server-pid "$server_pid" -cycles "$cycles" \

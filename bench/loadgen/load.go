@@ -26,6 +26,7 @@ import (
 const (
 	targetSwitchyard = "switchyard"
 	targetNaive      = "naive"
+	targetFloor      = "floor" // bench/floor: the naive protocol, at the least cost
 	targetCentrifugo = "centrifugo"
 )
 
@@ -140,7 +141,7 @@ func (c Config) withDefaults() Config {
 		c.PubURL = c.URL
 		if u, err := url.Parse(c.URL); err == nil {
 			switch c.Target {
-			case targetNaive:
+			case targetNaive, targetFloor:
 				u.Path = "/pub"
 				c.PubURL = u.String()
 			case targetCentrifugo:
@@ -155,8 +156,8 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	var errs []error
-	if c.Target != targetSwitchyard && c.Target != targetNaive && c.Target != targetCentrifugo {
-		errs = append(errs, fmt.Errorf("target %q: want %s, %s or %s", c.Target, targetSwitchyard, targetNaive, targetCentrifugo))
+	if c.Target != targetSwitchyard && c.Target != targetNaive && c.Target != targetFloor && c.Target != targetCentrifugo {
+		errs = append(errs, fmt.Errorf("target %q: want %s, %s, %s or %s", c.Target, targetSwitchyard, targetNaive, targetFloor, targetCentrifugo))
 	}
 	if c.URL == "" {
 		errs = append(errs, errors.New("url is required"))
@@ -515,7 +516,7 @@ func newLoad(cfg Config) *load {
 	switch cfg.Target {
 	case targetSwitchyard:
 		l.proto = newSwitchyard(cfg.Channel)
-	case targetNaive:
+	case targetNaive, targetFloor:
 		l.proto = naiveProto{}
 	case targetCentrifugo:
 		l.proto = newCentrifugo(cfg)

@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	median := fs.Bool("median", false, "with -table: one row per target and setting, each figure the median of its runs")
 	certHash := fs.String("cert-hash", "", "datagrams: base64 SHA-256 of the node's certificate (the node prints it as cert sha-256)")
 	settle := fs.Duration("settle", 2*time.Second, "idle time of the sessions before each RSS reading of idle sessions (fanout, datagrams); signal capacity: before the RSS reading (3s unless set)")
-	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard, naive or centrifugo")
+	fs.StringVar(&cfg.Target, "target", targetSwitchyard, "server `kind`: switchyard, naive, floor (bench/floor: the naive protocol at the least cost) or centrifugo")
 	fs.StringVar(&cfg.URL, "url", "", "subscribers' WebSocket `URL`, e.g. ws://127.0.0.1:8080/ws (centrifugo: ws://HOST:PORT/connection/websocket); datagrams: the node's WebTransport URL, https://127.0.0.1:4433")
 	fs.StringVar(&cfg.PubURL, "pub-url", "", "where to publish: `URL` of a WebSocket, or of centrifugo's HTTP API (default: -url for switchyard, its /pub for naive, http://HOST:PORT/api/publish of -url for centrifugo)")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "centrifugo: `key` of its HTTP API (http_api.key)")

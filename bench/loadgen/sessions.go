@@ -479,7 +479,7 @@ func hello(c *websocket.Conn, target string) error {
 // helloDone handles one message of the connect: whether it completes it.
 func helloDone(c *websocket.Conn, target string, typ int, msg []byte) (bool, error) {
 	switch target {
-	case targetNaive:
+	case targetNaive, targetFloor:
 		return typ == websocket.TextMessage && string(msg) == naive.Ready, nil
 	case targetCentrifugo:
 		done := false
