@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // A Front sits between a plain-TCP listener and its http.Server and
@@ -127,6 +129,7 @@ func (f *Front) acceptLoop() {
 
 // pass hands c to the http.Server with the bytes read from it so far.
 func (f *Front) pass(c net.Conn, read []byte) {
+	_ = c.SetReadDeadline(time.Time{}) // the server sets its own
 	if len(read) > 0 {
 		c = &replayConn{Conn: c, pre: bytes.Clone(read)}
 	}
@@ -281,6 +284,9 @@ func (w *frontWriter) finish() {
 // returns nil and the request is net/http's. The upgrade's own headers
 // are the upgrader's to check.
 func parseUpgrade(head []byte, path string) *http.Request {
+	if !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		return nil
+	}
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
 	target, ok := bytes.CutPrefix(line, []byte("GET "))
 	if !ok {
@@ -311,8 +317,8 @@ func parseUpgrade(head []byte, path string) *http.Request {
 		key := textproto.CanonicalMIMEHeaderKey(string(name))
 		switch key {
 		case "Host":
-			if host != "" || len(value) == 0 {
-				return nil
+			if host != "" || len(value) == 0 || !httpguts.ValidHostHeader(string(value)) {
+				return nil // net/http answers 400
 			}
 			host = string(value)
 			continue // net/http moves it to Request.Host

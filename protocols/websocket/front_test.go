@@ -4,9 +4,11 @@ package websocket
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/switchyard/switchyard/protocols"
 )
@@ -237,4 +240,35 @@ func rawDial(t *testing.T, addr string) net.Conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// FuzzParseUpgrade checks the front against net/http on any head: what
+// the front takes, net/http must read as the same request (method, path,
+// query, Host and headers), so that a session sees the same request
+// whichever answered it; and nothing panics.
+func FuzzParseUpgrade(f *testing.F) {
+	f.Add([]byte("GET /ws?token=x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nx-a: 2\r\nOrigin: http://o\r\n\r\n"))
+	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("GET /ws%20 HTTP/1.1\r\nHost: a\r\n\r\n"))
+	f.Add([]byte("GET /ws HTTP/1.1\r\nHost: a b\r\n\r\n"))
+	f.Add([]byte("GET /ws?q=%zz HTTP/1.1\r\nHost: [::1]:80\r\nSec-WebSocket-Key: \xff\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, head []byte) {
+		r := parseUpgrade(head, "/ws")
+		if r == nil {
+			return
+		}
+		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil {
+			t.Fatalf("the front took %q, net/http refuses it: %v", head, err)
+		}
+		// What net/http's server checks beyond ReadRequest.
+		if !httpguts.ValidHostHeader(want.Host) {
+			t.Fatalf("the front took %q, net/http's server answers 400 (Host)", head)
+		}
+		if want.Method != r.Method || want.URL.Path != r.URL.Path || want.URL.RawQuery != r.URL.RawQuery ||
+			want.Host != r.Host || want.RequestURI != r.RequestURI || !reflect.DeepEqual(want.Header, r.Header) {
+			t.Fatalf("%q:\nfront    %s %v %q %v\nnet/http %s %v %q %v", head, r.Method, r.URL, r.Host, r.Header, want.Method, want.URL, want.Host, want.Header)
+		}
+	})
 }
