@@ -77,6 +77,20 @@ free_port() {
   done
 }
 
+# centrifugo_config PORT [tls]: prints the configuration a Centrifugo run
+# starts with, generated from bench/centrifugo.json (plain pub/sub,
+# anonymous subscribers) with the run's port and API key, and with tls the
+# benchmark's certificate.
+centrifugo_config() {
+  local port=$1 tls=${2:-} server
+  server="\"address\": \"127.0.0.1\", \"port\": $port"
+  if [[ -n $tls ]]; then
+    server+=", \"tls\": {\"enabled\": true, \"cert_pem_file\": \"$tmp/tls/bench.pem\", \"key_pem_file\": \"$tmp/tls/bench.key\"}"
+  fi
+  sed -e "s#\"http_server\": {[^}]*}#\"http_server\": {$server}#" \
+    -e "s#\"key\": \"set by CENTRIFUGO_HTTP_API_KEY\"#\"key\": \"$api_key\"#" bench/centrifugo.json
+}
+
 # start_server TARGET [tls]: starts a fresh server on 127.0.0.1 (port 0,
 # or a free port for Centrifugo) and sets server_pid, server_url (ws://, or
 # wss:// with tls, using bench_tls_cert's certificate), server_args (the
@@ -121,17 +135,9 @@ start_server() {
         "$tmp/floor" -listen 127.0.0.1:0 >"$out" 2>"$tmp/$target.err" &
         ;;
       centrifugo)
-        # bench/centrifugo.json with the port and the API key from the
-        # environment (Centrifugo reads CENTRIFUGO_<SECTION>_<KEY>).
         port=$(free_port)
-        if [[ -n $tls ]]; then
-          CENTRIFUGO_HTTP_SERVER_PORT=$port CENTRIFUGO_HTTP_API_KEY=$api_key CENTRIFUGO_HTTP_SERVER_TLS_ENABLED=true \
-            CENTRIFUGO_HTTP_SERVER_TLS_CERT_PEM=$tmp/tls/bench.pem CENTRIFUGO_HTTP_SERVER_TLS_KEY_PEM=$tmp/tls/bench.key \
-            "$centrifugo" --config bench/centrifugo.json >"$out" 2>"$tmp/$target.err" &
-        else
-          CENTRIFUGO_HTTP_SERVER_PORT=$port CENTRIFUGO_HTTP_API_KEY=$api_key \
-            "$centrifugo" --config bench/centrifugo.json >"$out" 2>"$tmp/$target.err" &
-        fi
+        centrifugo_config "$port" "$tls" >"$tmp/centrifugo-$port.json"
+        "$centrifugo" --config "$tmp/centrifugo-$port.json" >"$out" 2>"$tmp/$target.err" &
         server_args+=(-api-key "$api_key")
         ;;
       *)

@@ -73,7 +73,7 @@ for n in $(seq "$RUNS"); do
 done
 
 if [[ -n $centrifugo ]]; then
-  echo "Centrifugo: $(go version -m "$centrifugo" | awk '$1 == "mod" { print $3 }') (\`go install\`, $(go version -m "$centrifugo" | head -1 | awk '{ print $2 }')), config \`bench/centrifugo.json\`."
+  echo "Centrifugo: $(go version -m "$centrifugo" | awk '$1 == "mod" { print $3 }') (\`go install\`, $(go version -m "$centrifugo" | head -1 | awk '{ print $2 }')), config generated from \`bench/centrifugo.json\` (port, API key)."
   echo
 fi
 if [[ -n $READERS ]]; then

@@ -15,7 +15,9 @@
 // It prints "listening on ADDR" first and serves until SIGINT or SIGTERM.
 // Routes, as the naive server's: GET /ws subscribes (text "ready", then
 // binary payloads), GET /pub is the publisher's WebSocket (each binary
-// message is broadcast).
+// message is broadcast). A subscriber has no goroutine and is never read
+// from (pings go unanswered: the load generator sends none); it is
+// forgotten when a write to it fails.
 package main
 
 import (
@@ -120,9 +122,10 @@ func header(head []byte, name string) []byte {
 	return v
 }
 
-// subscriber joins the set, then writes the answer and "ready" in one
-// write (no broadcast can reach it first: the set's lock is held), and
-// reads until the peer goes away.
+// subscriber joins the set and writes the answer and "ready" in one write
+// (no broadcast can reach it first: the set's lock is held). Nothing
+// reads from it after that, and no goroutine waits on it: a subscriber
+// that has gone is noticed when a write to it fails (broadcast).
 func (s *server) subscriber(c *net.TCPConn, answer []byte) {
 	raw, err := c.SyscallConn()
 	if err != nil {
@@ -132,16 +135,12 @@ func (s *server) subscriber(c *net.TCPConn, answer []byte) {
 	fd := -1
 	_ = raw.Control(func(f uintptr) { fd = int(f) })
 	s.mu.Lock()
-	s.subs[c] = fd
-	_, err = c.Write(answer)
-	s.mu.Unlock()
-	if err == nil {
-		_, _ = io.Copy(io.Discard, c) // pongs and the close; nothing is answered
+	defer s.mu.Unlock()
+	if _, err := c.Write(answer); err != nil {
+		c.Close()
+		return
 	}
-	s.mu.Lock()
-	delete(s.subs, c)
-	s.mu.Unlock()
-	c.Close()
+	s.subs[c] = fd
 }
 
 // publisher reads the publisher's masked frames and broadcasts each
@@ -205,15 +204,17 @@ func frame(payload []byte) []byte {
 func (s *server) broadcast(f []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, fd := range s.subs {
+	for c, fd := range s.subs {
 		n, err := syscall.Write(fd, f)
 		for errors.Is(err, syscall.EINTR) {
 			n, err = syscall.Write(fd, f)
 		}
-		if err == nil && n < len(f) {
-			// Part of a frame would break the stream: end it (its
-			// reader sees the end and leaves the set).
-			_ = syscall.Shutdown(fd, syscall.SHUT_RDWR)
+		// A write that would block misses this publication; a failed
+		// one (the subscriber has gone), or part of a frame (which
+		// would break the stream), ends the subscriber.
+		if (err != nil && !errors.Is(err, syscall.EAGAIN)) || (err == nil && n < len(f)) {
+			delete(s.subs, c)
+			c.Close()
 		}
 	}
 }
