@@ -14,6 +14,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./protocols/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseDatagram$$' -fuzztime=$(FUZZTIME) ./protocols/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseUpgrade$$' -fuzztime=$(FUZZTIME) ./protocols/websocket/
 	$(GO) test -run='^$$' -fuzz='^FuzzAPIPublish$$' -fuzztime=$(FUZZTIME) ./edge/
 	$(GO) test -run='^$$' -fuzz='^FuzzConfigFile$$' -fuzztime=$(FUZZTIME) ./cmd/switchyard/
 	$(GO) test -run='^$$' -fuzz='^FuzzConfigLoad$$' -fuzztime=$(FUZZTIME) ./cmd/switchyard/

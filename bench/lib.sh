@@ -85,7 +85,7 @@ centrifugo_config() {
   local port=$1 tls=${2:-} server
   server="\"address\": \"127.0.0.1\", \"port\": $port"
   if [[ -n $tls ]]; then
-    server+=", \"tls\": {\"enabled\": true, \"cert_pem_file\": \"$tmp/tls/bench.pem\", \"key_pem_file\": \"$tmp/tls/bench.key\"}"
+    server+=", \"tls\": {\"enabled\": true, \"cert_pem\": \"$tmp/tls/bench.pem\", \"key_pem\": \"$tmp/tls/bench.key\"}"
   fi
   sed -e "s#\"http_server\": {[^}]*}#\"http_server\": {$server}#" \
     -e "s#\"key\": \"set by CENTRIFUGO_HTTP_API_KEY\"#\"key\": \"$api_key\"#" bench/centrifugo.json
