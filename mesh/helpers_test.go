@@ -316,11 +316,21 @@ var _ memberlist.NodeAwareTransport = (*testTransport)(nil)
 
 func newTestTransport(t testing.TB, tn *testNet, name string) *testTransport {
 	t.Helper()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{"127.0.0.1"},
-		BindPort:  0,
-		Logger:    nil,
-	})
+	// Port 0 takes a free TCP port and then binds UDP on the same number,
+	// which another test's socket may hold: try again, as memberlist's own
+	// default transport does.
+	var nt *memberlist.NetTransport
+	var err error
+	for range 10 {
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{"127.0.0.1"},
+			BindPort:  0,
+			Logger:    nil,
+		})
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
