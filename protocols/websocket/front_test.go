@@ -272,3 +272,27 @@ func FuzzParseUpgrade(f *testing.F) {
 		}
 	})
 }
+
+// An upgrade the front takes but the upgrader refuses (here a version it
+// does not speak) gets the upgrader's JSON error from the front, as it
+// would from net/http, and the connection closes.
+func TestFrontUpgraderRefusal(t *testing.T) {
+	fs := startFront(t, newEchoAcceptor())
+	c := rawDial(t, fs.addr)
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/json" ||
+		!resp.Close || !strings.Contains(string(body), `"bad_handshake"`) {
+		t.Fatalf("refusal: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	if fs.viaHTTP.Load() != 0 || fs.upgraded.Load() != 0 {
+		t.Fatalf("net/http saw %d, the front upgraded %d; want 0 and 0", fs.viaHTTP.Load(), fs.upgraded.Load())
+	}
+}
