@@ -549,6 +549,11 @@ func TestFrozenReaderDoesNotStallOthers(t *testing.T) {
 	n := startNode(t, func(c *edge.Config) {
 		c.Session.SendQueueFrames = 64
 		c.Session.SendQueueBytes = 1 << 20
+		// The frozen reader reads its close only after the last round; on
+		// a busy machine the rounds outlast the default write timeout for
+		// the close (its socket is full until then), and it would see the
+		// connection dropped instead of the 3001.
+		c.Session.WriteTimeout = time.Minute
 	})
 	frozen := n.rawWS(t, "")
 	frozen.connect()

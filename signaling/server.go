@@ -185,51 +185,47 @@ type outbox struct {
 }
 
 type outMsg struct {
-	c       *conn            // to a client, or
-	node    string           // to a node's signaling
-	payload []byte           // client message
-	env     *meshpb.Envelope // node message
-	failed  func(*outbox)    // node message not sent: what to do instead
-	close   int              // client: close with this code after payload (0: none)
-	reason  string
+	node   string           // to a node's signaling
+	env    *meshpb.Envelope // node message
+	failed func(*outbox)    // node message not sent: what to do instead
 }
 
+// client queues payload for c at once, under Server.mu where the caller
+// holds it: a client's messages must reach its queue in the order the
+// lock saw them. (Queued at flush, after the lock, two goroutines' flushes
+// could interleave: a resumed peer got a held message before "joined".)
+// Queuing never blocks: a full queue closes c as a slow consumer.
 func (ob *outbox) client(c *conn, payload []byte) {
-	ob.msgs = append(ob.msgs, outMsg{c: c, payload: payload})
+	c.send(payload)
 }
 
+// closeClient queues payload (if any) for c and closes it with code.
 func (ob *outbox) closeClient(c *conn, payload []byte, code int, reason string) {
-	ob.msgs = append(ob.msgs, outMsg{c: c, payload: payload, close: code, reason: reason})
+	if payload != nil {
+		c.send(payload)
+	}
+	c.shutdown(code, reason)
 }
 
 func (ob *outbox) node(node string, env *meshpb.Envelope, failed func(*outbox)) {
 	ob.msgs = append(ob.msgs, outMsg{node: node, env: env, failed: failed})
 }
 
-// flush sends what ob holds, in order; call it without Server.mu.
+// flush sends the node messages ob holds, in order; call it without
+// Server.mu (a send may wait for the link).
 func (s *Server) flush(ob *outbox) {
 	for i := 0; i < len(ob.msgs); i++ { // failed may append
 		m := ob.msgs[i]
-		switch {
-		case m.c != nil:
-			if m.payload != nil {
-				m.c.send(m.payload)
+		b, err := proto.Marshal(m.env)
+		if err == nil {
+			err = s.cl.SendSignal(m.node, b)
+		}
+		if err != nil {
+			if s.rl.Allow("send:"+m.node, 5*time.Second) {
+				s.log.Warn("signaling: message to node not sent", "node", m.node, "err", err)
 			}
-			if m.close != 0 {
-				m.c.shutdown(m.close, m.reason)
-			}
-		default:
-			b, err := proto.Marshal(m.env)
-			if err == nil {
-				err = s.cl.SendSignal(m.node, b)
-			}
-			if err != nil {
-				if s.rl.Allow("send:"+m.node, 5*time.Second) {
-					s.log.Warn("signaling: message to node not sent", "node", m.node, "err", err)
-				}
-				if m.failed != nil {
-					m.failed(ob)
-				}
+			if m.failed != nil {
+				m.failed(ob)
 			}
 		}
 	}

@@ -283,27 +283,37 @@ func (f *fakeCentrifugo) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// pongTimeout is how long the fake server waits for the answer to a ping
+// before it closes the connection. Centrifugo waits a ping interval; the
+// test's interval is short (so that pings happen in a short run), and on a
+// busy machine (the race detector, other packages' tests) a subscriber may
+// not get a CPU within it.
+const pongTimeout = 2 * time.Second
+
 // writeLoop writes what is queued for one connection, up to 16 lines a
 // message, and a ping every pingInterval; it closes the connection when a
-// ping is not answered before the next.
+// ping is not answered within pongTimeout.
 func (f *fakeCentrifugo) writeLoop(fc *fakeCfConn, done <-chan struct{}) {
 	ping := time.NewTicker(f.pingInterval)
 	defer ping.Stop()
-	waiting := false
+	var waiting time.Time // when the unanswered ping went out; zero: none
 	for {
 		var batch [][]byte
 		select {
 		case <-done:
 			return
 		case <-fc.pong:
-			waiting = false
+			waiting = time.Time{}
 			continue
 		case <-ping.C:
-			if waiting {
-				fc.c.Close()
-				return
+			if !waiting.IsZero() {
+				if time.Since(waiting) > pongTimeout {
+					fc.c.Close()
+					return
+				}
+				continue // one ping outstanding at a time
 			}
-			waiting = true
+			waiting = time.Now()
 			batch = append(batch, []byte("{}"))
 		case line := <-fc.out:
 			batch = append(batch, line)
