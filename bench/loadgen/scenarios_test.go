@@ -390,19 +390,15 @@ func TestSessionScenarios(t *testing.T) {
 }
 
 // A run's table has p99.9 and one table per scenario kind.
-func TestTableScenarios(t *testing.T) {
-	dir := t.TempDir()
+// tableOf prints the -table of vs, each as one JSON line of a file.
+func tableOf(t *testing.T, vs ...any) string {
+	t.Helper()
 	var lines []string
-	for _, v := range []any{
-		Result{Target: "switchyard", Subs: 10, LatencyP999Ms: 12.5, LastP999Ms: 13.5},
-		IdleResult{Scenario: scenarioIdle, Target: "naive", Sessions: 10, IdleSessionKiB: 21.5, StructKiBPerSocket: 3.5, BufKiBPerSocket: 0.25, KernelKiBPerSocket: 3.75},
-		ConnectResult{Scenario: scenarioConnect, Target: "centrifugo", TLS: true, Sessions: 10, Concurrency: 2, ConnectsPerCoreSec: 7200},
-		ChurnResult{Scenario: scenarioChurn, Target: "switchyard", Cycles: 100, Open: 10, BaseGoroutines: -1, PeakGoroutines: -1, AfterGoroutines: -1, BaseHeapMiB: -1, PeakHeapMiB: -1, AfterHeapMiB: -1, GC: true},
-	} {
+	for _, v := range vs {
 		b, _ := json.Marshal(v)
 		lines = append(lines, string(b))
 	}
-	in := filepath.Join(dir, "all.jsonl")
+	in := filepath.Join(t.TempDir(), "runs.jsonl")
 	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +406,16 @@ func TestTableScenarios(t *testing.T) {
 	if err := printTable(&out, []string{in}); err != nil {
 		t.Fatal(err)
 	}
-	s := out.String()
+	return out.String()
+}
+
+func TestTableScenarios(t *testing.T) {
+	s := tableOf(t,
+		Result{Target: "switchyard", Subs: 10, LatencyP999Ms: 12.5, LastP999Ms: 13.5},
+		IdleResult{Scenario: scenarioIdle, Target: "naive", Sessions: 10, IdleSessionKiB: 21.5, StructKiBPerSocket: 3.5, BufKiBPerSocket: 0.25, KernelKiBPerSocket: 3.75},
+		ConnectResult{Scenario: scenarioConnect, Target: "centrifugo", TLS: true, Sessions: 10, Concurrency: 2, ConnectsPerCoreSec: 7200},
+		ChurnResult{Scenario: scenarioChurn, Target: "switchyard", Cycles: 100, Open: 10, BaseGoroutines: -1, PeakGoroutines: -1, AfterGoroutines: -1, BaseHeapMiB: -1, PeakHeapMiB: -1, AfterHeapMiB: -1, GC: true},
+	)
 	for _, want := range []string{"p99 / p99.9 ms", "/ 12.50 |", "/ 13.50 |", "| naive | 10 | 21.5 (", "| 3.75 = 3.50 + 0.25 |",
 		"| centrifugo | wss:// | 10 (2) | 7200 |", "| switchyard | 100 (10) |", "n/a / n/a / n/a", "| yes |"} {
 		if !strings.Contains(s, want) {
@@ -428,23 +433,10 @@ func TestArrivalOutput(t *testing.T) {
 	epoll := Result{Target: "switchyard", Subs: 10, Readers: readersEpoll, LatencyP50Ms: 1, ArrivalSamples: 100, ArrivalP50Ms: 0.4,
 		ArrivalP99Ms: 0.9, ArrivalP999Ms: 1.2, LastArrivalSamples: 10, LastArrivalP99Ms: 2.5}
 	plain := Result{Target: "naive", Subs: 10}
-	in := filepath.Join(t.TempDir(), "runs.jsonl")
-	var lines []string
-	for _, r := range []Result{epoll, plain} {
-		b, _ := json.Marshal(r)
-		lines = append(lines, string(b))
+	if b, _ := json.Marshal(plain); strings.Contains(string(b), "arrival") {
+		t.Errorf("arrival fields in the JSON of a run without them: %s", b)
 	}
-	if strings.Contains(lines[1], "arrival") {
-		t.Errorf("arrival fields in the JSON of a run without them: %s", lines[1])
-	}
-	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := printTable(&out, []string{in}); err != nil {
-		t.Fatal(err)
-	}
-	s := out.String()
+	s := tableOf(t, epoll, plain)
 	for _, want := range []string{"| arrival p50 / p99 / p99.9 ms | last arrival p99 ms |", "\n|---|" + strings.Repeat("---:|", 15) + "\n",
 		"| 0.40 / 0.90 / 1.20 | 2.50 |", "| 0.00 / 0.00 / 0.00 / 0.00 | n/a | n/a |"} {
 		if !strings.Contains(s, want) {
@@ -452,7 +444,7 @@ func TestArrivalOutput(t *testing.T) {
 		}
 	}
 
-	out.Reset()
+	var out bytes.Buffer
 	printText(&out, &epoll)
 	if s := out.String(); !strings.Contains(s, "arrival latency     p50 0.40 ms") || !strings.Contains(s, "last arrival        p50 0.00 ms, p95 0.00 ms, p99 2.50 ms") {
 		t.Errorf("text lacks the arrival lines:\n%s", s)
