@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -64,6 +66,12 @@ type Server struct {
 	bc     *batchConn // nil unless BatchWrites
 	closed bool
 	conns  sync.WaitGroup // one per ServeQUICConn goroutine
+
+	// Sessions read their control streams from goroutines of their own
+	// (see reader.go), outside ServeQUICConn: Close waits for them too.
+	gate    sync.RWMutex   // read-held to start a reader, held by Close to stop them
+	stopped bool           // guarded by gate: no more readers
+	readers sync.WaitGroup // one per reader goroutine
 }
 
 // NewServer prepares a server; call Serve to start it.
@@ -164,11 +172,15 @@ func (s *Server) Close() error {
 	s.closed = true
 	ln := s.ln
 	s.mu.Unlock()
+	s.gate.Lock()
+	s.stopped = true // sessions read on the goroutines they have
+	s.gate.Unlock()
 	err := s.wt.Close() // closes every QUIC connection it serves
 	if ln != nil {
 		_ = ln.Close()
 	}
 	s.conns.Wait()
+	s.readers.Wait() // the connections are closed: every read fails, every session ends
 	s.mu.Lock()
 	bc := s.bc
 	s.mu.Unlock()
@@ -178,7 +190,11 @@ func (s *Server) Close() error {
 	return err
 }
 
-// ServeHTTP upgrades a CONNECT request and serves the session until it ends.
+// ServeHTTP upgrades a CONNECT request, admits the session and returns:
+// the session goes on, its reads woken by the arrival of bytes on the
+// control stream (see reader.go). The handler's goroutine, whose stack
+// holds HTTP/3's request handling and the node's routing, is not kept for
+// as long as the session lasts.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess, err := s.wt.Upgrade(w, r)
 	if err != nil {
@@ -192,16 +208,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = sess.CloseWithError(webtransport.SessionErrorCode(protocols.CodeHandshakeTimeout), "no control stream")
 		return
 	}
-	protocols.Serve(newWire(sess, str, s.session.MaxFrameSize), protocols.WebTransport, r, s.acc, s.session)
+	protocols.ServePolled(newWire(s, sess, str, s.session.MaxFrameSize), protocols.WebTransport, r, s.acc, s.session)
 }
 
 type wire struct {
+	srv  *Server
 	sess *webtransport.Session
 	str  *webtransport.Stream
-	fr   *protocols.FrameReader
+
+	// The read side (reader.go): owned by the session's current read step,
+	// or by the waiter between steps.
+	src      io.Reader // str (in this package's tests, a stand-in)
+	max      int       // the largest frame body accepted
+	rd       *[]byte   // the read buffer, from readBuffers; nil between steps
+	r, n     int       // (*rd)[r:n] is read from src and not yet returned
+	rerr     error     // what src returned after the buffered bytes
+	body     []byte    // the body of a frame larger than the read buffer
+	peek     [16]byte  // what the waiter read, before it has a read buffer
+	aborting atomic.Bool
+
+	wmu     sync.Mutex // guards the fields below: a step's Arm and its waiter
+	waking  bool       // a waiter runs a step
+	rearmed bool       // that step armed: the waiter reads again after it
+	next    func()     // the wake the step armed with
 
 	// owned by the writer
-	buf      []byte // one batch
 	deadline protocols.Deadline
 
 	mu     sync.Mutex // guards code and reason
@@ -212,40 +243,66 @@ type wire struct {
 	abortOnce sync.Once
 }
 
-func newWire(sess *webtransport.Session, str *webtransport.Stream, maxFrame int) *wire {
-	return &wire{sess: sess, str: str, fr: protocols.NewFrameReader(str, maxFrame)}
+func newWire(srv *Server, sess *webtransport.Session, str *webtransport.Stream, maxFrame int) *wire {
+	return &wire{srv: srv, sess: sess, str: str, src: str, max: maxFrame}
 }
 
-func (w *wire) ReadFrame() ([]byte, error) { return ReadFrame(w.fr) }
-
 // ReadFrame reads the next frame of a control stream; the peer's session
-// close comes back as a *protocols.CloseError with Remote set. The server's
-// sessions and the Go client both read through it.
+// close comes back as a *protocols.CloseError with Remote set. The Go
+// client reads through it; the server's sessions read with the wire's own
+// reader (reader.go), which keeps no buffer while the client is silent.
 func ReadFrame(fr *protocols.FrameReader) ([]byte, error) {
 	b, err := fr.Next()
 	if err != nil {
-		var se *webtransport.SessionError
-		if errors.As(err, &se) && se.Remote {
-			return nil, &protocols.CloseError{Code: protocols.CloseCode(se.ErrorCode), Reason: se.Message, Remote: true}
-		}
-		return nil, err
+		return nil, peerClose(err)
 	}
 	return b, nil
 }
 
-// WriteFrames copies the batch into one buffer and writes it at once.
+// peerClose turns the peer's session close into a *protocols.CloseError
+// with Remote set; other errors pass as they are.
+func peerClose(err error) error {
+	var se *webtransport.SessionError
+	if errors.As(err, &se) && se.Remote {
+		return &protocols.CloseError{Code: protocols.CloseCode(se.ErrorCode), Reason: se.Message, Remote: true}
+	}
+	return err
+}
+
+// WriteFrames writes the batch at once (see writeBatch).
 func (w *wire) WriteFrames(frames [][]byte, deadline time.Time) error {
-	buf := w.buf[:0]
-	for _, f := range frames {
-		buf = append(buf, f...)
-	}
-	if cap(buf) <= 256<<10 {
-		w.buf = buf
-	}
 	if err := w.deadline.Set(w.str.SetWriteDeadline, deadline); err != nil {
 		return err
 	}
-	_, err := w.str.Write(buf)
+	return writeBatch(w.str, nil, frames)
+}
+
+// writeBuffers recycles the buffers that join a batch's frames for one
+// write: an idle session or subscription keeps none.
+var writeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledWrite is the largest buffer writeBuffers keeps: a batch's
+// bound by default (SessionConfig.BatchBytes).
+const maxPooledWrite = 256 << 10
+
+// writeBatch writes head and the frames with one Write. A lone frame is
+// written as it is: quic-go copies what it does not send before Write
+// returns, and frames are never changed once queued.
+func writeBatch(w io.Writer, head []byte, frames [][]byte) error {
+	if len(head) == 0 && len(frames) == 1 {
+		_, err := w.Write(frames[0])
+		return err
+	}
+	bp := writeBuffers.Get().(*[]byte)
+	buf := append((*bp)[:0], head...)
+	for _, f := range frames {
+		buf = append(buf, f...)
+	}
+	_, err := w.Write(buf)
+	if cap(buf) <= maxPooledWrite {
+		*bp = buf[:0]
+		writeBuffers.Put(bp)
+	}
 	return err
 }
 
@@ -263,6 +320,7 @@ func (w *wire) CloseWrite(code protocols.CloseCode, reason string, _ time.Time) 
 var (
 	_ protocols.DatagramWire = (*wire)(nil)
 	_ protocols.StreamWire   = (*wire)(nil)
+	_ protocols.PolledWire   = (*wire)(nil)
 )
 
 // SendDatagram sends one QUIC datagram; it blocks while quic-go's queue
@@ -287,30 +345,23 @@ func (w *wire) OpenStream(header []byte, deadline time.Time) (protocols.StreamWr
 type uniStream struct {
 	str      *webtransport.SendStream
 	head     []byte // written before the first batch
-	buf      []byte
 	deadline protocols.Deadline
 }
 
 func (u *uniStream) WriteFrames(frames [][]byte, deadline time.Time) error {
-	buf := append(u.buf[:0], u.head...)
-	u.head = nil
-	for _, f := range frames {
-		buf = append(buf, f...)
-	}
-	if cap(buf) <= 4<<10 { // an idle subscription keeps little
-		u.buf = buf
-	}
 	if err := u.deadline.Set(u.str.SetWriteDeadline, deadline); err != nil {
 		return err
 	}
-	_, err := u.str.Write(buf)
-	return err
+	head := u.head
+	u.head = nil
+	return writeBatch(u.str, head, frames)
 }
 
 func (u *uniStream) Close() error { return u.str.Close() }
 
 // Abort closes the session, with the code given to CloseWrite if any.
 func (w *wire) Abort() {
+	w.aborting.Store(true) // no more waiters: see Arm
 	w.abortOnce.Do(func() {
 		w.mu.Lock()
 		code, reason, closed := w.code, w.reason, w.closed
@@ -318,6 +369,8 @@ func (w *wire) Abort() {
 		if !closed {
 			code, reason = 0, "" // the transport failed or the peer left: no code to tell
 		}
-		_ = w.sess.CloseWithError(webtransport.SessionErrorCode(code), reason)
+		if w.sess != nil { // nil only in this package's tests of the read side
+			_ = w.sess.CloseWithError(webtransport.SessionErrorCode(code), reason)
+		}
 	})
 }
