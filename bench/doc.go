@@ -14,6 +14,12 @@
 //   - naive: the baseline server, a gorilla/websocket broadcast loop with
 //     one write per delivery (its code is in internal/naive, so that the
 //     load generator's tests can run it in-process).
+//   - floor: the least a Go server can spend per connect and per delivery
+//     on the naive server's protocol, so that the other targets' figures can
+//     be read against what the machine allows.
+//   - wtidle: a measurement of where an idle WebTransport (or WebSocket)
+//     session's memory goes: RSS, stacks, goroutines by stack, live heap by
+//     allocation site, with the node in a child process.
 //   - run.sh: builds cmd/switchyard, naive and loadgen, runs the same load
 //     against each server in its own process on loopback, and prints
 //     Markdown tables. RESULTS.md records its runs; README.md explains
