@@ -52,7 +52,13 @@ func main() {
 		<-ctx.Done()
 		ln.Close()
 	}()
-	s := &server{subs: make(map[*net.TCPConn]int)}
+	newServer().acceptLoop(ln)
+}
+
+func newServer() *server { return &server{subs: make(map[*net.TCPConn]int)} }
+
+// acceptLoop serves ln's connections until it is closed.
+func (s *server) acceptLoop(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -144,15 +150,17 @@ func (s *server) subscriber(c *net.TCPConn, answer []byte) {
 }
 
 // publisher reads the publisher's masked frames and broadcasts each
-// binary message (a single frame: the load generator does not fragment).
+// binary message once its last fragment has come (a client library may
+// split a long message into several frames).
 func (s *server) publisher(c *net.TCPConn) {
 	defer c.Close()
 	var hdr [14]byte
+	var msg []byte
 	for {
 		if _, err := io.ReadFull(c, hdr[:2]); err != nil {
 			return
 		}
-		op, n := hdr[0]&0x0f, uint64(hdr[1]&0x7f)
+		fin, op, n := hdr[0]&0x80 != 0, hdr[0]&0x0f, uint64(hdr[1]&0x7f)
 		ext := map[uint64]int{126: 2, 127: 8}[n]
 		if _, err := io.ReadFull(c, hdr[2:2+ext+4]); err != nil {
 			return
@@ -163,7 +171,7 @@ func (s *server) publisher(c *net.TCPConn) {
 		case 8:
 			n = binary.BigEndian.Uint64(hdr[2:])
 		}
-		if n > 1<<20 {
+		if n > 1<<20 || uint64(len(msg))+n > 1<<20 {
 			return
 		}
 		mask := hdr[2+ext : 2+ext+4]
@@ -175,10 +183,18 @@ func (s *server) publisher(c *net.TCPConn) {
 			payload[i] ^= mask[i&3]
 		}
 		switch op {
-		case 2:
-			s.broadcast(frame(payload))
+		case 2: // a binary message's first frame
+			msg = payload
+		case 0: // a continuation
+			msg = append(msg, payload...)
 		case 8:
 			return
+		default: // ping, pong, text: not part of the protocol
+			continue
+		}
+		if fin && (op == 2 || op == 0) {
+			s.broadcast(frame(msg))
+			msg = nil
 		}
 	}
 }
