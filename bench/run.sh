@@ -22,7 +22,7 @@
 #   IDLE_MAX [0.15] loadgen -idle-max: how busy the machine may be before
 #                   each run (it waits up to 30 s, then warns)
 #   READERS [empty] loadgen -readers: goroutine (a goroutine per subscriber)
-#                   or epoll (experimental: a few goroutines read all the
+#                   or epoll (scenario.sh fanout's default: a few goroutines read all the
 #                   subscribers' sockets with epoll); empty passes no flag
 #   KEEP [empty]    set to keep the temporary directory (JSON, server logs)
 #   CENTRIFUGO_BIN, CENTRIFUGO_VERSION, BENCH_BIN   see bench/centrifugo.sh

@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.LatencySubs, "latency-subs", 10, "subscribers that time every message")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "server `PID` whose CPU time and RSS to sample from /proc (0: none)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the last deliveries after publishing stops")
-	fs.StringVar(&cfg.Readers, "readers", readersGoroutine, "fanout: how subscribers read: goroutine (one each, in gorilla's read) or epoll (experimental, Linux, ws:// only: GOMAXPROCS goroutines with an epoll instance each read all sockets and parse the frames themselves)")
+	fs.StringVar(&cfg.Readers, "readers", readersGoroutine, "fanout: how subscribers read: goroutine (one each, in gorilla's read) or epoll (Linux, ws:// only; also records the arrival latency: GOMAXPROCS goroutines with an epoll instance each read all sockets and parse the frames themselves)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON line")
 	table := fs.Bool("table", false, "print a Markdown table of the -json result lines in the files named as arguments, then exit")
 	quiet := fs.Bool("q", false, "no progress on stderr")
